@@ -1,0 +1,183 @@
+"""Study specs: every key is checked before any work, one clear message per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import SpecError
+from engine.plugins import PluginHost
+from engine.spec import SearchSpec, load_spec, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost.load(entry_points=False)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def _problems(exc: SpecError) -> dict[str | None, str]:
+    return dict(exc.problems)
+
+
+@pytest.mark.parametrize("name", ["quickstart.toml", "regression.toml"])
+def test_shipped_specs_are_valid(name: str, host: PluginHost) -> None:
+    plan = resolve(load_spec(ROOT / "studies" / name), host)
+    assert plan.tasks
+
+
+def test_quickstart_has_several_bundled_datasets(host: PluginHost) -> None:
+    plan = resolve(load_spec(ROOT / "studies" / "quickstart.toml"), host)
+    assert {t.key for t in plan.tasks} >= {"iris", "wine", "diabetes"}
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_invalid_toml_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(_write(tmp_path, "[search\nname="))
+
+
+def test_unknown_keys_and_bad_values_are_all_reported_with_file_and_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[search]
+name = "ok"
+n_trial = 5
+seed = -1
+device = "tpu"
+
+[evaluation]
+validation = "bootstrap"
+folds = 1
+
+[sampler]
+name = "grid"
+
+[[tasks]]
+source = "sklearn"
+dataset = "iris"
+""",
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    problems = _problems(info.value)
+    assert "did you mean 'n_trials'" in problems["search.n_trial"]
+    assert "non-negative" in problems["search.seed"]
+    assert "cpu, cuda or auto" in problems["search.device"]
+    assert "holdout" in problems["evaluation.validation"]
+    assert "2 to 20" in problems["evaluation.folds"]
+    assert "tpe" in problems["sampler.name"]
+    assert all(line.startswith(str(path)) for line in str(info.value).splitlines())
+
+
+def test_missing_name_and_tasks(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(_write(tmp_path, "[search]\nseed = 1\n"))
+    problems = _problems(info.value)
+    assert "missing" in problems["search.name"] and "[[tasks]]" in problems["tasks"]
+
+
+def test_unknown_plugin_names_list_the_registered_ones(tmp_path: Path, host: PluginHost) -> None:
+    spec = load_spec(
+        _write(
+            tmp_path,
+            """
+[search]
+name = "x"
+strategies = ["linear", "xgboost"]
+updaters = ["adam"]
+
+[evaluation]
+classification = "precision"
+regression = "accuracy"
+
+[[tasks]]
+source = "kaggle"
+""",
+        )
+    )
+    with pytest.raises(SpecError) as info:
+        resolve(spec, host)
+    problems = _problems(info.value)
+    assert (
+        "unknown strategy 'xgboost'" in problems["search.strategies"]
+        and "mlp" in problems["search.strategies"]
+    )
+    assert "gradient_descent" in problems["search.updaters"]
+    assert "unknown evaluator 'precision'" in problems["evaluation.classification"]
+    assert "does not apply to regression" in problems["evaluation.regression"]
+    assert "unknown task source 'kaggle'" in problems["tasks[0].source"]
+
+
+def test_task_options_are_checked_against_the_source(tmp_path: Path, host: PluginHost) -> None:
+    spec = load_spec(
+        _write(
+            tmp_path,
+            """
+[search]
+name = "x"
+
+[[tasks]]
+source = "sklearn"
+dataset = "mnist"
+
+[[tasks]]
+source = "csv"
+path = 3
+colour = "red"
+
+[[tasks]]
+source = "csv"
+path = "data/missing.csv"
+target = "y"
+""",
+        )
+    )
+    with pytest.raises(SpecError) as info:
+        resolve(spec, host)
+    problems = _problems(info.value)
+    assert "iris" in problems["tasks[0].dataset"]  # lists the valid datasets
+    assert "a string" in problems["tasks[1].path"]
+    assert "unknown option" in problems["tasks[1].colour"]
+    assert "missing" in problems["tasks[1].target"]
+    assert "missing.csv" in problems["tasks[2]"] and str(tmp_path) in problems["tasks[2]"]
+
+
+def test_duplicate_task_names_are_refused(host: PluginHost) -> None:
+    spec = SearchSpec.from_dict(
+        {"search": {"name": "x"}, "tasks": [{"source": "sklearn", "dataset": "iris"}] * 2}
+    )
+    with pytest.raises(SpecError, match="also used by tasks\\[0\\]"):
+        resolve(spec, host)
+
+
+def test_bad_sampler_options_are_reported(host: PluginHost) -> None:
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "x"},
+            "sampler": {"name": "tpe", "n_startup": 3},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    with pytest.raises(SpecError) as info:
+        resolve(spec, host)
+    assert "n_startup" in _problems(info.value)["sampler"]
+
+
+def test_spec_round_trips_through_its_dict(host: PluginHost) -> None:
+    spec = load_spec(ROOT / "studies" / "regression.toml")
+    again = SearchSpec.from_dict(spec.to_dict(), base_dir=spec.base_dir)
+    assert again.to_dict() == spec.to_dict()
