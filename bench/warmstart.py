@@ -14,7 +14,7 @@ pruner, holdout validation, accuracy. For each seed:
 * **kNN** and **transfer**: each target task searched in a copy of that seed's history with warm start
   on (``$STRATAGEM_WARM_START`` = ``knn`` / ``transfer``); the target's own cold study is in the copy,
   and the engine must (and does) leave it out, so the sources are the other tasks' cold-TPE studies;
-* **zero-shot**: the first configuration :func:`engine.recommend.recommend` returns from that history
+* **zero-shot**: the first configuration :func:`engine.recommendation.recommend` returns from that history
   (the target excluded), evaluated as a single trial.
 
 The incumbent after ``n`` trials is the complete trial with the best validation value among the first
@@ -191,7 +191,7 @@ def _zero_shot(job: Job) -> tuple[str, str, dict[str, Any]]:
     import optuna
 
     from engine.plugins import PluginHost
-    from engine.recommend import recommend
+    from engine.recommendation import recommend
     from engine.search import run
     from engine.task import fingerprint
 
@@ -228,9 +228,9 @@ def incumbent_curve(trials: Sequence[dict[str, Any]], budget: int) -> list[float
     best_test: float | None = None
     for t in list(trials)[:budget]:
         v = t["value"]
-        if t["state"] == "COMPLETE" and v is not None and math.isfinite(v) and t["test"] is not None:
-            if best_val is None or v > best_val:
-                best_val, best_test = v, t["test"]
+        usable = t["state"] == "COMPLETE" and v is not None and math.isfinite(v) and t["test"] is not None
+        if usable and (best_val is None or v > best_val):
+            best_val, best_test = v, t["test"]
         curve.append(best_test)
     return curve
 
@@ -323,7 +323,8 @@ def targets(summary: dict[str, Any], budget: int) -> list[tuple[str, bool | None
             (
                 f"it is never worse than cold TPE at {budget} trials beyond the seeds' spread",
                 oursN[0] - coldN[0] <= spread,
-                f"{oursN[0]:.3f} vs {coldN[0]:.3f}; difference {oursN[0] - coldN[0]:+.3f}, spread {spread:.3f}",
+                f"{oursN[0]:.3f} vs {coldN[0]:.3f}; difference {oursN[0] - coldN[0]:+.3f}, "
+                f"spread {spread:.3f}",
             )
         )
     zero = get("zero-shot", "regret@1")
@@ -345,7 +346,8 @@ def render(summary: dict[str, Any], budget: int, meta: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"Leave-one-task-out over {meta['n_tasks']} classification tasks (regression is not benchmarked here), "
+        f"Leave-one-task-out over {meta['n_tasks']} classification tasks (regression is not benchmarked "
+        "here), "
         f"{meta['n_seeds']} seeds, budget {budget} trials per target task; {meta['runs']} searches in "
         f"{meta['wall']:.0f} s wall time ({meta['wall'] / 60:.1f} min) on {meta['cpus']} CPU core(s) with "
         f"{meta['workers']} worker processes ({meta['python']}, {meta['when']}).",
@@ -354,16 +356,17 @@ def render(summary: dict[str, Any], budget: int, meta: dict[str, Any]) -> str:
         "",
         "Tasks: " + ", ".join(f"`{n}` ({meta['shapes'][n]})" for n in meta["tasks"]) + ".",
         "",
-        "Setup: built-in strategies `linear` and `mlp`, updaters `gradient_descent` and `random_search`, TPE "
-        "(Optuna's default sampler) or `RandomSampler`, median pruner, holdout validation, accuracy. The history "
-        "for a target is the other tasks' cold-TPE studies of the same seed (the target's own study is in the "
-        "storage and warm start must leave it out). The incumbent after n trials is the best-validation "
-        "complete trial among the first n (pruned and failed trials count), scored on the test split. Regret "
-        "is (best - incumbent) / (best - worst) per task, with best / worst the highest / lowest test "
-        "accuracy any trial of any method and seed reached on that task (1 before the first complete trial). "
-        f"Trials to 1%: the first n whose incumbent is within 1% (relative) of that best, {budget + 1} when "
-        "never reached. Cells: mean over tasks and seeds ± standard deviation over seeds of the per-seed "
-        "means. Zero-shot is one trial: the top configuration `recommend` gives before any trial.",
+        "Setup: built-in strategies `linear` and `mlp`, updaters `gradient_descent` and `random_search`, "
+        "TPE (Optuna's default sampler) or `RandomSampler`, median pruner, holdout validation, accuracy. "
+        "The history for a target is the other tasks' cold-TPE studies of the same seed (the target's own "
+        "study is in the storage and warm start must leave it out). The incumbent after n trials is the "
+        "best-validation complete trial among the first n (pruned and failed trials count), scored on the "
+        "test split. Regret is (best - incumbent) / (best - worst) per task, with best / worst the highest "
+        "/ lowest test accuracy any trial of any method and seed reached on that task (1 before the first "
+        f"complete trial). Trials to 1%: the first n whose incumbent is within 1% (relative) of that best, "
+        f"{budget + 1} when never reached. Cells: mean over tasks and seeds ± standard deviation over seeds "
+        "of the per-seed means. Zero-shot is one trial: the top configuration `recommend` gives before any "
+        "trial.",
         "",
         "| method | " + " | ".join(f"regret@{c}" for c in cps) + " | trials to 1% | reached 1% |",
         "|---" * (len(cps) + 3) + "|",
@@ -384,7 +387,8 @@ def render(summary: dict[str, Any], budget: int, meta: dict[str, Any]) -> str:
         lines.append(f"- {'met' if met else 'NOT met'}: {statement} ({figures}).")
     lines += [
         "",
-        "Trials to 1% per task (mean over seeds):",
+        f"Trials to 1% per task (mean over seeds; zero-shot counts 1 when its single trial is within 1%, "
+        f"{budget + 1} otherwise):",
         "",
         "| task | " + " | ".join(m for m in METHODS if m in summary["per_task"]) + " |",
         "|---" * (1 + len(summary["per_task"])) + "|",

@@ -28,6 +28,10 @@ _LAZY = {
     "tasks": "engine.results",
     "searches": "engine.results",
     "BestStrategy": "engine.results",
+    "defaults": "engine.results",
+    "BestDefault": "engine.results",
+    "recommend": "engine.recommendation",
+    "Recommendation": "engine.recommendation",
     "load_spec": "engine.spec",
     "SearchSpec": "engine.spec",
     "TaskSpec": "engine.spec",
@@ -50,6 +54,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "BestDefault",
     "BestStrategy",
     "Dataset",
     "DuplicateNameError",
@@ -58,6 +63,7 @@ __all__ = [
     "FitResult",
     "Option",
     "PluginError",
+    "Recommendation",
     "Registry",
     "SearchResult",
     "SearchSpec",
@@ -74,8 +80,10 @@ __all__ = [
     "Updater",
     "__version__",
     "best",
+    "defaults",
     "hookimpl",
     "load_spec",
+    "recommend",
     "run",
     "searches",
     "tasks",

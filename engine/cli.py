@@ -73,12 +73,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], wrap: Sequence[str] = ()
+) -> None:
+    """Print a table; only the columns named in ``wrap`` may wrap, the others keep their width."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", show_lines=bool(wrap))
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=bool(wrap) and col not in wrap)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
     _console().print(table)
@@ -133,9 +136,15 @@ def run(
             )
             sys.exit(130)
     if as_json:
-        _print_json({**_result_dict(result), "best": [b.to_dict() for b in result.best]})
+        _print_json(
+            {
+                **_result_dict(result),
+                "best": [b.to_dict() for b in result.best],
+                "defaults": [d.to_dict() for d in result.defaults],
+            }
+        )
         return
-    _best_table(result.best)
+    _results_tables(result.best, result.defaults)
     storage_arg = "" if storage is None else f" --storage {storage}"
     click.echo(
         f"{result.trials_run} trials in {result.seconds:.1f}s. Results are in {result.storage} "
@@ -197,30 +206,23 @@ class _progress:
             self.progress.__exit__(*exc)
 
 
+def _config(name: str, params: dict[str, Any]) -> str:
+    """A strategy or updater with one hyperparameter per line, for narrow terminals."""
+    return "\n".join([f"[bold]{name}[/bold]", *(f"{k}={_fmt(v)}" for k, v in params.items())])
+
+
 def _best_table(rows: Sequence[Any]) -> None:
     if not rows:
         click.echo("No finished strategies yet. Run a search first: stratagem run studies/quickstart.toml")
         return
-    columns = [
-        "search",
-        "task",
-        "strategy",
-        "params",
-        "updater",
-        "updater params",
-        "evaluator",
-        "validation",
-        "test",
-        "trials",
-    ]
-    table_rows = [
+    searches = {b.search for b in rows}
+    one_search = len(searches) == 1
+    columns = ["task", "strategy", "updater", "evaluator", "validation", "test", "trials"]
+    table_rows: list[list[Any]] = [
         [
-            b.search,
             b.task,
-            b.strategy,
-            b.strategy_params,
-            b.updater,
-            b.updater_params,
+            _config(b.strategy, b.strategy_params),
+            _config(b.updater, b.updater_params),
             f"{b.evaluator} ({'max' if b.direction == 'maximize' else 'min'})",
             b.value,
             b.test_value,
@@ -228,11 +230,16 @@ def _best_table(rows: Sequence[Any]) -> None:
         ]
         for b in rows
     ]
-    if any(b.warm_start for b in rows):
+    if not one_search:
+        columns.insert(0, "search")
+        for row, b in zip(table_rows, rows, strict=True):
+            row.insert(0, b.search)
+    if any((b.warm_start or {}).get("used") for b in rows):
         columns.append("warm start")
         for row, b in zip(table_rows, rows, strict=True):
             row.append(_warm_summary(b.warm_start))
-    _table("Best strategy per task", columns, table_rows)
+    title = f"Best strategy per task of search {rows[0].search!r}" if one_search else "Best strategy per task"
+    _table(title, columns, table_rows, wrap=("strategy", "updater", "warm start"))
 
 
 def _warm_summary(info: dict[str, Any] | None) -> str:
@@ -253,14 +260,57 @@ def _warm_summary(info: dict[str, Any] | None) -> str:
 @json_option
 @_errors
 def best(search: str | None, task: str | None, storage: str | None, as_json: bool) -> None:
-    """Show the best strategy found for each task."""
+    """Show the best strategy found for each task, and the best default of cross-task searches.
+
+    With --json: {"best": [one object per task], "defaults": [one object per cross-task search]}.
+    """
     from engine.results import best as query
+    from engine.results import defaults as query_defaults
 
     rows = query(storage=storage, search=search, task=task)
+    found = query_defaults(storage=storage, search=search) if task is None else []
     if as_json:
-        _print_json([b.to_dict() for b in rows])
+        _print_json({"best": [b.to_dict() for b in rows], "defaults": [d.to_dict() for d in found]})
     else:
+        _results_tables(rows, found)
+
+
+def _results_tables(rows: Sequence[Any], defaults: Sequence[Any]) -> None:
+    if rows or not defaults:
         _best_table(rows)
+    if defaults:
+        _table(
+            "Best default per cross-task search (loss: 0 perfect, 1 trivial predictor)",
+            [
+                "search",
+                "kind",
+                "tasks",
+                "strategy",
+                "params",
+                "updater",
+                "updater params",
+                "loss",
+                "test loss",
+                "trials",
+                "task evals",
+            ],
+            [
+                (
+                    d.search,
+                    d.kind,
+                    len(d.per_task),
+                    d.strategy,
+                    d.strategy_params,
+                    d.updater,
+                    d.updater_params,
+                    d.loss,
+                    d.test_loss,
+                    d.n_trials,
+                    d.task_evaluations,
+                )
+                for d in defaults
+            ],
+        )
 
 
 @cli.command()
@@ -396,7 +446,7 @@ def recommend(
 
     Give the task as --csv PATH --target COL, as --dataset NAME or as --task NAME.
     """
-    from engine.recommend import recommend_for_entry, recommend_for_task
+    from engine.recommendation import recommend_for_entry, recommend_for_task
 
     given = [name for name, value in (("--csv", csv_path), ("--dataset", dataset), ("--task", task)) if value]
     if len(given) != 1:
@@ -416,25 +466,23 @@ def recommend(
     if as_json:
         _print_json(rec.to_dict())
         return
-    rows = []
-    for c in rec.configs:
-        tried = [f"{e.task}: {_fmt(e.value)}" for e in c.evidence if e.value is not None]
-        rows.append(
-            [
-                c.rank,
-                c.strategy,
-                c.strategy_params,
-                c.updater,
-                c.updater_params,
-                c.score,
-                "; ".join(tried) or f"predicted from {len(c.evidence)} neighbours",
-                c.origin,
-            ]
-        )
+    rows = [
+        [
+            c.rank,
+            _config(c.strategy, c.strategy_params),
+            _config(c.updater, c.updater_params),
+            c.score,
+            "\n".join(f"{e.task}: {_fmt(e.value)}" for e in c.evidence if e.value is not None)
+            or f"predicted from {len(c.evidence)} neighbours",
+            c.origin,
+        ]
+        for c in rec.configs
+    ]
     _table(
         f"Recommended for {rec.task} ({rec.kind}), before any trial",
-        ["#", "strategy", "params", "updater", "updater params", "score", "value where tried", "from"],
+        ["#", "strategy", "updater", "score", "value where tried", "from"],
         rows,
+        wrap=("strategy", "updater", "value where tried", "from"),
     )
     neighbours = ", ".join(
         f"{n['task']} (distance {n['distance']:.3g}, weight {n['weight']:.2f})" for n in rec.neighbours[:5]

@@ -21,8 +21,10 @@ most twice a trivial one; a non-finite value costs 2. See :class:`TaskScale`.
 **Racing.** Tasks are evaluated in one seeded order, fixed for the study (stored in its user attribute
 ``stratagem`` and reused on resume). Every configuration is evaluated on the first
 ``ceil(first_stage * N)`` tasks; from the end of that first stage on, the running mean loss is
-reported after each task at step = number of tasks evaluated, and the spec's pruner (median by default)
-may stop the trial, so unpromising configurations never see the remaining tasks. Nothing is reported
+reported after each task at step = number of tasks evaluated, and the spec's pruner (by default a
+percentile pruner that lets only the best third of configurations go on, see
+:attr:`engine.spec.SearchSpec.pruner_config`) may stop the trial, so unpromising configurations never
+see the remaining tasks. Nothing is reported
 inside the first stage on purpose: Optuna's median and percentile pruners compare a trial's *best*
 reported value with the others' values at the current step, so a lucky mean over one easy task would
 shield a configuration for the rest of the race. Only complete trials (all

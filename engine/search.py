@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from engine.storage import BestRow, Database, SearchRow, SearchTaskRow, TaskRow
 from engine.task import Split, fingerprint, make_split
 
 if TYPE_CHECKING:
-    from engine.results import BestStrategy
+    from engine.results import BestDefault, BestStrategy
 
 __all__ = ["ProgressSink", "SearchResult", "SearchTask", "run", "strategy_study_name"]
 
@@ -49,6 +49,15 @@ def strategy_study_name(search: str, task: str) -> str:
     return f"{search}/{task}"
 
 
+def _study_name_for(spec: SearchSpec, task: str) -> str:
+    """The study a task's results live in: its own, or the cross-task study of a cross-task search."""
+    if spec.mode == "cross_task":
+        from engine.crosstask import cross_task_study_name
+
+        return cross_task_study_name(spec.name)
+    return strategy_study_name(spec.name, task)
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """What :func:`run` did."""
@@ -58,6 +67,7 @@ class SearchResult:
     trials_run: int
     seconds: float
     best: list[BestStrategy]
+    defaults: list[BestDefault] = field(default_factory=list)
 
 
 class ProgressSink:
@@ -143,12 +153,15 @@ def run(
         _set_status(db, search_id, "interrupted")
         raise
     _set_status(db, search_id, "finished")
+    from engine.results import defaults as query_defaults
+
     return SearchResult(
         search=spec.name,
         storage=db.safe_url,
         trials_run=trials_run,
         seconds=time.perf_counter() - started,
         best=query_best(storage=db.url, search=spec.name),
+        defaults=query_defaults(storage=db.url, search=spec.name),
     )
 
 
@@ -242,7 +255,7 @@ def _register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:
                     search=search,
                     task_id=row.id,
                     key=task.key,
-                    study_name=strategy_study_name(spec.name, task.key),
+                    study_name=_study_name_for(spec, task.key),
                     evaluator=task.evaluator.name,
                     direction=task.evaluator.direction,
                 )
@@ -398,6 +411,7 @@ def _warm_start(
             strategies=tuple(s.name for s in resolved.strategies),
             updaters=tuple(u.name for u in resolved.updaters),
             info=resolved.dataset.info(),
+            method=plan.spec.warm_start_method,
         )
         warm = warm_start_study(db=db, study=study, target=target, n_trials=n_trials, seed=plan.spec.seed)
         info, callbacks = warm.info, list(warm.callbacks)

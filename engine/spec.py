@@ -14,6 +14,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     threads = 1                # torch threads per worker (0: torch's default)
     trials_per_visit = 0       # 0: each task gets all its trials in one visit
     warm_start = true          # seed new strategy studies from other tasks' history
+    warm_start_method = "transfer"  # or "knn" (default: $STRATAGEM_WARM_START, else "transfer")
     mode = "per_task"          # or "cross_task": one study for the best default over all tasks
 
     [cross_task]               # only for mode = "cross_task"
@@ -22,7 +23,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     [sampler]                  # any Optuna sampler keyword arguments besides name
     name = "tpe"               # "tpe", "random", "qmc" or "gp"
 
-    [pruner]
+    [pruner]                   # default: median; in cross-task mode percentile 33.3 (keep the best third)
     name = "median"            # "median", "percentile", "hyperband", "successive_halving", "none"
 
     [evaluation]
@@ -110,13 +111,24 @@ class SearchSpec:
     threads: int = 1
     trials_per_visit: int = 0
     warm_start: bool = True
+    warm_start_method: str | None = None
     mode: str = "per_task"
     first_stage: float = 0.34
     sampler: Mapping[str, Any] = field(default_factory=lambda: {"name": "tpe"})
-    pruner: Mapping[str, Any] = field(default_factory=lambda: {"name": "median"})
+    pruner: Mapping[str, Any] | None = None
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def pruner_config(self) -> Mapping[str, Any]:
+        """The ``[pruner]`` table, or the mode's default: the median pruner per task; for cross-task
+        racing, a percentile pruner that lets only the best third of configurations past each task."""
+        if self.pruner is not None:
+            return self.pruner
+        if self.mode == "cross_task":
+            return {"name": "percentile", "percentile": 100 / 3, "n_startup_trials": 3}
+        return {"name": "median"}
 
     def replace(self, **changes: Any) -> SearchSpec:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -137,11 +149,12 @@ class SearchSpec:
                 "threads": self.threads,
                 "trials_per_visit": self.trials_per_visit,
                 "warm_start": self.warm_start,
+                "warm_start_method": self.warm_start_method,
                 "mode": self.mode,
             },
             "cross_task": {"first_stage": self.first_stage},
             "sampler": dict(self.sampler),
-            "pruner": dict(self.pruner),
+            "pruner": dict(self.pruner_config),
             "evaluation": dataclasses.asdict(self.evaluation),
             "tasks": [
                 {"source": t.source, **({"name": t.name} if t.name else {}), **dict(t.options)}
@@ -267,6 +280,7 @@ _SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: v in ("cpu", "cuda", "auto") or v.startswith("cuda:"),
         "must be cpu, cuda or auto",
     ),
+    "threads": (int, lambda v: v >= 0, "must be a non-negative integer (0: torch's default)"),
     "trials_per_visit": (
         int,
         lambda v: v >= 0,
@@ -274,6 +288,7 @@ _SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     ),
     "mode": (str, lambda v: v in ("per_task", "cross_task"), 'must be "per_task" or "cross_task"'),
     "warm_start": (bool, None, "must be true or false"),
+    "warm_start_method": (str, lambda v: v in ("transfer", "knn"), 'must be "transfer" or "knn"'),
 }
 
 
@@ -351,7 +366,7 @@ class Plan:
         return make_sampler(self.spec.sampler, seed, source=self.spec.source)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return make_pruner(self.spec.pruner, source=self.spec.source)
+        return make_pruner(self.spec.pruner_config, source=self.spec.source)
 
 
 def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
@@ -386,9 +401,16 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
     except SpecError as exc:
         p.items.extend(exc.problems)
     try:
-        make_pruner(spec.pruner, source=spec.source)
+        make_pruner(spec.pruner_config, source=spec.source)
     except SpecError as exc:
         p.items.extend(exc.problems)
+    if spec.warm_start and spec.warm_start_method is None:
+        from engine.warmstart import default_method
+
+        try:
+            default_method()
+        except ValueError as exc:
+            p.add("search.warm_start_method", str(exc))
     strategies = [
         host.strategies.get(n) for n in (spec.strategies or host.strategies.names()) if n in host.strategies
     ]

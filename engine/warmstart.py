@@ -26,10 +26,13 @@ Methods (``WarmTarget.method``; default ``$STRATAGEM_WARM_START`` or ``"transfer
     the target's trials, each model (every source surrogate, and a surrogate ``t`` of the target itself
     judged leave-one-out) counts the pairs of trials it ranks wrongly; its data weight is the share of
     resamples in which it ranks best. A model's weight blends prior and data weight by ``n / (n + 5)``
-    for ``n`` target trials. After each finished trial a callback enqueues the best-scoring candidate that
-    is neither tried nor a near duplicate of a tried one, until ``ceil(n_trials / 2)`` warm trials are
-    queued, the target's own model holds half the weight, or candidates run out; the study's sampler,
-    which sees the warm trials in the history, then takes over.
+    for ``n`` target trials. After each finished trial a callback enqueues the candidate that adds most to
+    a greedy portfolio (auto-sklearn 2, FLAML): ``pred_s(c)`` is replaced by ``max(pred_s(c), m_s)``, with
+    ``m_s`` the best that the configurations tried so far reach on source ``s``, so the next pick covers the
+    sources the earlier picks do not. Tried configurations and near duplicates of them are skipped; a
+    source's own observed rank replaces its surrogate's prediction for configurations it tried. This goes
+    on until ``ceil(n_trials / 2)`` warm trials are queued, the target's own model holds half the weight,
+    or candidates run out; the study's sampler, which sees the warm trials in the history, takes over.
 """
 
 from __future__ import annotations
@@ -566,16 +569,36 @@ class SourceEnsemble:
         self.seed = seed
         self.space = ConfigSpace(t.distributions for s in self.sources for t in s.trials)
         self.models: list[Any] = []
+        self._known: list[dict[str, float]] = [
+            {_key(t.params): t.rank for t in src.trials if t.complete} for src in self.sources
+        ]
         for i, src in enumerate(self.sources):
             X = self.space.encode([t.params for t in src.trials])
             self.models.append(_surrogate(X, np.array([t.rank for t in src.trials]), seed + i))
         self.candidates = self._candidates(extra, strategies, updaters)
         self.X = self.space.encode([c.params for c in self.candidates])
-        self.predictions = (
-            np.array([m.predict(self.X) for m in self.models])
-            if self.models and self.candidates
-            else np.zeros((len(self.models), len(self.candidates)))
-        )
+        self.predictions = self.predict([c.params for c in self.candidates])
+
+    def predict(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Each source's rank-normalised value for each configuration, shape ``(sources, configs)``: the
+        observed rank where the source tried exactly that configuration, its surrogate's prediction
+        elsewhere."""
+        if not self.models or not configs:
+            return np.zeros((len(self.models), len(configs)))
+        X = self.space.encode(configs)
+        out = np.array([m.predict(X) for m in self.models])
+        keys = [_key(c) for c in configs]
+        for i, known in enumerate(self._known):
+            for j, key in enumerate(keys):
+                if key in known:
+                    out[i, j] = known[key]
+        return out
+
+    def coverage(self, tried: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Per source, the best value (as :meth:`predict` gives it) among the ``tried`` configurations."""
+        if not tried:
+            return np.zeros(len(self.models))
+        return np.asarray(self.predict(tried).max(axis=1))
 
     def _candidates(
         self, extra: Sequence[Candidate], strategies: Sequence[str] | None, updaters: Sequence[str] | None
@@ -608,10 +631,21 @@ class SourceEnsemble:
         return out
 
     def scores(
-        self, weights: np.ndarray, target_weight: float = 0.0, target_pred: np.ndarray | None = None
+        self,
+        weights: np.ndarray,
+        target_weight: float = 0.0,
+        target_pred: np.ndarray | None = None,
+        covered: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Ensemble score of every candidate: ``weights @ predictions (+ target_weight * target_pred)``."""
-        score = weights @ self.predictions if len(self.models) else np.zeros(len(self.candidates))
+        """Ensemble score of every candidate: ``sum_s w_s max(pred_s(c), covered_s) + w_t pred_t(c)``.
+
+        With ``covered`` (see :meth:`coverage`) the score is a greedy portfolio's: a candidate gains only
+        where it beats what the configurations tried so far already reach on that source.
+        """
+        predictions = self.predictions
+        if covered is not None and predictions.size:
+            predictions = np.maximum(predictions, covered[:, None])
+        score = weights @ predictions if len(self.models) else np.zeros(len(self.candidates))
         if target_pred is not None and target_weight > 0:
             score = score + target_weight * target_pred
         return np.asarray(score)
@@ -906,10 +940,10 @@ class _TransferCallback:
             dists: dict[str, BaseDistribution] = {}
             for t in done:
                 dists.update(t.distributions)
+            tried = [*self.enqueued, *_fixed_params(study)]
+            covered = self.ensemble.coverage(tried)
             chosen = self.ensemble.pick(
-                self.ensemble.scores(weights, target_weight, target_pred),
-                [*self.enqueued, *_fixed_params(study)],
-                conform=dists,
+                self.ensemble.scores(weights, target_weight, target_pred, covered), tried, conform=dists
             )
             if not chosen:
                 stop = "no untried configuration of other tasks is left; the sampler takes over"

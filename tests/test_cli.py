@@ -61,7 +61,7 @@ def test_run_then_query_on_the_default_sqlite_file(project: Path) -> None:
     assert "stratagem best --search cli" in out.stdout
     assert "A new study created" not in out.stderr
 
-    best = json.loads(stratagem("best", "--json", cwd=project).stdout)
+    best = json.loads(stratagem("best", "--json", cwd=project).stdout)["best"]
     assert {b["task"] for b in best} == {"iris", "data"}
     data = next(b for b in best if b["task"] == "data")
     assert data["evaluator"] == "r2" and data["strategy"] == "linear" and data["n_trials"] == 2
@@ -123,7 +123,7 @@ def test_plugins_lists_builtins_with_versions(project: Path) -> None:
 @pytest.mark.postgres
 def test_cli_on_postgresql(project: Path, postgres_url: str) -> None:
     stratagem("run", "spec.toml", "--storage", postgres_url, cwd=project)
-    best = json.loads(stratagem("best", "--storage", postgres_url, "--json", cwd=project).stdout)
+    best = json.loads(stratagem("best", "--storage", postgres_url, "--json", cwd=project).stdout)["best"]
     assert {b["task"] for b in best} == {"iris", "data"}
     study = optuna.load_study(study_name="cli/data", storage=postgres_url)
     assert len(study.trials) == 2 and study.best_value == pytest.approx(

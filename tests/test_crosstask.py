@@ -1,4 +1,4 @@
-"""Specification of the cross-task search mode (engine.crosstask) and its best default (engine.defaults)."""
+"""Specification of the cross-task search mode (engine.crosstask) and its best default (engine.results)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from engine.crosstask import (
     representative_info,
     task_scale,
 )
-from engine.defaults import defaults
+from engine.results import defaults
 from engine.errors import SpecError, UnknownNameError
 from engine.search import SearchResult, run
 from engine.spec import SearchSpec, TaskSpec

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.errors import UnknownNameError
-from engine.recommend import NoHistoryError, recommend, recommend_for_entry, recommend_for_task
+from engine.recommendation import NoHistoryError, recommend, recommend_for_entry, recommend_for_task
 from engine.results import tasks
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec

@@ -10,7 +10,7 @@ for the candidate, and the value the candidate actually got on a task where it w
 
 Python API::
 
-    from engine.recommend import recommend, recommend_for_task
+    from engine.recommendation import recommend, recommend_for_task
     rec = recommend(dataset, storage="sqlite:///stratagem.db", top=3)
     rec.configs[0].strategy, rec.configs[0].strategy_params
 """
