@@ -3,12 +3,14 @@ stored tasks, the searches."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from engine.errors import UnknownNameError
 from engine.storage import BestRow, Database, DefaultRow, SearchRow, SearchTaskRow, TaskRow
@@ -110,6 +112,26 @@ def _open(storage: str | None) -> Database | None:
     return db if db.has_tables() else None
 
 
+@contextmanager
+def _reading(storage: str | None, search: str | None) -> Iterator[Session | None]:
+    """A session on the storage (``None`` if it holds no Stratagem data); checks ``search`` exists.
+
+    Raises:
+        UnknownNameError: ``search`` is given but not stored; the message lists the stored ones.
+    """
+    db = _open(storage)
+    if db is None:
+        if search is not None:
+            raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
+        yield None
+        return
+    with db.session() as s:
+        if search is not None and SearchRow.by_name(s, search) is None:
+            known = ", ".join(s.scalars(select(SearchRow.name))) or "none"
+            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+        yield s
+
+
 def best(
     *, storage: str | None = None, search: str | None = None, task: str | None = None
 ) -> list[BestStrategy]:
@@ -120,15 +142,9 @@ def best(
     Raises:
         UnknownNameError: ``search`` is given but no such search is stored.
     """
-    db = _open(storage)
-    if db is None:
-        if search is not None:
-            raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
-        return []
-    with db.session() as s:
-        if search is not None and SearchRow.by_name(s, search) is None:
-            known = ", ".join(s.scalars(select(SearchRow.name))) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+    with _reading(storage, search) as s:
+        if s is None:
+            return []
         stmt = (
             select(BestRow, SearchTaskRow, SearchRow, TaskRow)
             .join(SearchTaskRow, BestRow.search_task_id == SearchTaskRow.id)
@@ -279,15 +295,9 @@ def defaults(*, storage: str | None = None, search: str | None = None) -> list[B
     Raises:
         UnknownNameError: ``search`` is given but no such search is stored.
     """
-    db = Database(storage, create=False)
-    if not db.has_tables():
-        if search is not None:
-            raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
-        return []
-    with db.session() as s:
-        if search is not None and SearchRow.by_name(s, search) is None:
-            known = ", ".join(s.scalars(select(SearchRow.name))) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+    with _reading(storage, search) as s:
+        if s is None:
+            return []
         stmt = (
             select(DefaultRow, SearchRow.name)
             .join(SearchRow, DefaultRow.search_id == SearchRow.id)

@@ -30,6 +30,7 @@ from engine.objective import ATTR, StrategyObjective, TrialFailed, split_params
 from engine.plugins import PluginHost
 from engine.spec import Plan, ResolvedTask, SearchSpec, load_spec, resolve
 from engine.storage import BestRow, Database, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.database import open_optuna_storage
 from engine.task import Split, fingerprint, make_split
 
 if TYPE_CHECKING:
@@ -186,18 +187,6 @@ def _check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
                     source=plan.spec.source,
                     key=f"search.{kind}",
                 )
-
-
-def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's storage on the same database as the engine's tables (SQLite tuned alike)."""
-    from engine.storage.database import tune_sqlite
-
-    kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    )
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    tune_sqlite(storage.engine)
-    return storage
 
 
 def _register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:

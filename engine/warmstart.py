@@ -52,6 +52,7 @@ from sqlalchemy import select
 
 from engine.metafeatures import FEATURE_NAMES, meta_feature_vector
 from engine.storage import Database, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.database import open_optuna_storage
 from engine.storage.models import DefaultRow
 from engine.task import TaskInfo, TaskKind
 
@@ -229,12 +230,6 @@ def _study_trials(storage: optuna.storages.BaseStorage, study_id: int, name: str
     return out
 
 
-def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's view of the database at ``url``, without creating tables."""
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
-
-
 def discover_sources(
     db: Database,
     kind: str,
@@ -253,7 +248,7 @@ def discover_sources(
     Returns:
         The sources, ordered by fingerprint.
     """
-    storage = storage if storage is not None else open_optuna_storage(db.url)
+    storage = storage if storage is not None else open_optuna_storage(db.url, create=False)
     with db.session() as s:
         rows = {
             r.fingerprint: (r.name, dict(r.meta_features))
@@ -801,7 +796,7 @@ def warm_start_study(
         db,
         target.kind,
         exclude_fingerprint=target.fingerprint,
-        storage=storage if isinstance(storage, optuna.storages.RDBStorage) else None,
+        storage=storage if isinstance(storage, optuna.storages.BaseStorage) else None,
     )
     defaults = (
         []
