@@ -208,7 +208,10 @@ class _progress:
 
 def _config(name: str, params: dict[str, Any]) -> str:
     """A strategy or updater with one hyperparameter per line, for narrow terminals."""
-    return "\n".join([f"[bold]{name}[/bold]", *(f"{k}={_fmt(v)}" for k, v in params.items())])
+    from rich.markup import escape
+
+    lines = (escape(f"{k}={'None' if v is None else _fmt(v)}") for k, v in params.items())
+    return "\n".join([f"[bold]{escape(name)}[/bold]", *lines])
 
 
 def _best_table(rows: Sequence[Any]) -> None:

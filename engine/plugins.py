@@ -18,7 +18,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -238,8 +238,3 @@ def _import_local(spec: str, base_dir: Path) -> ModuleType:
         ) from exc
     except Exception as exc:
         raise PluginError(f"plugin module {spec!r} raised on import: {exc!r}") from exc
-
-
-def iter_hook_names() -> Iterable[str]:
-    """Names of every hook specification (used by the documentation meta-test)."""
-    return list(_KINDS.values())

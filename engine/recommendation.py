@@ -1,7 +1,7 @@
 """Zero-shot recommendation: the strategies most likely to do well on a task, before any trial on it.
 
 The storage's finished strategy studies of other tasks of the same kind are the evidence. Every
-configuration tried there is a candidate, scored by the ensemble :mod:`engine.warmstart` uses, with
+configuration tried there is a candidate, scored by the ensemble :mod:`engine.transfer` builds, with
 weights from meta-feature similarity alone (there are no trials on the task to re-weight by): each
 source task's surrogate predicts the candidate's rank-normalised value there (1 = as good as the best
 trial of that task) and the score is the similarity-weighted mean. The top ``K`` distinct candidates
@@ -158,7 +158,7 @@ def recommend_for_features(
         NoHistoryError: No other task of ``kind`` has a finished strategy study in the storage.
         ValueError: ``top`` is not positive, or the meta-features are incomplete.
     """
-    from engine.warmstart import SourceEnsemble, cross_task_defaults, discover_sources
+    from engine.transfer import SourceEnsemble, cross_task_defaults, discover_sources
 
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")

@@ -41,6 +41,8 @@ __all__ = ["ProgressSink", "SearchResult", "SearchTask", "run", "strategy_study_
 log = logging.getLogger("stratagem")
 
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+WARM_START_ATTR = "stratagem.warm_start"
+"""Strategy-study user attribute recording what warm start used and why (or why it did not run)."""
 KIND_TASKS = "task_exploration"
 KIND_STRATEGIES = "strategy_exploration"
 
@@ -410,7 +412,7 @@ def _warm_start(
         link = s.get(SearchTaskRow, task.search_task_id)
         if link is not None:
             link.warm_start = info
-    study.set_user_attr("stratagem.warm_start", info)
+    study.set_user_attr(WARM_START_ATTR, info)
     return callbacks
 
 

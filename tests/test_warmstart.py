@@ -19,13 +19,8 @@ from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
 from engine.storage import Database, SearchRow
 from engine.storage.models import DefaultRow
-from engine.warmstart import (
-    INFO_ATTR,
-    WarmTarget,
-    _rank_normalise,
-    _ranking_wins,
-    warm_start_study,
-)
+from engine.transfer import _rank_normalise, _ranking_wins
+from engine.warmstart import INFO_ATTR, WarmTarget, warm_start_study
 
 FAST = {"strategies": ("linear",), "updaters": ("gradient_descent",)}
 SYNTH = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 3}, name="synth")
