@@ -284,28 +284,14 @@ def _results_tables(rows: Sequence[Any], defaults: Sequence[Any]) -> None:
     if defaults:
         _table(
             "Best default per cross-task search (loss: 0 perfect, 1 trivial predictor)",
-            [
-                "search",
-                "kind",
-                "tasks",
-                "strategy",
-                "params",
-                "updater",
-                "updater params",
-                "loss",
-                "test loss",
-                "trials",
-                "task evals",
-            ],
+            ["search", "kind", "tasks", "strategy", "updater", "loss", "test loss", "trials", "task evals"],
             [
                 (
                     d.search,
                     d.kind,
                     len(d.per_task),
-                    d.strategy,
-                    d.strategy_params,
-                    d.updater,
-                    d.updater_params,
+                    _config(d.strategy, d.strategy_params),
+                    _config(d.updater, d.updater_params),
                     d.loss,
                     d.test_loss,
                     d.n_trials,
@@ -313,6 +299,7 @@ def _results_tables(rows: Sequence[Any], defaults: Sequence[Any]) -> None:
                 )
                 for d in defaults
             ],
+            wrap=("strategy", "updater"),
         )
 
 
