@@ -126,6 +126,7 @@ def run(
         KeyboardInterrupt: After marking the search interrupted; finished trials stay stored.
     """
     from engine.results import best as query_best
+    from engine.results import defaults as query_defaults
 
     if not isinstance(spec, SearchSpec):
         spec = load_spec(spec)
@@ -152,12 +153,10 @@ def run(
                 )
             else:
                 trials_run = _explore(plan, host, db, optuna_storage, tasks, progress or ProgressSink())
-    except KeyboardInterrupt:
-        _set_status(db, search_id, "interrupted")
+    except BaseException as exc:
+        _set_status(db, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     _set_status(db, search_id, "finished")
-    from engine.results import defaults as query_defaults
-
     return SearchResult(
         search=spec.name,
         storage=db.safe_url,

@@ -64,7 +64,10 @@ class TaskRow(Base):
 
 
 class SearchRow(Base):
-    """A named search: the spec it was last run with and how that run ended."""
+    """A named search: the spec it was last run with and how that run ended.
+
+    ``status`` is ``running``, ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (an error).
+    """
 
     __tablename__ = "stratagem_searches"
 
