@@ -41,7 +41,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from engine.crosstask import cross_task_study_name
+from engine.vocabulary import cross_task_study_name
 from engine.results import defaults
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec

@@ -2,7 +2,7 @@
 
 Both paths run the same trivial trial: a ``constant`` strategy (one linear layer with zero weights)
 trained by a ``noop`` updater (zero steps), scored on iris's validation and test rows with the same
-:mod:`engine.training` functions, with the same sampler and pruner, on one SQLite file per repetition.
+:mod:`engine.study.training` functions, with the same sampler and pruner, on one SQLite file per repetition.
 
 * engine: :func:`engine.search.run` with a spec that selects ``constant`` and ``noop``, loaded from this
   very file as a local plugin (``search.plugins``), as a user's ``--plugin`` file would be;
@@ -178,9 +178,9 @@ def plain_objective(sampler: str, seed: int) -> tuple[Callable[[optuna.Trial], f
     """The plain-Optuna objective doing the engine's trial work; returns it and the direction."""
     import torch
 
-    from engine import training
-    from engine.objective import PrefixedTrial, trial_seed
-    from engine.plugins import PluginHost
+    from engine.study import training
+    from engine.study.objective import PrefixedTrial, trial_seed
+    from engine.plugin.host import PluginHost
     from engine.spec import resolve
     from engine.task import fingerprint, make_split
 
@@ -224,7 +224,7 @@ def run_plain(url: str, name: str, sampler: str, n_trials: int, seed: int, *, tu
             ``synchronous=NORMAL``: no fsync per commit), so that only the engine's extra work differs.
             ``False`` keeps Optuna's defaults (an fsync per commit), as a user's own loop would have.
     """
-    from engine.spec import make_sampler
+    from engine.study import make_sampler
     from engine.storage.database import tune_sqlite
 
     objective, direction = plain_objective(sampler, seed)

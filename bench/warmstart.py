@@ -171,7 +171,8 @@ def run_job(job: Job) -> dict[str, Any]:
         url, search = _url(path), "warm"
         os.environ["STRATAGEM_WARM_START"] = "knn" if job.method == "kNN-enqueue" else "transfer"
         result = run(_spec(search, key, job, warm_start=True), storage=url)
-        info = result.best[0].warm_start if result.best else None
+        record = result.best[0].warm_start if result.best else None
+        info = record.to_dict() if record is not None else None
     elif job.method == "zero-shot":
         url, search, info = _zero_shot(job)
     else:
@@ -190,7 +191,7 @@ def _zero_shot(job: Job) -> tuple[str, str, dict[str, Any]]:
     """Recommend from the seed's history (target excluded), then run that one configuration."""
     import optuna
 
-    from engine.plugins import PluginHost
+    from engine.plugin.host import PluginHost
     from engine.recommendation import recommend
     from engine.search import run
     from engine.task import fingerprint
@@ -447,7 +448,7 @@ def _create_storages(work: Path, seeds: Sequence[int]) -> None:
 
 
 def _shape(name: str) -> str:
-    from engine.plugins import PluginHost
+    from engine.plugin.host import PluginHost
 
     spec = _task_spec(name)
     ds = PluginHost.load(entry_points=False).task_sources.get(spec.source).load(spec.options, ROOT)

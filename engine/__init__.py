@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from engine.configuration import Configuration
 from engine.errors import (
     DuplicateNameError,
     PluginError,
@@ -15,11 +15,24 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.evaluator import Evaluator
-from engine.hookspecs import hookimpl
-from engine.registry import Registry
+from engine.plugin.hookspecs import hookimpl
+from engine.plugin.registry import Registry
+from engine.settings import VERSION as __version__
 from engine.strategy import Strategy
-from engine.task import Dataset, Option, TaskInfo, TaskSource
-from engine.updater import FitResult, TrainingProblem, Updater
+from engine.task import Dataset, Option, TaskInfo, TaskKind, TaskSource
+from engine.updater import FitResult, Report, TrainingProblem, Updater
+from engine.vocabulary import DONE_STATES
+from engine.warmstarter import (
+    Candidate,
+    Source,
+    SourceTrial,
+    SourceUse,
+    WarmStart,
+    WarmStartContext,
+    WarmStarter,
+    WarmStartRecord,
+    WarmTarget,
+)
 
 _LAZY = {
     "run": "engine.search",
@@ -36,6 +49,10 @@ _LAZY = {
     "SearchSpec": "engine.spec",
     "TaskSpec": "engine.spec",
     "EvaluationSpec": "engine.spec",
+    "SourceEnsemble": "engine.transfer",
+    "ConfigSpace": "engine.transfer",
+    "NEAR_DUPLICATE": "engine.transfer",
+    "conform_params": "engine.transfer",
 }
 
 
@@ -48,14 +65,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
-try:
-    __version__ = version("stratagem")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
 __all__ = [
+    "DONE_STATES",
+    "NEAR_DUPLICATE",
     "BestDefault",
     "BestStrategy",
+    "Candidate",
+    "ConfigSpace",
+    "Configuration",
     "Dataset",
     "DuplicateNameError",
     "EvaluationSpec",
@@ -65,21 +82,33 @@ __all__ = [
     "PluginError",
     "Recommendation",
     "Registry",
+    "Report",
     "SearchResult",
     "SearchSpec",
+    "Source",
+    "SourceEnsemble",
+    "SourceTrial",
+    "SourceUse",
     "SpecError",
     "StorageError",
     "StratagemError",
     "Strategy",
     "TaskDataError",
     "TaskInfo",
+    "TaskKind",
     "TaskSource",
     "TaskSpec",
     "TrainingProblem",
     "UnknownNameError",
     "Updater",
+    "WarmStart",
+    "WarmStartContext",
+    "WarmStartRecord",
+    "WarmStarter",
+    "WarmTarget",
     "__version__",
     "best",
+    "conform_params",
     "defaults",
     "hookimpl",
     "load_spec",

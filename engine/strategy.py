@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine._config import Configurable
+from engine.configurable import Configurable
 from engine.task import TASK_KINDS, TaskInfo, TaskKind
 
 if TYPE_CHECKING:

@@ -17,8 +17,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 import engine
-from engine.evaluator import Evaluator
-from engine.task import TaskKind
+from engine import Evaluator, TaskKind
 
 __all__ = [
     "LOG_LOSS_EPS",

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import engine
-from engine.strategy import Strategy
-from engine.task import TaskInfo
+from engine import Strategy, TaskInfo
 
 if TYPE_CHECKING:
     import optuna

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.evaluator import Evaluator
-from engine.registry import Registry
+from engine.plugin.registry import Registry
 from engine.testing import EvaluatorContract
 from plugins.evaluators import (
     R2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.registry import Registry
+from engine.plugin.registry import Registry
 from engine.strategy import Strategy
 from engine.task import TaskInfo
 from engine.testing import StrategyContract

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 
-from engine.registry import Registry
+from engine.plugin.registry import Registry
 from engine.testing import UpdaterContract, reference_evaluator, tiny_problem
 from engine.updater import TrainingProblem, Updater
 from plugins.evaluators import Accuracy

@@ -1,4 +1,4 @@
-"""Specification of the cross-task search mode (engine.crosstask) and its best default (engine.results)."""
+"""Specification of the cross-task search mode (engine.search.cross_task) and its best default (engine.results)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from engine.crosstask import (
-    LOSS_RANGE,
-    TaskScale,
-    cross_task_study_name,
-    racing_order,
-    representative_info,
-    task_scale,
-)
+from engine.search.task_scale import LOSS_RANGE, TaskScale, racing_order, representative_info, task_scale
+from engine.vocabulary import cross_task_study_name
 from engine.results import defaults
 from engine.errors import SpecError, UnknownNameError
 from engine.search import SearchResult, run

@@ -26,9 +26,10 @@ from click.testing import CliRunner
 import engine
 from engine.cli import cli
 from engine.errors import DuplicateNameError
-from engine.plugins import BUILTIN_PLUGINS, LOAD_ENV, PluginHost
+from engine.plugin.host import BUILTIN_PLUGINS, LOAD_ENV, PluginHost
 from engine.results import best
-from engine.search import run, strategy_study_name
+from engine.search import run
+from engine.vocabulary import strategy_study_name
 from engine.spec import SearchSpec, TaskSpec, load_spec, resolve
 
 EXAMPLE_DIST = "stratagem-example-plugin"

@@ -1,4 +1,4 @@
-"""Specification of task meta-features (engine.metafeatures)."""
+"""Specification of task meta-features (engine.task.metafeatures)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.metafeatures import FEATURE_NAMES, compute_meta_features, meta_feature_vector
+from engine.task.metafeatures import FEATURE_NAMES, compute_meta_features, meta_feature_vector
 from engine.task import Dataset
 from plugins.tasks import SklearnSource
 

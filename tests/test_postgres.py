@@ -31,8 +31,8 @@ def test_warm_start_recommend_and_cross_task_on_postgresql(postgres_url: str) ->
 
     run(_spec("pg-target", ("breast_cancer",)), storage=postgres_url)
     [row] = best(storage=postgres_url, search="pg-target")
-    assert row.warm_start is not None and row.warm_start["used"] is True
-    assert {s["task"] for s in row.warm_start["sources"]} <= {"iris", "wine"}
+    assert row.warm_start is not None and row.warm_start.used is True
+    assert {s.task for s in row.warm_start.sources} <= {"iris", "wine"}
     study = optuna.load_study(study_name="pg-target/breast_cancer", storage=postgres_url)
     assert study.user_attrs["stratagem.warm_start"]["used"] is True
 

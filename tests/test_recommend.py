@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,11 +12,21 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
+from engine.configuration import Configuration
 from engine.errors import UnknownNameError
-from engine.recommendation import NoHistoryError, recommend, recommend_for_entry, recommend_for_task
+from engine.recommendation import (
+    NoHistoryError,
+    TaskChoiceError,
+    recommend,
+    recommend_for_entry,
+    recommend_for_source,
+    recommend_for_task,
+)
 from engine.results import tasks
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
+from engine.storage import Database
+from engine.task import fingerprint
 from plugins.tasks import SklearnSource, SyntheticSource
 
 
@@ -85,8 +96,6 @@ def test_recommend_returns_top_k_configs_with_evidence_from_other_tasks_only(his
 
 def test_a_dataset_can_be_recommended_for_and_its_own_history_left_out(history: str) -> None:
     synth = SyntheticSource().load({"n_samples": 120, "n_features": 5, "seed": 3}, Path.cwd())
-    from engine.task import fingerprint
-
     with_own = recommend(synth, storage=history, top=2)
     without = recommend(synth, storage=history, top=2, exclude_fingerprint=fingerprint(synth))
 
@@ -158,3 +167,63 @@ def test_recommend_never_writes_to_the_storage(history: str) -> None:
 
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM trials").fetchone() == before
+
+
+def test_engine_tables_without_any_search_are_no_history_and_stay_untouched(sqlite_url: str) -> None:
+    Database(sqlite_url)  # the engine's tables only, as before a first search
+    iris = SklearnSource().load({"dataset": "iris"}, Path.cwd())
+
+    with pytest.raises(NoHistoryError, match="no finished searches of classification tasks"):
+        recommend(iris, storage=sqlite_url)
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "trials" not in tables  # Optuna's tables were not created by reading
+
+
+def test_a_recommended_config_is_a_configuration_shown_with_flat_fields(history: str) -> None:
+    config = recommend_for_task("wine", storage=history, top=1).configs[0]
+
+    assert config.config == Configuration.from_params(config.params)
+    data = config.to_dict()
+    assert list(data) == [
+        "rank", "strategy", "strategy_params", "updater", "updater_params", "params", "score", "origin",
+        "evidence",
+    ]  # fmt: skip
+    assert data["params"] == config.config.to_params()
+
+
+def test_recommend_for_source_with_a_stored_task_leaves_its_own_history_out(history: str) -> None:
+    rec = recommend_for_source(task="wine", storage=history, top=1)
+
+    assert rec.to_dict() == recommend_for_task("wine", storage=history, top=1).to_dict()
+    assert "wine" not in {n["task"] for n in rec.neighbours}
+
+
+def test_recommend_for_source_with_a_dataset_loads_it_through_its_task_source(history: str) -> None:
+    rec = recommend_for_source(dataset="breast_cancer", storage=history, top=1)
+
+    assert rec.task == "breast_cancer" and rec.excluded_fingerprint is None
+
+
+def test_recommend_for_source_reads_a_csv_with_its_target_column(history: str, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    _write_csv(path)
+
+    rec = recommend_for_source(csv=path, target="label", kind="classification", storage=history, top=1)
+
+    assert rec.task == "new" and rec.kind == "classification"
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "give exactly one of --csv PATH --target COL, --dataset NAME or --task NAME"),
+        ({"dataset": "iris", "task": "wine"}, "give exactly one of"),
+        ({"dataset": "iris", "target": "y"}, "--target and --kind go with --csv"),
+        ({"task": "wine", "kind": "regression"}, "--target and --kind go with --csv"),
+        ({"csv": "x.csv"}, "--csv needs --target COL"),
+    ],
+)
+def test_recommend_for_source_wants_exactly_one_task(given: dict[str, str], message: str) -> None:
+    with pytest.raises(TaskChoiceError, match=re.escape(message)):
+        recommend_for_source(**given)  # type: ignore[arg-type]

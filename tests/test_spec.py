@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import SpecError
-from engine.plugins import PluginHost
+from engine.plugin.host import PluginHost
 from engine.spec import SearchSpec, load_spec, resolve
 
 ROOT = Path(__file__).resolve().parents[1]

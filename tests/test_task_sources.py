@@ -11,7 +11,7 @@ import pytest
 
 import plugins.tasks
 from engine.errors import TaskDataError
-from engine.plugins import PluginHost
+from engine.plugin.host import PluginHost
 from engine.task import Dataset, fingerprint, make_split
 from plugins.tasks import CsvSource, SklearnSource, SyntheticSource
 

@@ -19,8 +19,14 @@ from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
 from engine.storage import Database, SearchRow
 from engine.storage.models import DefaultRow
-from engine.transfer import _rank_normalise, _ranking_wins
-from engine.warmstart import INFO_ATTR, WarmTarget, warm_start_study
+from engine.errors import SpecError
+from engine.storage.optuna_adapter import open_optuna_storage
+from engine.transfer.sources import rank_normalise
+from engine.transfer.surrogate import _ranking_wins
+from engine.transfer.warmstart import warm_start_study
+from engine.vocabulary import WARM_START_ATTR
+from engine.warmstarter import WarmStartRecord, WarmTarget
+from plugins.warm_starters import KnnWarmStarter, TransferWarmStarter
 
 FAST = {"strategies": ("linear",), "updaters": ("gradient_descent",)}
 SYNTH = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 3}, name="synth")
@@ -64,16 +70,16 @@ def test_a_task_without_history_of_its_kind_starts_cold(sqlite_url: str) -> None
     result = run(_spec("first", _sk("iris"), warm_start=True), storage=sqlite_url)
 
     info = result.best[0].warm_start
-    assert info is not None and info["used"] is False
-    assert info["reason"] == "no finished studies of other classification tasks in this storage"
+    assert info is not None and info.used is False
+    assert info.reason == "no finished studies of other classification tasks in this storage"
 
 
 def test_a_regression_task_does_not_warm_start_from_classification_history(storage: str) -> None:
     result = run(_spec("reg", _sk("diabetes"), warm_start=True), storage=storage)
 
     info = result.best[0].warm_start
-    assert info is not None and info["used"] is False
-    assert "regression" in info["reason"]
+    assert info is not None and info.used is False
+    assert "regression" in info.reason
 
 
 def test_the_tasks_own_studies_never_count_as_a_source(storage: str) -> None:
@@ -83,12 +89,12 @@ def test_the_tasks_own_studies_never_count_as_a_source(storage: str) -> None:
     result = run(_spec("again", _sk("iris"), warm_start=True), storage=storage)
 
     info = result.best[0].warm_start
-    assert info is not None and info["used"] is True
-    assert [s["fingerprint"] for s in info["sources"]] == [wine]
-    assert all(s["fingerprint"] != iris and s["study"] != "hist/iris" for s in info["sources"])
+    assert info is not None and info.used is True
+    assert [s.fingerprint for s in info.sources] == [wine]
+    assert all(s.fingerprint != iris and s.study != "hist/iris" for s in info.sources)
     # a third search of iris still sees only wine, not the two earlier iris studies
     third = run(_spec("third", _sk("iris"), warm_start=True, n_trials=2), storage=storage).best[0].warm_start
-    assert third is not None and {s["fingerprint"] for s in third["sources"]} == {wine}
+    assert third is not None and {s.fingerprint for s in third.sources} == {wine}
 
 
 def test_only_own_history_means_cold_start(sqlite_url: str) -> None:
@@ -96,17 +102,17 @@ def test_only_own_history_means_cold_start(sqlite_url: str) -> None:
 
     info = run(_spec("b", _sk("iris"), warm_start=True), storage=sqlite_url).best[0].warm_start
 
-    assert info is not None and info["used"] is False
-    assert "no finished studies of other classification tasks" in info["reason"]
+    assert info is not None and info.used is False
+    assert "no finished studies of other classification tasks" in info.reason
 
 
 def test_warm_start_is_recorded_on_the_study_and_shown_by_best(storage: str) -> None:
     run(_spec("new", (SYNTH,), warm_start=True, n_trials=4), storage=storage)
 
     study = optuna.load_study(study_name="new/synth", storage=storage)
-    on_study = study.user_attrs[INFO_ATTR]
+    on_study = study.user_attrs[WARM_START_ATTR]
     (row,) = best(storage=storage, search="new")
-    assert row.warm_start == on_study
+    assert row.warm_start == WarmStartRecord.from_dict(on_study)
     assert on_study["used"] is True and on_study["method"] == "transfer"
     assert on_study["enqueued"] == 2 == on_study["max_warm"]
     assert {s["task"] for s in on_study["sources"]} == {"iris", "wine"}
@@ -121,7 +127,7 @@ def test_warm_start_is_recorded_on_the_study_and_shown_by_best(storage: str) -> 
 
 def test_warm_start_false_and_the_cli_flag_turn_it_off(storage: str, tmp_path: Path) -> None:
     off = run(_spec("off", (SYNTH,), warm_start=False), storage=storage).best[0].warm_start
-    assert off == {"used": False, "reason": "warm start turned off"}
+    assert off == WarmStartRecord(used=False, reason="warm start turned off")
 
     spec = tmp_path / "spec.toml"
     spec.write_text(
@@ -131,13 +137,13 @@ def test_warm_start_false_and_the_cli_flag_turn_it_off(storage: str, tmp_path: P
     result = CliRunner().invoke(cli, ["run", str(spec), "--storage", storage, "--no-warm-start", "--json"])
     assert result.exit_code == 0, result.output
     (row,) = best(storage=storage, search="cli-off")
-    assert row.warm_start == {"used": False, "reason": "warm start turned off"}
+    assert row.warm_start == WarmStartRecord(used=False, reason="warm start turned off")
 
 
 def _warm(
     storage: str, method: str, strategies: tuple[str, ...], n_trials: int = 6
 ) -> tuple[optuna.Study, Any]:
-    from engine.metafeatures import compute_meta_features
+    from engine.task.metafeatures import compute_meta_features
     from engine.task import fingerprint
     from plugins.tasks import SyntheticSource
 
@@ -151,9 +157,18 @@ def _warm(
         strategies=strategies,
         updaters=("gradient_descent",),
         info=dataset.info(),
-        method=method,
     )
-    warm = warm_start_study(db=Database(storage), study=study, target=target, n_trials=n_trials, seed=0)
+    starter = {"knn": KnnWarmStarter(), "transfer": TransferWarmStarter()}[method]
+    warm = warm_start_study(
+        db=Database(storage),
+        storage=open_optuna_storage(storage),
+        study=study,
+        search_task_id=None,
+        target=target,
+        starter=starter,
+        n_trials=n_trials,
+        seed=0,
+    )
     return study, warm
 
 
@@ -175,8 +190,8 @@ def test_knn_enqueues_the_best_valid_configuration_of_each_nearest_task(storage:
     study, warm = _warm(storage, "knn", ("linear", "mlp"))
 
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert warm.info["used"] is True and warm.info["method"] == "knn" and warm.callbacks == ()
-    assert warm.info["enqueued"] == len(waiting) == 2
+    assert warm.record.used is True and warm.record.method == "knn" and warm.callbacks == ()
+    assert warm.record.enqueued == len(waiting) == 2
     for t in waiting:
         _assert_valid(t.system_attrs["fixed_params"], ("linear", "mlp"), storage)
     bests = {
@@ -188,7 +203,7 @@ def test_knn_enqueues_the_best_valid_configuration_of_each_nearest_task(storage:
 
 def test_transfer_enqueues_only_the_targets_strategies_and_keeps_going_in_a_callback(storage: str) -> None:
     study, warm = _warm(storage, "transfer", ("linear",))
-    assert warm.info["used"] is True and len(warm.callbacks) == 1
+    assert warm.record.used is True and len(warm.callbacks) == 1
     (first,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     _assert_valid(first.system_attrs["fixed_params"], ("linear",), storage)
 
@@ -201,11 +216,12 @@ def test_transfer_enqueues_only_the_targets_strategies_and_keeps_going_in_a_call
     study.optimize(objective, n_trials=6, callbacks=list(warm.callbacks))
 
     warm_trials = [t for t in study.trials if "fixed_params" in t.system_attrs]
-    assert len(warm_trials) == 3 == warm.info["enqueued"]  # ceil(6 / 2)
+    stored = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
+    assert len(warm_trials) == 3 == stored.enqueued  # ceil(6 / 2)
     for t in warm_trials:
         _assert_valid(t.system_attrs["fixed_params"], ("linear",), storage)
     assert len({str(sorted(t.system_attrs["fixed_params"].items())) for t in warm_trials}) == 3
-    assert "stopped" in warm.info and study.user_attrs[INFO_ATTR] == warm.info
+    assert stored.stopped is not None
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
@@ -214,11 +230,11 @@ def test_the_method_comes_from_the_environment_by_default(
 ) -> None:
     monkeypatch.setenv("STRATAGEM_WARM_START", "knn")
     info = run(_spec("env", (SYNTH,), warm_start=True, n_trials=2), storage=storage).best[0].warm_start
-    assert info is not None and info["method"] == "knn" and info["used"] is True
+    assert info is not None and info.method == "knn" and info.used is True
 
     monkeypatch.setenv("STRATAGEM_WARM_START", "magic")
-    with pytest.raises(ValueError, match="STRATAGEM_WARM_START must be one of transfer, knn"):
-        _warm(storage, None, ("linear",))  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"STRATAGEM_WARM_START: unknown warm starter 'magic'; registered: "):
+        run(_spec("env-bad", (SYNTH,), warm_start=True, n_trials=2), storage=storage)
 
 
 def _add_default(db: Database, search: str, covers: int | None, dropout: float) -> None:
@@ -268,19 +284,19 @@ def test_a_cross_task_default_is_a_candidate_unless_its_search_covered_the_targe
     _add_default(db, "ct-covering", task_id, 0.25)
 
     covered = run(_spec("s2", (SYNTH,), warm_start=True, n_trials=1), storage=sqlite_url).best[0].warm_start
-    assert covered is not None and covered["used"] is False
+    assert covered is not None and covered.used is False
 
     _add_default(db, "ct-free", None, 0.125)
     free = run(_spec("s3", (SYNTH,), warm_start=True, n_trials=1), storage=sqlite_url).best[0].warm_start
-    assert free is not None and free["used"] is True and free["enqueued"] == 1
+    assert free is not None and free.used is True and free.enqueued == 1
     first = optuna.load_study(study_name="s3/synth", storage=sqlite_url).trials[0]
     assert first.params["linear.input_dropout"] == 0.125 and first.params["gradient_descent.epochs"] == 12
 
 
 def test_rank_normalisation_puts_the_best_value_at_one_whatever_the_direction() -> None:
-    assert list(_rank_normalise([0.2, 0.9, 0.5], maximize=True)) == [0.0, 1.0, 0.5]
-    assert list(_rank_normalise([0.2, 0.9, 0.5], maximize=False)) == [1.0, 0.0, 0.5]
-    assert list(_rank_normalise([1.0, 1.0, 0.0], maximize=True)) == [0.75, 0.75, 0.0]
+    assert list(rank_normalise([0.2, 0.9, 0.5], maximize=True)) == [0.0, 1.0, 0.5]
+    assert list(rank_normalise([0.2, 0.9, 0.5], maximize=False)) == [1.0, 0.0, 0.5]
+    assert list(rank_normalise([1.0, 1.0, 0.0], maximize=True)) == [0.75, 0.75, 0.0]
 
 
 def test_the_model_that_ranks_the_targets_trials_right_wins_the_weight() -> None:
@@ -290,3 +306,56 @@ def test_the_model_that_ranks_the_targets_trials_right_wins_the_weight() -> None
     wins = _ranking_wins(np.vstack([agreeing, reversed_, constant]), y, np.random.default_rng(0))
 
     assert wins[0] > 0.9 and wins[1] == 0.0 and math.isclose(wins.sum(), 1.0)
+
+
+THIRD_PARTY = """
+import engine
+
+
+class FirstSource(engine.WarmStarter):
+    name = "first_source"
+    description = "enqueue the best trial of the first source that the target can run"
+
+    def start(self, context):
+        for source in context.sources:
+            for trial in source.ranked():
+                if trial.params["strategy"] in context.target.strategies:
+                    context.study.enqueue_trial(trial.params)
+                    return engine.WarmStart(
+                        engine.WarmStartRecord(used=True, method=self.name, reason=source.task, enqueued=1)
+                    )
+        return engine.WarmStart(engine.WarmStartRecord(used=False, method=self.name, reason="no source"))
+
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry):
+    registry.add(FirstSource())
+"""
+
+
+def test_a_third_party_warm_starter_is_named_in_the_spec_like_a_built_in(
+    storage: str, tmp_path: Path
+) -> None:
+    plugin = tmp_path / "first_source.py"
+    plugin.write_text(THIRD_PARTY)
+    spec = _spec(
+        "third-party", (SYNTH,), warm_start=True, warm_start_method="first_source", plugins=(str(plugin),)
+    )
+
+    (row,) = run(spec, storage=storage).best
+
+    assert row.warm_start is not None and row.warm_start.method == "first_source"
+    assert row.warm_start.used is True and row.warm_start.reason in {"iris", "wine"}
+    first = optuna.load_study(study_name="third-party/synth", storage=storage).trials[0]
+    assert first.system_attrs.get("fixed_params") == first.params
+
+
+def test_an_unknown_warm_starter_is_refused_before_anything_is_written(storage: str) -> None:
+    spec = _spec("nope", (SYNTH,), warm_start=True, warm_start_method="magic")
+
+    with pytest.raises(
+        SpecError, match=r"search.warm_start_method: unknown warm starter 'magic'; registered: transfer, knn"
+    ):
+        run(spec, storage=storage)
+
+    assert all(b.search != "nope" for b in best(storage=storage))

@@ -1,8 +1,20 @@
-"""The study database: the engine's SQLAlchemy models and the :class:`Database` that opens them."""
+"""The study database: the engine's SQLAlchemy models, the :class:`Database` that opens them, and the
+engine's queries (:mod:`.queries` for searches and transfer, :mod:`.reads` for results), beside Optuna's
+own tables (reached through :mod:`.optuna_adapter`)."""
 
 from __future__ import annotations
 
+from engine.storage import queries
 from engine.storage.database import Database
 from engine.storage.models import Base, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 
-__all__ = ["Base", "BestRow", "Database", "DefaultRow", "SearchRow", "SearchTaskRow", "TaskRow"]
+__all__ = [
+    "Base",
+    "BestRow",
+    "Database",
+    "DefaultRow",
+    "SearchRow",
+    "SearchTaskRow",
+    "TaskRow",
+    "queries",
+]

@@ -1,24 +1,21 @@
-"""Opening the study database and the engine's reads and writes on it."""
+"""Opening the study database: engines per URL, SQLite tuning, sessions that turn errors into ours."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine._config import resolve_storage
 from engine.errors import StorageError
+from engine.settings import resolve_storage
 from engine.storage.models import SCHEMA_VERSION, Base, SchemaRow
 
-if TYPE_CHECKING:
-    import optuna
-
-__all__ = ["Database", "open_optuna_storage", "tune_sqlite"]
+__all__ = ["Database", "tune_sqlite"]
 
 _engines: dict[str, Engine] = {}
 
@@ -58,23 +55,6 @@ def tune_sqlite(engine: Engine) -> None:
         cursor.close()
 
     engine.dispose()  # connections opened before the listener get replaced
-
-
-def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """Optuna's storage on the same database as the engine's tables, SQLite tuned alike.
-
-    Args:
-        url: The SQLAlchemy URL.
-        create: Whether to create Optuna's tables if missing (readers pass ``False``).
-    """
-    import optuna
-
-    kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    )
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create)
-    tune_sqlite(storage.engine)
-    return storage
 
 
 class Database:

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from engine.configuration import Configuration
+
 __all__ = ["Base", "BestRow", "DefaultRow", "SchemaRow", "SearchRow", "SearchTaskRow", "TaskRow"]
 
 SCHEMA_VERSION = 1
@@ -31,6 +33,27 @@ def _now() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ConfigurationColumns:
+    """The four columns of a stored :class:`~engine.configuration.Configuration`, read and written as one."""
+
+    strategy: Mapped[str] = mapped_column(String(200))
+    strategy_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updater: Mapped[str] = mapped_column(String(200))
+    updater_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    @property
+    def configuration(self) -> Configuration:
+        """The stored configuration as one value."""
+        return Configuration(
+            self.strategy, dict(self.strategy_params), self.updater, dict(self.updater_params)
+        )
+
+    @configuration.setter
+    def configuration(self, config: Configuration) -> None:
+        self.strategy, self.strategy_params = config.strategy, dict(config.strategy_params)
+        self.updater, self.updater_params = config.updater, dict(config.updater_params)
 
 
 class SchemaRow(Base):
@@ -105,7 +128,7 @@ class SearchTaskRow(Base):
     best: Mapped[BestRow | None] = relationship(back_populates="search_task", cascade="all, delete-orphan")
 
 
-class BestRow(Base):
+class BestRow(ConfigurationColumns, Base):
     """The best finished trial of a task in a search, kept current while the search runs."""
 
     __tablename__ = "stratagem_best"
@@ -115,10 +138,6 @@ class BestRow(Base):
         ForeignKey("stratagem_search_tasks.id", ondelete="CASCADE"), unique=True
     )
     trial_number: Mapped[int] = mapped_column(Integer)
-    strategy: Mapped[str] = mapped_column(String(200))
-    strategy_params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updater: Mapped[str] = mapped_column(String(200))
-    updater_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     value: Mapped[float] = mapped_column(Float)
     test_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
@@ -128,7 +147,7 @@ class BestRow(Base):
     search_task: Mapped[SearchTaskRow] = relationship(back_populates="best")
 
 
-class DefaultRow(Base):
+class DefaultRow(ConfigurationColumns, Base):
     """The best default of a cross-task search: one configuration judged over all its tasks.
 
     ``loss`` is the seed's meta-objective, ``L(θ) = Σ_i 𝓛_i / N``, with each task's value normalised
@@ -144,10 +163,6 @@ class DefaultRow(Base):
     study_name: Mapped[str] = mapped_column(String(512))
     kind: Mapped[str] = mapped_column(String(32))
     trial_number: Mapped[int] = mapped_column(Integer)
-    strategy: Mapped[str] = mapped_column(String(200))
-    strategy_params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updater: Mapped[str] = mapped_column(String(200))
-    updater_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     loss: Mapped[float] = mapped_column(Float)
     per_task: Mapped[dict[str, Any]] = mapped_column(JSON)
     n_trials: Mapped[int] = mapped_column(Integer, default=0)

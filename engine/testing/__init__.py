@@ -3,7 +3,7 @@
 Subclass a contract in your plugin's test suite, name the subclass ``Test...`` so pytest collects it,
 and say what is under test::
 
-    from engine.testing import EvaluatorContract, StrategyContract, UpdaterContract
+    from engine.testing import EvaluatorContract, StrategyContract, UpdaterContract, WarmStarterContract
 
     class TestMyStrategy(StrategyContract):
         strategy_class = MyStrategy
@@ -14,8 +14,11 @@ and say what is under test::
     class TestMyUpdater(UpdaterContract):
         updater = MyUpdater(epochs=5)   # settings that keep the fit checks fast
 
+    class TestMyWarmStarter(WarmStarterContract):
+        warm_starter = MyWarmStarter()
+
 The contracts train and judge on small real data bundled with scikit-learn (iris, diabetes), through
-the same :mod:`engine.training` code the engine uses. This package imports ``pytest``, so it needs
+the same :mod:`engine.study.training` code the engine uses. This package imports ``pytest``, so it needs
 the ``test`` extra; ``import engine`` never imports it.
 """
 
@@ -26,6 +29,7 @@ from engine.testing._evaluator import EvaluatorCase, EvaluatorContract, evaluato
 from engine.testing._search_space import SearchSpaceContract, suggest_from_study
 from engine.testing._strategy import StrategyContract
 from engine.testing._updater import UpdaterContract
+from engine.testing._warm_starter import WarmStarterContract, kit_history
 
 __all__ = [
     "REFERENCE_INFOS",
@@ -34,7 +38,9 @@ __all__ = [
     "SearchSpaceContract",
     "StrategyContract",
     "UpdaterContract",
+    "WarmStarterContract",
     "evaluator_cases",
+    "kit_history",
     "reference_evaluator",
     "suggest_from_study",
     "tiny_dataset",

@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from engine.evaluator import Evaluator
+from engine.study.training import make_problem, prepare
 from engine.task import Dataset, TaskInfo, TaskKind, make_split
-from engine.training import make_problem, prepare
 from engine.updater import TrainingProblem
 
 __all__ = ["REFERENCE_INFOS", "reference_evaluator", "tiny_dataset", "tiny_problem"]
@@ -114,7 +114,7 @@ def tiny_problem(
     """A :class:`TrainingProblem` on :func:`tiny_dataset`, built exactly as the engine builds one.
 
     The dataset is split 60/20/20 with seed 0 and standardised on the training rows by
-    :func:`engine.training.prepare`; validation uses ``evaluator`` (default: the reference error of
+    :func:`engine.study.training.prepare`; validation uses ``evaluator`` (default: the reference error of
     ``kind``) on the validation rows.
 
     Args:

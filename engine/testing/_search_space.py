@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import optuna
 import pytest
 
-from engine._config import Configurable
+from engine.configurable import Configurable
 from engine.task import TaskInfo
 
 __all__ = ["SearchSpaceContract", "suggest_from_study"]
@@ -28,7 +28,7 @@ def suggest_from_study(cls: Any, info: TaskInfo, seed: int) -> tuple[dict[str, A
 
 
 class SearchSpaceContract:
-    """Test cases for any :class:`engine._config.Configurable` class with a ``suggest`` classmethod.
+    """Test cases for any :class:`engine.settings.Configurable` class with a ``suggest`` classmethod.
 
     Subclasses provide :meth:`configurable_class` and :meth:`search_infos`.
     """

@@ -1,0 +1,22 @@
+"""The ``stratagem`` command line: a face on the Python API, with no logic of its own.
+
+:mod:`.commands` holds the click commands, :mod:`.render` the tables, JSON and progress bars. The
+console script ``stratagem`` is :func:`main`; ``python -m engine.cli`` runs it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.cli.commands import cli
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``stratagem`` console script.
+
+    Args:
+        argv: The arguments (default: the process's own).
+    """
+    cli.main(args=list(argv) if argv is not None else None, prog_name="stratagem")

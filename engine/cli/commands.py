@@ -1,0 +1,245 @@
+"""The ``stratagem`` commands: each parses its options, calls one function of the Python API and hands
+the answer to :mod:`engine.cli.render`.
+
+Every command takes ``--storage URL`` (an SQLAlchemy URL, like Optuna's CLI; default
+``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``) and prints tables on a terminal or JSON with
+``--json``. :mod:`engine.results` (SQLAlchemy, +0.8 s), :mod:`engine.recommendation` and
+:mod:`engine.search` (torch, +4 s) are imported by the commands that call them, when they run, so that
+``stratagem --help`` and ``stratagem plugins`` stay instant; that is the only reason for an import
+inside a function here.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from engine.cli import render
+from engine.errors import StratagemError
+from engine.plugin.host import PluginHost
+from engine.settings import DEFAULT_STORAGE, STORAGE_ENV, resolve_storage
+
+if TYPE_CHECKING:
+    from engine.task import TaskKind
+
+__all__ = ["best", "cli", "plugins", "recommend", "run", "searches", "tasks"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+storage_option = click.option(
+    "--storage",
+    metavar="URL",
+    default=None,
+    help=f"SQLAlchemy database URL [default: ${STORAGE_ENV} or {DEFAULT_STORAGE}]",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+plugin_option = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Load a local plugin: a dotted module path or a .py file (repeatable).",
+)
+
+
+def _errors(fn: F) -> F:
+    """Turn Stratagem's own errors into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StratagemError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stratagem")
+def cli() -> None:
+    """Stratagem: find the best learning strategy for each of many tasks, and learn across them."""
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@storage_option
+@click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Finished trials wanted per task.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the spec's seed.")
+@click.option("--no-warm-start", is_flag=True, help="Do not seed studies from other tasks' history.")
+@plugin_option
+@json_option
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@_errors
+def run(
+    spec: str,
+    storage: str | None,
+    n_trials: int | None,
+    seed: int | None,
+    no_warm_start: bool,
+    plugins: tuple[str, ...],
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Run (or resume) the search described by the TOML file SPEC."""
+    from engine.search import run as run_search  # Optuna and torch
+
+    url = resolve_storage(storage)
+    with render.progress_bars(not (as_json or no_progress) and sys.stderr.isatty()) as sink:
+        try:
+            result = run_search(
+                spec,
+                storage=url,
+                n_trials=n_trials,
+                seed=seed,
+                warm_start=False if no_warm_start else None,
+                plugins=plugins,
+                progress=sink,
+            )
+        except KeyboardInterrupt:
+            click.echo(
+                f"\nInterrupted. Finished trials are stored in {url}; run the same command again to resume.",
+                err=True,
+            )
+            sys.exit(130)
+    if as_json:
+        render.print_json(result.to_dict())
+        return
+    render.best_tables(result.best, result.defaults)
+    storage_arg = "" if storage is None else f" --storage {storage}"
+    click.echo(
+        f"{result.trials_run} trials in {result.seconds:.1f}s. Results are in {result.storage} "
+        f"(search {result.search!r}).\nSee them with: stratagem best --search {result.search}{storage_arg}"
+    )
+
+
+@cli.command()
+@click.option("--search", default=None, help="Only this search.")
+@click.option("--task", default=None, help="Only this task (name, or fingerprint prefix).")
+@storage_option
+@json_option
+@_errors
+def best(search: str | None, task: str | None, storage: str | None, as_json: bool) -> None:
+    """Show the best strategy found for each task, and the best default of cross-task searches.
+
+    With --json: {"best": [one object per task], "defaults": [one object per cross-task search]}.
+    """
+    from engine.results import best_report  # SQLAlchemy
+
+    report = best_report(storage=storage, search=search, task=task)
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        render.best_tables(report.best, report.defaults)
+
+
+@cli.command()
+@storage_option
+@json_option
+@_errors
+def tasks(storage: str | None, as_json: bool) -> None:
+    """List stored tasks and their meta-features."""
+    from engine.results import tasks as stored_tasks  # SQLAlchemy
+
+    rows = stored_tasks(storage=storage)
+    if as_json:
+        render.print_json([t.to_dict() for t in rows])
+    else:
+        render.tasks_table(rows)
+
+
+@cli.command()
+@storage_option
+@json_option
+@_errors
+def searches(storage: str | None, as_json: bool) -> None:
+    """List stored searches."""
+    from engine.results import searches as stored_searches  # SQLAlchemy
+
+    rows = stored_searches(storage=storage)
+    if as_json:
+        render.print_json([s.to_dict() for s in rows])
+    else:
+        render.searches_table(rows)
+
+
+@cli.command()
+@plugin_option
+@json_option
+@_errors
+def plugins(plugins: tuple[str, ...], as_json: bool) -> None:
+    """List loaded plugins, their versions and what each registers."""
+    host = PluginHost.load(plugins)
+    infos = host.plugin_infos()
+    if as_json:
+        render.print_json(
+            {
+                "plugins": [i.to_dict() for i in infos],
+                "problems": [{"plugin": p.plugin, "message": p.message} for p in host.problems],
+            }
+        )
+        return
+    render.plugins_table(infos)
+    for p in host.problems:
+        click.echo(f"Warning: plugin {p.plugin} was not loaded: {p.message}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="A CSV file of the new task."
+)
+@click.option("--target", default=None, metavar="COL", help="The CSV's target column (with --csv).")
+@click.option(
+    "--kind",
+    type=click.Choice(["classification", "regression"]),
+    default=None,
+    help="The CSV task's kind [default: detected from the target column].",
+)
+@click.option("--dataset", default=None, metavar="NAME", help="A bundled scikit-learn dataset, such as wine.")
+@click.option("--task", default=None, metavar="NAME", help="A stored task (its own history is left out).")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Configurations to show."
+)
+@storage_option
+@plugin_option
+@json_option
+@_errors
+def recommend(
+    csv_path: str | None,
+    target: str | None,
+    kind: TaskKind | None,
+    dataset: str | None,
+    task: str | None,
+    top: int,
+    storage: str | None,
+    plugins: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Recommend strategies for a task before running a trial on it, from other tasks' history.
+
+    Give the task as --csv PATH --target COL, as --dataset NAME or as --task NAME.
+    """
+    from engine.recommendation import TaskChoiceError, recommend_for_source  # Optuna and scikit-learn
+
+    try:
+        rec = recommend_for_source(
+            csv=csv_path,
+            target=target,
+            kind=kind,
+            dataset=dataset,
+            task=task,
+            storage=storage,
+            top=top,
+            plugins=plugins,
+        )
+    except TaskChoiceError as exc:  # shown under the command's usage line, as click's own errors are
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        render.print_json(rec.to_dict())
+    else:
+        render.recommendation_table(rec)

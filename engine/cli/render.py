@@ -1,0 +1,271 @@
+"""How the command line shows things: JSON, rich tables, progress bars, and rich-markup escaping.
+
+Everything here takes records of the Python API and prints them; nothing decides what to show. rich is
+imported by the functions that draw, so commands that print JSON (and ``--help``) never load it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from engine.configuration import Configuration
+
+if TYPE_CHECKING:
+    from engine.plugin.host import PluginInfo
+    from engine.recommendation import Recommendation
+    from engine.results import BestDefault, BestStrategy, SearchSummary, StoredTask
+
+__all__ = [
+    "best_tables",
+    "config_cell",
+    "fmt",
+    "plugins_table",
+    "print_json",
+    "progress_bars",
+    "recommendation_table",
+    "searches_table",
+    "table",
+    "tasks_table",
+]
+
+FIRST_RUN = "stratagem run studies/quickstart.toml"
+META_FEATURE_COLUMNS = ("class_entropy", "landmark_1nn", "landmark_linear")
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (anything not JSON-native as its ``str``)."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def fmt(value: Any) -> str:
+    """One cell's text: ``-`` for none, four significant digits for floats, ``k=v`` pairs for dicts."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze tables into 80 columns
+        console = Console(width=240)
+    return console
+
+
+def table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], wrap: Sequence[str] = ()
+) -> None:
+    """Print a table; only the columns named in ``wrap`` may wrap, the others keep their width."""
+    from rich.table import Table
+
+    drawn = Table(title=title, title_justify="left", show_lines=bool(wrap))
+    for col in columns:
+        drawn.add_column(col, overflow="fold", no_wrap=bool(wrap) and col not in wrap)
+    for row in rows:
+        drawn.add_row(*(fmt(v) for v in row))
+    _console().print(drawn)
+
+
+def _config_lines(name: str, params: Any) -> str:
+    """A strategy or updater with one hyperparameter per line, for narrow terminals (markup escaped)."""
+    from rich.markup import escape
+
+    lines = (escape(f"{k}={'None' if v is None else fmt(v)}") for k, v in params.items())
+    return "\n".join([f"[bold]{escape(name)}[/bold]", *lines])
+
+
+def config_cell(config: Configuration) -> tuple[str, str]:
+    """The strategy cell and the updater cell of a configuration."""
+    return (
+        _config_lines(config.strategy, config.strategy_params),
+        _config_lines(config.updater, config.updater_params),
+    )
+
+
+def _best_table(rows: Sequence[BestStrategy]) -> None:
+    if not rows:
+        click.echo(f"No finished strategies yet. Run a search first: {FIRST_RUN}")
+        return
+    one_search = len({b.search for b in rows}) == 1
+    columns = ["task", "strategy", "updater", "evaluator", "validation", "test", "trials"]
+    table_rows: list[list[Any]] = [
+        [
+            b.task,
+            *config_cell(b.config),
+            f"{b.evaluator} ({'max' if b.direction == 'maximize' else 'min'})",
+            b.value,
+            b.test_value,
+            b.n_trials,
+        ]
+        for b in rows
+    ]
+    if not one_search:
+        columns.insert(0, "search")
+        for row, b in zip(table_rows, rows, strict=True):
+            row.insert(0, b.search)
+    if any(b.warm_start is not None and b.warm_start.used for b in rows):
+        columns.append("warm start")
+        for row, b in zip(table_rows, rows, strict=True):
+            row.append(b.warm_start.summary() if b.warm_start is not None else "-")
+    title = f"Best strategy per task of search {rows[0].search!r}" if one_search else "Best strategy per task"
+    table(title, columns, table_rows, wrap=("strategy", "updater", "warm start"))
+
+
+def best_tables(rows: Sequence[BestStrategy], defaults: Sequence[BestDefault]) -> None:
+    """The best-strategy table (or how to get one), then the cross-task defaults' table if any."""
+    if rows or not defaults:
+        _best_table(rows)
+    if defaults:
+        table(
+            "Best default per cross-task search (loss: 0 perfect, 1 trivial predictor)",
+            ["search", "kind", "tasks", "strategy", "updater", "loss", "test loss", "trials", "task evals"],
+            [
+                (
+                    d.search,
+                    d.kind,
+                    len(d.per_task),
+                    *config_cell(d.config),
+                    d.loss,
+                    d.test_loss,
+                    d.n_trials,
+                    d.task_evaluations,
+                )
+                for d in defaults
+            ],
+            wrap=("strategy", "updater"),
+        )
+
+
+def tasks_table(rows: Sequence[StoredTask]) -> None:
+    """The stored tasks with a few meta-features, or how to store some."""
+    if not rows:
+        click.echo(f"No tasks stored yet. Run a search first: {FIRST_RUN}")
+        return
+    table(
+        "Tasks",
+        ["name", "fingerprint", "kind", "rows", "features", "classes", *META_FEATURE_COLUMNS, "searches"],
+        [
+            (
+                t.name,
+                t.fingerprint[:12],
+                t.kind,
+                t.n_samples,
+                t.n_features,
+                t.n_classes,
+                *(t.meta_features.get(k) for k in META_FEATURE_COLUMNS),
+                ", ".join(t.searches),
+            )
+            for t in rows
+        ],
+    )
+
+
+def searches_table(rows: Sequence[SearchSummary]) -> None:
+    """The stored searches, or how to run one."""
+    if not rows:
+        click.echo(f"No searches stored yet. Run one: {FIRST_RUN}")
+        return
+    table(
+        "Searches",
+        ["name", "status", "tasks", "trials/task", "seed", "created", "updated"],
+        [
+            (
+                s.name,
+                s.status,
+                ", ".join(s.tasks),
+                s.n_trials,
+                s.seed,
+                s.created_at.strftime("%Y-%m-%d %H:%M"),
+                s.updated_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for s in rows
+        ],
+    )
+
+
+def plugins_table(infos: Sequence[PluginInfo]) -> None:
+    """The loaded plugins, their versions and what each registers."""
+    table(
+        "Plugins",
+        ["name", "version", "origin", "registers"],
+        [
+            (i.name, i.version, i.origin, "; ".join(f"{k}: {', '.join(v)}" for k, v in i.registers.items()))
+            for i in infos
+        ],
+    )
+
+
+def recommendation_table(rec: Recommendation) -> None:
+    """The recommended configurations with the values where they were tried, then the nearest tasks."""
+    rows = [
+        [
+            c.rank,
+            *config_cell(c.config),
+            c.score,
+            "\n".join(f"{e.task}: {fmt(e.value)}" for e in c.evidence if e.value is not None)
+            or f"predicted from {len(c.evidence)} neighbours",
+            c.origin,
+        ]
+        for c in rec.configs
+    ]
+    table(
+        f"Recommended for {rec.task} ({rec.kind}), before any trial",
+        ["#", "strategy", "updater", "score", "value where tried", "from"],
+        rows,
+        wrap=("strategy", "updater", "value where tried", "from"),
+    )
+    neighbours = ", ".join(
+        f"{n['task']} (distance {n['distance']:.3g}, weight {n['weight']:.2f})" for n in rec.neighbours[:5]
+    )
+    click.echo(
+        f"Nearest tasks: {neighbours}\nScore: predicted rank on a similar task, 1 = as good as its best."
+    )
+
+
+class _Bars:
+    """A search's progress sink drawing one rich bar per task."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def task_started(self, key: str, total: int) -> None:
+        self.tasks[key] = self.progress.add_task(f"task {key}", total=total)
+
+    def trial_finished(self, key: str) -> None:
+        self.progress.advance(self.tasks[key])
+
+    def task_finished(self, key: str) -> None:
+        self.progress.update(self.tasks[key], completed=self.progress.tasks[self.tasks[key]].total)
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[Any]:
+    """Rich progress bars on stderr as a search's progress sink, or ``None`` (no progress) if not ``show``.
+
+    The bars follow :class:`engine.search.ProgressSink`'s methods without importing it (it brings torch).
+    """
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        yield _Bars(progress)

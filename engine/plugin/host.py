@@ -1,0 +1,243 @@
+"""Loading plugins and collecting what they register.
+
+Plugins come from three places, all registered through :meth:`PluginHost.register_module`:
+
+1. the built-in modules of the ``plugins`` package (:data:`BUILTIN_PLUGINS`);
+2. installed packages that declare an entry point in the ``stratagem`` group;
+3. local modules named with ``--plugin`` or a spec's ``search.plugins`` (a dotted module path, or a
+   path to a ``.py`` file).
+
+Setting ``STRATAGEM_LOAD_PLUGINS`` to a comma-separated list of entry-point names loads only those
+installed plugins (an empty value loads none); built-ins always load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from engine.errors import DuplicateNameError, PluginError
+from engine.evaluator import Evaluator
+from engine.plugin import hookspecs
+from engine.plugin.registry import Registry
+from engine.settings import VERSION
+from engine.strategy import Strategy
+from engine.task import TaskSource
+from engine.updater import Updater
+from engine.warmstarter import WarmStarter
+
+__all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "PluginProblem"]
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "plugins.tasks",
+    "plugins.strategies",
+    "plugins.evaluators",
+    "plugins.updaters",
+    "plugins.warm_starters",
+)
+LOAD_ENV = "STRATAGEM_LOAD_PLUGINS"
+
+_KINDS = {
+    "task_sources": "stratagem_register_task_sources",
+    "strategies": "stratagem_register_strategies",
+    "evaluators": "stratagem_register_evaluators",
+    "updaters": "stratagem_register_updaters",
+    "warm_starters": "stratagem_register_warm_starters",
+}
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be used, and why. It is dropped; other plugins work on."""
+
+    plugin: str
+    message: str
+
+
+@dataclass
+class PluginInfo:
+    """What ``stratagem plugins`` shows for one plugin."""
+
+    name: str
+    version: str
+    origin: str
+    hooks: list[str]
+    registers: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "origin": self.origin,
+            "hooks": self.hooks,
+            "registers": self.registers,
+        }
+
+
+class PluginHost:
+    """The plugin manager plus one typed registry per kind of item.
+
+    Use :meth:`load` to get a host with built-in, installed and extra plugins.
+    """
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.task_sources: Registry[TaskSource] = Registry("task source")
+        self.strategies: Registry[type[Strategy]] = Registry("strategy")
+        self.evaluators: Registry[Evaluator] = Registry("evaluator")
+        self.updaters: Registry[type[Updater]] = Registry("updater")
+        self.warm_starters: Registry[WarmStarter] = Registry("warm starter")
+        self.problems: list[PluginProblem] = []
+        self._meta: dict[str, tuple[str, str]] = {}  # plugin name -> (version, origin)
+
+    @classmethod
+    def load(
+        cls,
+        extra: Sequence[str] = (),
+        *,
+        entry_points: bool = True,
+        base_dir: Path | None = None,
+    ) -> PluginHost:
+        """Load built-in plugins, installed entry points and ``extra`` local modules, then collect.
+
+        Args:
+            extra: Local plugin modules: dotted module paths or ``.py`` file paths.
+            entry_points: Whether to load installed packages' entry points.
+            base_dir: Folder that relative ``.py`` paths and module imports are resolved from
+                (default: the current directory).
+
+        Raises:
+            PluginError: An ``extra`` module cannot be imported (it was asked for by name, so it is
+                an error rather than a reported problem).
+            DuplicateNameError: Two plugins register the same name for one kind.
+        """
+        host = cls()
+        for module_name in BUILTIN_PLUGINS:
+            host.register_module(importlib.import_module(module_name), module_name, VERSION, "builtin")
+        if entry_points:
+            host._load_entry_points()
+        for spec in extra:
+            module = _import_local(spec, base_dir or Path.cwd())
+            host.register_module(module, spec, getattr(module, "__version__", "local"), "local")
+        host.collect()
+        return host
+
+    def register_module(self, plugin: object, name: str, version: str, origin: str) -> bool:
+        """Register one plugin object; report and drop it if its hooks are malformed."""
+        if self.pm.get_plugin(name) is not None or self.pm.is_registered(plugin):
+            return False
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            self.problems.append(PluginProblem(name, f"invalid hook implementation: {exc}"))
+            return False
+        self._meta[name] = (version, origin)
+        return True
+
+    def _load_entry_points(self) -> None:
+        allowed = os.environ.get(LOAD_ENV)
+        allow = None if allowed is None else {s.strip() for s in allowed.split(",") if s.strip()}
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+            if allow is not None and ep.name not in allow:
+                continue
+            version = ep.dist.version if ep.dist is not None else "unknown"
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self.problems.append(PluginProblem(ep.name, f"failed to import {ep.value}: {exc!r}"))
+                continue
+            self.register_module(plugin, ep.name, version, f"entry point {ep.value}")
+
+    def collect(self) -> None:
+        """Call every registration hook, one plugin at a time, so each item knows its plugin.
+
+        A plugin whose hook raises is reported in :attr:`problems` and dropped whole: unregistered,
+        with everything it had registered removed. Duplicate names raise.
+        """
+        failed: set[str] = set()
+        for kind, hook_name in _KINDS.items():
+            registry: Registry[Any] = getattr(self, kind)
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+                if plugin_name in failed:
+                    continue
+                with registry._as_plugin(plugin_name):
+                    try:
+                        impl.function(registry=registry)
+                    except DuplicateNameError:
+                        raise
+                    except Exception as exc:
+                        failed.add(plugin_name)
+                        self.problems.append(
+                            PluginProblem(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                        )
+        for plugin_name in failed:
+            for kind in _KINDS:
+                getattr(self, kind)._drop_plugin(plugin_name)
+            self.pm.unregister(name=plugin_name)
+            self._meta.pop(plugin_name, None)
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Name, version, origin, hooks and registered items of every loaded plugin."""
+        infos: dict[str, PluginInfo] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            version, origin = self._meta.get(name, ("unknown", "unknown"))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            infos[name] = PluginInfo(name, version, origin, hooks)
+        for kind in _KINDS:
+            registry: Registry[Any] = getattr(self, kind)
+            for reg in registry.registrations():
+                if reg.plugin in infos:
+                    infos[reg.plugin].registers.setdefault(kind, []).append(reg.name)
+        return list(infos.values())
+
+
+def _import_local(spec: str, base_dir: Path) -> ModuleType:
+    """Import a local plugin given as ``pkg.module`` or ``path/to/file.py``."""
+    if spec.endswith(".py") or "/" in spec or os.sep in spec:
+        path = Path(spec)
+        if not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise PluginError(
+                f"plugin file {str(path)!r} does not exist; check the path in --plugin / plugins"
+            )
+        mod_name = f"stratagem_local_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise PluginError(f"cannot import plugin file {str(path)!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[mod_name]
+            raise PluginError(f"plugin file {str(path)!r} raised on import: {exc!r}") from exc
+        return module
+    for folder in (str(base_dir), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(spec)
+    except ImportError as exc:
+        raise PluginError(
+            f"cannot import plugin module {spec!r}: {exc}. Give a dotted module path importable from "
+            f"{base_dir} or a path to a .py file"
+        ) from exc
+    except Exception as exc:
+        raise PluginError(f"plugin module {spec!r} raised on import: {exc!r}") from exc

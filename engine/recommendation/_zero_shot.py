@@ -1,0 +1,179 @@
+"""Scoring stored configurations for a task described by its meta-features, before any trial on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from engine.configuration import Configuration
+from engine.recommendation._records import Evidence, NoHistoryError, Recommendation, Recommended
+from engine.storage import Database, reads
+from engine.task import Dataset, TaskKind
+from engine.task.metafeatures import compute_meta_features
+from engine.transfer.history import load_history
+from engine.transfer.surrogate import SourceEnsemble
+
+__all__ = ["EVIDENCE_PER_CONFIG", "recommend", "recommend_for_features"]
+
+EVIDENCE_PER_CONFIG = 5
+"""Neighbours listed as evidence for each recommended configuration."""
+
+
+def no_history(kind: str, excluded: bool) -> NoHistoryError:
+    """The error for a storage without usable history of ``kind``, pointing to the first search."""
+    own = " (the task's own history does not count)" if excluded else ""
+    return NoHistoryError(
+        f"the storage holds no finished searches of {kind} tasks{own}; run a search first, such as: "
+        "stratagem run studies/quickstart.toml"
+    )
+
+
+def _open(storage: str | None, kind: str, exclude_fingerprint: str | None) -> Database:
+    """The storage, once it is known to hold strategy studies of another task of ``kind``.
+
+    Raises:
+        NoHistoryError: It holds none (then Optuna's tables need not exist, and are not created).
+    """
+    db = Database(storage, create=False)
+    if db.has_tables():
+        with db.session() as s:
+            if reads.has_strategy_studies(s, kind, exclude_fingerprint=exclude_fingerprint):
+                return db
+    raise no_history(kind, exclude_fingerprint is not None)
+
+
+def _params_key(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True, default=str)
+
+
+def recommend_for_features(
+    meta_features: Mapping[str, float],
+    kind: TaskKind,
+    *,
+    name: str = "task",
+    storage: str | None = None,
+    top: int = 5,
+    exclude_fingerprint: str | None = None,
+    strategies: Sequence[str] | None = None,
+    updaters: Sequence[str] | None = None,
+    seed: int = 0,
+) -> Recommendation:
+    """Recommend configurations for a task described by its meta-features.
+
+    Args:
+        meta_features: The task's meta-features (:func:`engine.task.metafeatures.compute_meta_features`).
+        kind: The task's kind.
+        name: The task's name, for the answer.
+        storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
+        top: How many configurations to return.
+        exclude_fingerprint: A task whose studies must not count (the task itself, when stored).
+        strategies: Only configurations of these strategies (default: any).
+        updaters: Only configurations of these updaters (default: any).
+        seed: Seeds the surrogates.
+
+    Raises:
+        NoHistoryError: No other task of ``kind`` has a finished strategy study in the storage.
+        ValueError: ``top`` is not positive, or the meta-features are incomplete.
+    """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    db = _open(storage, kind, exclude_fingerprint)
+    history = load_history(db, kind, exclude_fingerprint=exclude_fingerprint)
+    if not history.sources:
+        raise no_history(kind, exclude_fingerprint is not None)
+    ensemble = SourceEnsemble(
+        history.sources,
+        meta_features,
+        history.population,
+        extra=history.defaults,
+        strategies=strategies,
+        updaters=updaters,
+        seed=seed,
+    )
+    if not ensemble.candidates:
+        raise NoHistoryError(
+            f"no configuration stored for {kind} tasks uses the strategies {list(strategies or [])} and "
+            f"updaters {list(updaters or [])}; widen the selection or run a search with them first"
+        )
+    weights = ensemble.prior
+    scores = ensemble.scores(weights)
+    tried = [{_params_key(t.params): t for t in src.trials if t.complete} for src in ensemble.sources]
+    nearest = sorted(range(len(ensemble.sources)), key=lambda i: float(ensemble.distances[i]))
+    configs = []
+    for rank, c in enumerate(ensemble.pick(scores, [], top=top), start=1):
+        cand = ensemble.candidates[c]
+        key = _params_key(cand.params)
+        evidence = []
+        for i in nearest[:EVIDENCE_PER_CONFIG]:
+            src = ensemble.sources[i]
+            hit = tried[i].get(key)
+            evidence.append(
+                Evidence(
+                    task=src.task,
+                    search=src.search,
+                    study=src.study,
+                    fingerprint=src.fingerprint,
+                    distance=round(float(ensemble.distances[i]), 4),
+                    weight=round(float(weights[i]), 4),
+                    predicted_rank=round(float(ensemble.predictions[i, c]), 4),
+                    value=hit.value if hit else None,
+                    test_value=hit.test_value if hit else None,
+                    evaluator=src.evaluator,
+                )
+            )
+        configs.append(
+            Recommended(
+                rank=rank,
+                config=Configuration.from_params(cand.params),
+                score=round(float(scores[c]), 4),
+                origin=cand.origin,
+                evidence=tuple(evidence),
+            )
+        )
+    return Recommendation(
+        task=name,
+        kind=kind,
+        storage=db.safe_url,
+        configs=tuple(configs),
+        neighbours=tuple(asdict(use) for use in ensemble.summary(weights)),
+        excluded_fingerprint=exclude_fingerprint,
+    )
+
+
+def recommend(
+    dataset: Dataset,
+    *,
+    storage: str | None = None,
+    top: int = 5,
+    exclude_fingerprint: str | None = None,
+    strategies: Sequence[str] | None = None,
+    updaters: Sequence[str] | None = None,
+) -> Recommendation:
+    """Recommend configurations for ``dataset`` without running a trial on it.
+
+    Its meta-features are computed here (a second or so on large data). If the same data is stored
+    already, its own history counts unless ``exclude_fingerprint`` names it.
+
+    Args:
+        dataset: The task's data.
+        storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
+        top: How many configurations to return.
+        exclude_fingerprint: A task whose studies must not count.
+        strategies: Only configurations of these strategies (default: any).
+        updaters: Only configurations of these updaters (default: any).
+
+    Raises:
+        NoHistoryError: No other task of the dataset's kind has a finished strategy study.
+    """
+    return recommend_for_features(
+        compute_meta_features(dataset),
+        dataset.kind,
+        name=dataset.name,
+        storage=storage,
+        top=top,
+        exclude_fingerprint=exclude_fingerprint,
+        strategies=strategies,
+        updaters=updaters,
+    )

@@ -1,0 +1,39 @@
+"""Reading results back: the best strategy per task, the best default of cross-task searches, the
+stored tasks and the searches, as frozen records with JSON-ready ``to_dict()`` forms.
+
+Python API::
+
+    from engine.results import best, best_report
+    for row in best(storage="sqlite:///stratagem.db", search="quickstart"):
+        row.task, row.config.strategy, row.value
+    best_report(search="quickstart").to_dict()  # what `stratagem best --json` prints
+
+The queries are in :mod:`engine.storage.reads`; ``_read`` shapes their rows into the records of
+``_records``.
+"""
+
+from __future__ import annotations
+
+from engine.results._read import best, best_report, defaults, searches, tasks
+from engine.results._records import (
+    BestDefault,
+    BestReport,
+    BestStrategy,
+    HasConfiguration,
+    SearchSummary,
+    StoredTask,
+)
+
+__all__ = [
+    "BestDefault",
+    "BestReport",
+    "BestStrategy",
+    "HasConfiguration",
+    "SearchSummary",
+    "StoredTask",
+    "best",
+    "best_report",
+    "defaults",
+    "searches",
+    "tasks",
+]

@@ -1,0 +1,198 @@
+"""The records results are read into: frozen, with JSON-ready ``to_dict()`` forms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.configuration import Configuration
+from engine.warmstarter import WarmStartRecord
+
+__all__ = ["BestDefault", "BestReport", "BestStrategy", "HasConfiguration", "SearchSummary", "StoredTask"]
+
+
+class HasConfiguration:
+    """Read-only access to a record's ``config`` by its four parts, as the records had them before."""
+
+    config: Configuration
+
+    @property
+    def strategy(self) -> str:
+        """The strategy's registry name."""
+        return self.config.strategy
+
+    @property
+    def strategy_params(self) -> Mapping[str, Any]:
+        """The strategy's ``__init__`` keyword arguments."""
+        return self.config.strategy_params
+
+    @property
+    def updater(self) -> str:
+        """The updater's registry name."""
+        return self.config.updater
+
+    @property
+    def updater_params(self) -> Mapping[str, Any]:
+        """The updater's ``__init__`` keyword arguments."""
+        return self.config.updater_params
+
+
+@dataclass(frozen=True)
+class BestStrategy(HasConfiguration):
+    """The best strategy found for one task of one search.
+
+    Attributes:
+        search: The search's name.
+        task: The task's name in that search.
+        fingerprint: The task's data fingerprint (same data, same fingerprint, across searches).
+        study: The Optuna study that explored strategies for the task.
+        trial: Number of the best trial in that study.
+        config: The best trial's strategy and updater with their hyperparameters.
+        evaluator: Evaluator name; ``direction`` says whether higher or lower is better.
+        value: The evaluator's value on the validation split (the mean over folds for k-fold).
+        test_value: The same strategy's value on the untouched test split.
+        n_trials: Finished (complete or pruned) trials in the study.
+        updated_at: When the row last changed.
+        warm_start: How the study was warm-started, if a record was stored (sources and reasons).
+    """
+
+    search: str
+    task: str
+    fingerprint: str
+    study: str
+    trial: int
+    config: Configuration
+    evaluator: str
+    direction: str
+    value: float
+    test_value: float | None
+    n_trials: int
+    updated_at: datetime | None = None
+    warm_start: WarmStartRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; the configuration's four fields sit at the top level."""
+        return {
+            "search": self.search,
+            "task": self.task,
+            "fingerprint": self.fingerprint,
+            "study": self.study,
+            "trial": self.trial,
+            **self.config.to_dict(),
+            "evaluator": self.evaluator,
+            "direction": self.direction,
+            "value": self.value,
+            "test_value": self.test_value,
+            "n_trials": self.n_trials,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "warm_start": self.warm_start.to_dict() if self.warm_start is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class BestDefault(HasConfiguration):
+    """The best single configuration a cross-task search found over all its tasks.
+
+    Attributes:
+        search: The search's name.
+        study: Its Optuna study (``<search>/cross_task``).
+        kind: The tasks' kind, or ``"mixed"``.
+        trial: Number of the best complete trial in that study.
+        config: The configuration's strategy and updater with their hyperparameters.
+        loss: Mean normalised validation loss over the tasks (0 perfect, 1 trivial predictor); see
+            :mod:`engine.search.cross_task`.
+        test_loss: The same mean on the test splits (``None`` if a task lacks a test value).
+        per_task: ``{task: {"value", "loss", "test_value", "test_loss"}}``, values in each task's
+            evaluator's units.
+        n_trials: Finished (complete or pruned) trials in the study.
+        task_evaluations: Task evaluations spent over all trials (racing keeps it below
+            ``n_trials × tasks``).
+        updated_at: When the row last changed.
+    """
+
+    search: str
+    study: str
+    kind: str
+    trial: int
+    config: Configuration
+    loss: float
+    test_loss: float | None
+    per_task: dict[str, dict[str, Any]]
+    n_trials: int
+    task_evaluations: int
+    updated_at: datetime | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks the default was judged on."""
+        return sorted(self.per_task)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; the configuration's four fields sit at the top level."""
+        return {
+            "search": self.search,
+            "study": self.study,
+            "kind": self.kind,
+            "trial": self.trial,
+            **self.config.to_dict(),
+            "loss": self.loss,
+            "test_loss": self.test_loss,
+            "per_task": {k: dict(v) for k, v in self.per_task.items()},
+            "n_trials": self.n_trials,
+            "task_evaluations": self.task_evaluations,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class BestReport:
+    """What ``stratagem best`` shows: the best strategy per task and the best cross-task defaults."""
+
+    best: list[BestStrategy]
+    defaults: list[BestDefault]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"best": [one object per task], "defaults": [one object per cross-task search]}``."""
+        return {"best": [b.to_dict() for b in self.best], "defaults": [d.to_dict() for d in self.defaults]}
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """A task stored in the database, with its meta-features and the searches that used it."""
+
+    name: str
+    fingerprint: str
+    kind: str
+    source: str
+    options: dict[str, Any]
+    n_samples: int
+    n_features: int
+    n_classes: int
+    meta_features: dict[str, float]
+    searches: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """A search stored in the database."""
+
+    name: str
+    status: str
+    tasks: list[str]
+    n_trials: int
+    seed: int
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, times in ISO 8601."""
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        d["updated_at"] = self.updated_at.isoformat()
+        return d

@@ -1,0 +1,9 @@
+"""Running searches: registration and resume, per-task and cross-task exploration, best-so-far recorders."""
+
+from __future__ import annotations
+
+from engine.search.progress import ProgressSink
+from engine.search.register import SearchTask
+from engine.search.run import SearchResult, run
+
+__all__ = ["ProgressSink", "SearchResult", "SearchTask", "run"]

@@ -1,0 +1,247 @@
+"""Per-task search: task exploration (visits) over strategy exploration (one study per task).
+
+For a spec named ``S`` with tasks ``a`` and ``b``: Optuna study ``S`` explores tasks, each trial a
+*visit* to one task (parameter ``task``) whose value is the competence reached there (the best strategy
+value, negated for error-based evaluators so that higher is always better); studies ``S/a`` and ``S/b``
+explore strategies (see :mod:`engine.study.objective`). Tasks are visited round-robin until each has
+``n_trials`` finished trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.plugin import PluginHost
+from engine.search.progress import ProgressSink
+from engine.search.recorder import Outcome, StrategyRecorder
+from engine.search.register import SearchTask
+from engine.spec import Plan
+from engine.storage import Database
+from engine.study import StrategyObjective, TrialFailed, resolve_device
+from engine.transfer import warm_start_study
+from engine.transfer.warmstart import store_record
+from engine.vocabulary import ATTR, DONE_STATES, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
+from engine.warmstarter import WarmStartRecord, WarmTarget
+
+__all__ = ["explore_per_task"]
+
+
+def explore_per_task(
+    plan: Plan,
+    host: PluginHost,
+    db: Database,
+    storage: optuna.storages.BaseStorage,
+    tasks: list[SearchTask],
+    progress: ProgressSink,
+) -> int:
+    """Visit tasks round-robin until each has ``n_trials`` finished strategy trials; return trials run."""
+    spec = plan.spec
+    task_study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.RandomSampler(seed=spec.seed),
+    )
+    _set_study_attrs(task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]})
+    studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
+    remaining = {t.key: max(0, spec.n_trials - _n_done(studies[t.key])) for t in tasks}
+    keys = [t.key for t in tasks]
+    trials_run = 0
+    while any(remaining.values()):
+        for task in tasks:
+            todo = remaining[task.key]
+            if not todo:
+                continue
+            n = min(todo, spec.trials_per_visit or todo)
+            remaining[task.key] -= n
+            visit = _Visit(plan, host, db, storage, task_study, studies[task.key], task, progress)
+            trials_run += visit.run(keys, n)
+    return trials_run
+
+
+class _Visit:
+    """One task-exploration trial: ``n`` strategy trials on one task, then its competence."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        host: PluginHost,
+        db: Database,
+        storage: optuna.storages.BaseStorage,
+        task_study: optuna.Study,
+        study: optuna.Study,
+        task: SearchTask,
+        progress: ProgressSink,
+    ) -> None:
+        self.plan, self.host, self.db, self.storage = plan, host, db, storage
+        self.task_study, self.study, self.task, self.progress = task_study, study, task, progress
+
+    def run(self, keys: list[str], n: int) -> int:
+        spec, task, study = self.plan.spec, self.task, self.study
+        resolved = task.resolved
+        self.task_study.enqueue_trial({"task": task.key}, skip_if_exists=False)
+        visit = self.task_study.ask()
+        visit.suggest_categorical("task", keys)
+        objective = StrategyObjective(
+            task_key=task.key,
+            dataset=resolved.dataset,
+            split=task.split,
+            strategies=resolved.strategies,
+            updaters=resolved.updaters,
+            evaluator=resolved.evaluator,
+            seed=spec.seed,
+            validation=spec.evaluation.validation,
+            folds=spec.evaluation.folds,
+            device=resolve_device(spec.device),
+            plugin_of=lambda kind, name: (
+                self.host.strategies if kind == "strategy" else self.host.updaters
+            ).plugin_of(name),
+        )
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        recorder = StrategyRecorder(self.db, task.search_task_id, maximize)
+        observed = _ObservedObjective(
+            objective, recorder, study, lambda: self.progress.trial_finished(task.key)
+        )
+        before = len(study.get_trials(deepcopy=False))
+        callbacks = self._warm_start(n) if before == 0 else []
+        self.progress.task_started(task.key, n)
+        try:
+            study.optimize(
+                observed, n_trials=n, timeout=spec.timeout, catch=(TrialFailed,), callbacks=callbacks or None
+            )
+        except BaseException:
+            self.task_study.tell(visit, state=TrialState.FAIL)
+            raise
+        finally:
+            observed.flush()
+            self.progress.task_finished(task.key)
+        recorder.finish(study)
+        ran = len(study.get_trials(deepcopy=False)) - before
+        best = recorder.best_value
+        visit.set_user_attr(
+            ATTR,
+            {
+                "study": study.study_name,
+                "fingerprint": task.fingerprint,
+                "trials": ran,
+                "evaluator": resolved.evaluator.name,
+                "best_value": best,
+            },
+        )
+        if best is None:
+            self.task_study.tell(visit, state=TrialState.FAIL)
+        else:
+            self.task_study.tell(visit, best if resolved.evaluator.basis == "score" else -best)
+        return ran
+
+    def _warm_start(self, n_trials: int) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
+        """Seed the new strategy study from other tasks' history; record what was used and why."""
+        plan, task = self.plan, self.task
+        resolved = task.resolved
+        if plan.warm_starter is None:
+            store_record(
+                self.db,
+                self.study,
+                task.search_task_id,
+                WarmStartRecord(used=False, reason="warm start turned off"),
+            )
+            return []
+        target = WarmTarget(
+            fingerprint=task.fingerprint,
+            kind=resolved.dataset.kind,
+            meta_features=task.meta_features,
+            evaluator=resolved.evaluator.name,
+            strategies=tuple(s.name for s in resolved.strategies),
+            updaters=tuple(u.name for u in resolved.updaters),
+            info=resolved.dataset.info(),
+        )
+        warm = warm_start_study(
+            db=self.db,
+            storage=self.storage,
+            study=self.study,
+            search_task_id=task.search_task_id,
+            target=target,
+            starter=plan.warm_starter,
+            n_trials=n_trials,
+            seed=plan.spec.seed,
+        )
+        return list(warm.callbacks)
+
+
+def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: SearchTask) -> optuna.Study:
+    spec = plan.spec
+    seed = (spec.seed * 7_919 + int(task.fingerprint[:8], 16)) % (2**31 - 1)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=strategy_study_name(spec.name, task.key),
+        direction=task.resolved.evaluator.direction,
+        load_if_exists=True,
+        sampler=plan.sampler(seed),
+        pruner=plan.pruner(),
+    )
+    _set_study_attrs(
+        study,
+        {
+            "kind": KIND_STRATEGIES,
+            "search": spec.name,
+            "task": task.key,
+            "fingerprint": task.fingerprint,
+            "evaluator": task.resolved.evaluator.name,
+            "strategies": [x.name for x in task.resolved.strategies],
+            "updaters": [x.name for x in task.resolved.updaters],
+        },
+    )
+    return study
+
+
+def _set_study_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
+    if study.user_attrs.get(ATTR) != attrs:
+        study.set_user_attr(ATTR, attrs)
+
+
+def _n_done(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=DONE_STATES))
+
+
+class _ObservedObjective:
+    """Wraps a study's objective to keep ``stratagem_best`` current and report progress.
+
+    Each trial's outcome is recorded when the next trial starts (Optuna has stored it by then) and once
+    more after ``optimize`` returns or raises. Doing it here rather than in an Optuna callback matters:
+    any callback makes Optuna read every finished trial back from storage.
+    """
+
+    def __init__(
+        self,
+        objective: StrategyObjective,
+        recorder: StrategyRecorder,
+        study: optuna.Study,
+        on_trial: Callable[[], None],
+    ) -> None:
+        self.objective = objective
+        self.recorder = recorder
+        self.study = study
+        self.on_trial = on_trial
+        self._pending: Outcome | None = None
+        self._started = False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.flush()
+        self._started = True
+        value = self.objective(trial)
+        self._pending = Outcome(trial.number, value, dict(trial.params), self.objective.last_record)
+        return value
+
+    def flush(self) -> None:
+        """Record the last trial's outcome, if not done yet."""
+        outcome, self._pending = self._pending, None
+        started, self._started = self._started, False
+        if outcome is not None:
+            self.recorder.offer(outcome, self.study)
+        if started:
+            self.on_trial()

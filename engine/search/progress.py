@@ -1,0 +1,15 @@
+"""Progress of a running search, as events a front end may show."""
+
+from __future__ import annotations
+
+__all__ = ["ProgressSink"]
+
+
+class ProgressSink:
+    """Receives progress; the CLI shows it as bars, the Python API ignores it by default."""
+
+    def task_started(self, key: str, total: int) -> None: ...
+
+    def trial_finished(self, key: str) -> None: ...
+
+    def task_finished(self, key: str) -> None: ...

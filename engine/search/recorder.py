@@ -1,0 +1,155 @@
+"""The best-so-far recorders: keep a stored "best" row current while a study runs.
+
+One mechanism for both tables that hold a best: ``stratagem_best`` (the best strategy of a task, from a
+strategy study) and ``stratagem_defaults`` (the best single configuration of a cross-task study). The
+best value is compared in memory and the row is written only when a finished trial improves on it, in one
+transaction that re-reads the row first, so a better value stored by another worker is never overwritten.
+Non-finite values never become a best.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import optuna
+from sqlalchemy.orm import Session
+
+from engine.configuration import Configuration
+from engine.storage import BestRow, Database, DefaultRow, queries
+from engine.vocabulary import ATTR, DONE_STATES
+
+__all__ = ["BestRecorder", "DefaultRecorder", "Outcome", "StrategyRecorder", "better"]
+
+RowT = TypeVar("RowT", BestRow, DefaultRow)
+
+
+def better(a: float, b: float, maximize: bool) -> bool:
+    """Whether ``a`` beats ``b`` in the study's direction."""
+    return a > b if maximize else a < b
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished trial as a recorder sees it."""
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    record: dict[str, Any]
+
+
+class BestRecorder(ABC, Generic[RowT]):
+    """Keeps one stored best row current. Subclasses say which row, and what it holds."""
+
+    def __init__(self, db: Database, maximize: bool) -> None:
+        self.db = db
+        self.maximize = maximize
+        with db.session() as s:
+            row = self._find(s)
+            self.best_value: float | None = self._value(row) if row is not None else None
+
+    def offer(self, outcome: Outcome, study: optuna.Study) -> None:
+        """Store ``outcome`` if it is finite and beats the best known so far."""
+        value = outcome.value
+        if not math.isfinite(value):
+            return
+        if self.best_value is not None and not better(value, self.best_value, self.maximize):
+            return
+        with self.db.session() as s:
+            row = self._find(s)
+            if row is not None and not better(value, self._value(row), self.maximize):
+                self.best_value = self._value(row)  # another worker stored a better one
+                return
+            if row is None:
+                row = self._new()
+                s.add(row)
+            self._fill(row, outcome, study)
+            self.best_value = value
+
+    def finish(self, study: optuna.Study) -> None:
+        """Refresh the counts on the stored row after a batch of trials."""
+        with self.db.session() as s:
+            row = self._find(s)
+            if row is not None:
+                self._count(row, study)
+
+    @abstractmethod
+    def _find(self, s: Session) -> RowT | None: ...
+
+    @abstractmethod
+    def _new(self) -> RowT: ...
+
+    @abstractmethod
+    def _value(self, row: RowT) -> float: ...
+
+    @abstractmethod
+    def _fill(self, row: RowT, outcome: Outcome, study: optuna.Study) -> None: ...
+
+    @abstractmethod
+    def _count(self, row: RowT, study: optuna.Study) -> None: ...
+
+
+class StrategyRecorder(BestRecorder[BestRow]):
+    """``stratagem_best``: the best strategy trial of one task of a search."""
+
+    def __init__(self, db: Database, search_task_id: int, maximize: bool) -> None:
+        self.search_task_id = search_task_id
+        super().__init__(db, maximize)
+
+    def _find(self, s: Session) -> BestRow | None:
+        return queries.best_row(s, self.search_task_id)
+
+    def _new(self) -> BestRow:
+        return BestRow(search_task_id=self.search_task_id)
+
+    def _value(self, row: BestRow) -> float:
+        return row.value
+
+    def _fill(self, row: BestRow, outcome: Outcome, study: optuna.Study) -> None:
+        row.trial_number = outcome.number
+        row.configuration = Configuration.from_params(outcome.params)
+        row.value = outcome.value
+        row.test_value = outcome.record.get("test_value")
+        row.n_trials = outcome.number + 1
+
+    def _count(self, row: BestRow, study: optuna.Study) -> None:
+        row.n_trials = len(study.get_trials(deepcopy=False, states=DONE_STATES))
+
+
+class DefaultRecorder(BestRecorder[DefaultRow]):
+    """``stratagem_defaults``: the best configuration of a cross-task search (lowest mean loss)."""
+
+    def __init__(self, db: Database, search_id: int, study_name: str, kind: str) -> None:
+        self.search_id = search_id
+        self.study_name = study_name
+        self.kind = kind
+        super().__init__(db, maximize=False)
+
+    def _find(self, s: Session) -> DefaultRow | None:
+        return queries.default_row(s, self.search_id)
+
+    def _new(self) -> DefaultRow:
+        return DefaultRow(search_id=self.search_id)
+
+    def _value(self, row: DefaultRow) -> float:
+        return row.loss
+
+    def _fill(self, row: DefaultRow, outcome: Outcome, study: optuna.Study) -> None:
+        row.study_name = self.study_name
+        row.kind = self.kind
+        row.trial_number = outcome.number
+        row.configuration = Configuration.from_params(outcome.params)
+        row.loss = outcome.value
+        row.per_task = {
+            key: {k: t.get(k) for k in ("value", "loss", "test_value", "test_loss")}
+            for key, t in outcome.record.get("tasks", {}).items()
+        }
+        self._count(row, study)
+
+    def _count(self, row: DefaultRow, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        row.n_trials = sum(t.state in DONE_STATES for t in trials)
+        row.task_evaluations = sum(int(t.user_attrs.get(ATTR, {}).get("task_evaluations", 0)) for t in trials)

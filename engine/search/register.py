@@ -1,0 +1,149 @@
+"""Registering a search: storing it and its tasks (reused by fingerprint) before any trial runs.
+
+A task's split and meta-features are computed once, when its data is first stored; a rerun of the same
+search finds its rows and checks that nothing was changed that would mix incomparable values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from engine.errors import SpecError
+from engine.spec import Plan, ResolvedTask
+from engine.storage import Database, SearchRow, SearchTaskRow, TaskRow
+from engine.task import Split, fingerprint, make_split
+from engine.task.metafeatures import compute_meta_features
+from engine.vocabulary import ATTR, cross_task_study_name, strategy_study_name
+
+__all__ = ["SearchTask", "check_resumable", "register"]
+
+
+@dataclass(frozen=True)
+class SearchTask:
+    """A task of a running search, as stored: its data, split, fingerprint and database ids."""
+
+    resolved: ResolvedTask
+    row_id: int
+    search_task_id: int
+    fingerprint: str
+    split: Split
+    meta_features: dict[str, float]
+
+    @property
+    def key(self) -> str:
+        return self.resolved.key
+
+
+def check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse, before writing anything, to resume a study with other strategy or updater choices.
+
+    Optuna fixes a categorical parameter's choices for the life of a study, so the ``strategy`` and
+    ``updater`` lists of a task cannot change under the same search name.
+    """
+    attrs = {s.study_name: s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies()}
+    for task in plan.tasks:
+        old = attrs.get(strategy_study_name(plan.spec.name, task.key))
+        if not old:
+            continue
+        for kind, new in (("strategies", task.strategies), ("updaters", task.updaters)):
+            names = [x.name for x in new]
+            if kind in old and old[kind] != names:
+                raise SpecError(
+                    f"search {plan.spec.name!r} explored task {task.key!r} with {kind} {old[kind]}; this run "
+                    f"asks for {names}. Optuna cannot change a study's choices: keep the list, or rename "
+                    "the search to start a new one",
+                    source=plan.spec.source,
+                    key=f"search.{kind}",
+                )
+
+
+def register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:
+    """Store the search and its tasks (reusing tasks by fingerprint); return their ids."""
+    spec = plan.spec
+    keys = [t.key for t in plan.tasks]
+    prepared: list[tuple[ResolvedTask, str]] = [(t, fingerprint(t.dataset)) for t in plan.tasks]
+    with db.session() as s:
+        known = {fp: row for fp, row in ((fp, TaskRow.by_fingerprint(s, fp)) for _, fp in prepared) if row}
+    new_rows: dict[str, dict[str, Any]] = {}
+    for task, fp in prepared:  # compute outside any transaction: it takes a moment
+        if fp not in known and fp not in new_rows:
+            ds = task.dataset
+            split = make_split(ds, seed=int(fp[:8], 16) % (2**31 - 1))
+            new_rows[fp] = {
+                "name": task.key,
+                "kind": ds.kind,
+                "source": task.spec.source,
+                "options": _jsonable(task.spec.options),
+                "n_samples": ds.n_samples,
+                "n_features": ds.n_features,
+                "n_classes": ds.n_classes,
+                "meta_features": compute_meta_features(ds),
+                "split": split.to_json(),
+            }
+    with db.session() as s:
+        search = SearchRow.by_name(s, spec.name)
+        if search is None:
+            search = SearchRow(name=spec.name, spec=spec.to_dict(), status="running")
+            s.add(search)
+        else:
+            old_keys = [t.key for t in search.tasks]
+            if old_keys and sorted(old_keys) != sorted(keys):
+                raise SpecError(
+                    f"search {spec.name!r} already exists in this storage with tasks {sorted(old_keys)}, "
+                    f"but this spec has {sorted(keys)}; rename the search (search.name) to start a new one",
+                    source=spec.source,
+                    key="search.name",
+                )
+            search.spec = spec.to_dict()
+            search.status = "running"
+        s.flush()
+        out: list[SearchTask] = []
+        for task, fp in prepared:
+            row = TaskRow.by_fingerprint(s, fp)
+            if row is None:
+                row = TaskRow(fingerprint=fp, **new_rows[fp])
+                s.add(row)
+                s.flush()
+            link = next((st for st in search.tasks if st.key == task.key), None)
+            if link is None:
+                link = SearchTaskRow(
+                    search=search,
+                    task_id=row.id,
+                    key=task.key,
+                    study_name=(
+                        cross_task_study_name(spec.name)
+                        if spec.mode == "cross_task"
+                        else strategy_study_name(spec.name, task.key)
+                    ),
+                    evaluator=task.evaluator.name,
+                    direction=task.evaluator.direction,
+                )
+                s.add(link)
+                s.flush()
+            elif link.task_id != row.id:
+                raise SpecError(
+                    f"task {task.key!r} of search {spec.name!r} had different data when the search was "
+                    "first run (its fingerprint changed); give the changed task a new name or the search a "
+                    "new name",
+                    source=spec.source,
+                    key="tasks",
+                )
+            elif link.evaluator != task.evaluator.name:
+                raise SpecError(
+                    f"search {spec.name!r} judged task {task.key!r} with evaluator {link.evaluator!r}; "
+                    f"resuming it with {task.evaluator.name!r} would mix values. Keep the evaluator or "
+                    "rename the search",
+                    source=spec.source,
+                    key="evaluation",
+                )
+            out.append(
+                SearchTask(task, row.id, link.id, fp, Split.from_json(row.split), dict(row.meta_features))
+            )
+        return search.id, out
+
+
+def _jsonable(options: Any) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(options).items()}

@@ -1,0 +1,81 @@
+"""The spec's key table and a collector of problems, so that one run reports every problem at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import SpecError
+from engine.study.factories import PRUNERS, SAMPLERS
+from engine.task.source import is_type, type_name
+
+__all__ = ["NAME_RE", "PRUNERS", "SAMPLERS", "SEARCH_KEYS", "Problems", "is_type", "type_name"]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _str_list(v: Any) -> bool:
+    return all(isinstance(s, str) for s in v)
+
+
+SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
+    "name": (str, lambda v: bool(NAME_RE.match(v)), "must be letters, digits, '_', '-' or '.'"),
+    "seed": (int, lambda v: v >= 0, "must be a non-negative integer"),
+    "n_trials": (int, lambda v: v >= 1, "must be a positive integer"),
+    "timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),
+    "strategies": (list, lambda v: bool(v) and _str_list(v), "must be a non-empty list of strategy names"),
+    "updaters": (list, lambda v: bool(v) and _str_list(v), "must be a non-empty list of updater names"),
+    "plugins": (list, _str_list, "must be a list of module paths or .py files"),
+    "device": (
+        str,
+        lambda v: v in ("cpu", "cuda", "auto") or v.startswith("cuda:"),
+        "must be cpu, cuda or auto",
+    ),
+    "threads": (int, lambda v: v >= 0, "must be a non-negative integer (0: torch's default)"),
+    "trials_per_visit": (
+        int,
+        lambda v: v >= 0,
+        "must be a non-negative integer (0: all trials in one visit)",
+    ),
+    "mode": (str, lambda v: v in ("per_task", "cross_task"), 'must be "per_task" or "cross_task"'),
+    "warm_start": (bool, None, "must be true or false"),
+    "warm_start_method": (str, lambda v: bool(NAME_RE.match(v)), "must be the name of a warm starter"),
+}
+
+
+class Problems:
+    """Problems found in one spec, each with its key; raised together as one :class:`SpecError`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[tuple[str | None, str]] = []
+
+    def add(self, key: str | None, message: str) -> None:
+        self.items.append((key, message))
+
+    def table(self, data: Mapping[str, Any], key: str, required: bool = False) -> Mapping[str, Any]:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.add(key, f"missing; add a [{key}] table")
+            return {}
+        if not isinstance(value, Mapping):
+            self.add(key, f"must be a table ([{key}]); got {value!r}")
+            return {}
+        return value
+
+    def unknown(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+        for key in data:
+            if key not in allowed:
+                close = [a for a in sorted(allowed) if a[:3] == key[:3]]
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; known keys: {', '.join(sorted(allowed))}"
+                )
+                self.add(prefix + key, "unknown key" + hint)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError.many(self.items, source=self.source)

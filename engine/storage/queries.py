@@ -1,0 +1,82 @@
+"""The engine's queries on its own tables, for the write side (searches) and transfer.
+
+Each function takes an open :class:`~sqlalchemy.orm.Session` (from :meth:`Database.session`, which
+commits or rolls back), so a caller composes several into one transaction. The read side of results and
+recommendations is in :mod:`engine.storage.reads`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from engine.storage.models import BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
+from engine.vocabulary import SearchStatus
+
+__all__ = [
+    "best_row",
+    "default_row",
+    "defaults_of_kind",
+    "fingerprints_by_search",
+    "set_search_status",
+    "set_warm_start",
+    "tasks_of_kind",
+]
+
+
+def tasks_of_kind(s: Session, kind: str) -> list[TaskRow]:
+    """Every stored task of ``kind`` (``"classification"`` or ``"regression"``)."""
+    return list(s.scalars(select(TaskRow).where(TaskRow.kind == kind)))
+
+
+def fingerprints_by_search(s: Session) -> dict[int, set[str]]:
+    """Search id -> the fingerprints of its tasks."""
+    out: dict[int, set[str]] = {}
+    stmt = select(SearchTaskRow.search_id, TaskRow.fingerprint).join(
+        TaskRow, SearchTaskRow.task_id == TaskRow.id
+    )
+    for search_id, fp in s.execute(stmt):
+        out.setdefault(search_id, set()).add(fp)
+    return out
+
+
+def defaults_of_kind(s: Session, kind: str) -> list[tuple[DefaultRow, str]]:
+    """Cross-task best defaults of ``kind`` with their search's name, lowest loss first.
+
+    An older database may not have the defaults table yet; then there are none.
+    """
+    if not inspect(s.get_bind()).has_table(DefaultRow.__tablename__):
+        return []
+    stmt = (
+        select(DefaultRow, SearchRow.name)
+        .join(SearchRow, DefaultRow.search_id == SearchRow.id)
+        .where(DefaultRow.kind == kind)
+        .order_by(DefaultRow.loss)
+    )
+    return [(row, name) for row, name in s.execute(stmt)]
+
+
+def set_warm_start(s: Session, search_task_id: int, record: dict[str, Any]) -> None:
+    """Store a warm-start record on a search's task row."""
+    link = s.get(SearchTaskRow, search_task_id)
+    if link is not None:
+        link.warm_start = record
+
+
+def set_search_status(s: Session, search_id: int, status: SearchStatus) -> None:
+    """Mark a search ``running``, ``finished``, ``interrupted`` or ``failed``."""
+    row = s.get(SearchRow, search_id)
+    if row is not None:
+        row.status = status
+
+
+def best_row(s: Session, search_task_id: int) -> BestRow | None:
+    """The best-so-far row of a search's task, if it has one."""
+    return s.scalar(select(BestRow).where(BestRow.search_task_id == search_task_id))
+
+
+def default_row(s: Session, search_id: int) -> DefaultRow | None:
+    """The best-default row of a cross-task search, if it has one."""
+    return s.scalar(select(DefaultRow).where(DefaultRow.search_id == search_id))

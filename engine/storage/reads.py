@@ -1,0 +1,119 @@
+"""The read side of the engine's tables: what results and recommendations show.
+
+Each function takes an open :class:`~sqlalchemy.orm.Session` (from :meth:`Database.session`) and returns
+rows or plain values; turning them into records is left to :mod:`engine.results` and
+:mod:`engine.recommendation`, which hold no SQL. The write side (searches, transfer) is in
+:mod:`engine.storage.queries`. Nothing here touches Optuna's tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from engine.storage.models import BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
+
+__all__ = [
+    "BestJoin",
+    "best_rows",
+    "default_rows",
+    "has_strategy_studies",
+    "search_names",
+    "searches_by_task",
+    "searches_newest_first",
+    "task_names",
+    "task_rows",
+    "tasks_matching",
+]
+
+BestJoin = tuple[BestRow, SearchTaskRow, SearchRow, TaskRow]
+"""A best row with the search's task it belongs to, the search and the task."""
+
+
+def search_names(s: Session) -> list[str]:
+    """The names of every stored search, sorted."""
+    return sorted(s.scalars(select(SearchRow.name)))
+
+
+def best_rows(s: Session, *, search: str | None = None) -> list[BestJoin]:
+    """Every best row (of one search, if given), ordered by search name and task name in the search."""
+    stmt = (
+        select(BestRow, SearchTaskRow, SearchRow, TaskRow)
+        .join(SearchTaskRow, BestRow.search_task_id == SearchTaskRow.id)
+        .join(SearchRow, SearchTaskRow.search_id == SearchRow.id)
+        .join(TaskRow, SearchTaskRow.task_id == TaskRow.id)
+        .order_by(SearchRow.name, SearchTaskRow.key)
+    )
+    if search is not None:
+        stmt = stmt.where(SearchRow.name == search)
+    return [(b, link, srch, task) for b, link, srch, task in s.execute(stmt)]
+
+
+def default_rows(s: Session, *, search: str | None = None) -> list[tuple[DefaultRow, str]]:
+    """Every cross-task best default (of one search, if given) with its search's name, by that name."""
+    stmt = (
+        select(DefaultRow, SearchRow.name)
+        .join(SearchRow, DefaultRow.search_id == SearchRow.id)
+        .order_by(SearchRow.name)
+    )
+    if search is not None:
+        stmt = stmt.where(SearchRow.name == search)
+    return [(row, name) for row, name in s.execute(stmt)]
+
+
+def task_rows(s: Session) -> list[TaskRow]:
+    """Every stored task, by name."""
+    return list(s.scalars(select(TaskRow).order_by(TaskRow.name)))
+
+
+def task_names(s: Session) -> list[str]:
+    """The distinct names of the stored tasks, sorted."""
+    return sorted(set(s.scalars(select(TaskRow.name))))
+
+
+def searches_by_task(s: Session) -> dict[int, list[str]]:
+    """Task id -> the names of the searches that used the task, sorted."""
+    stmt = select(SearchTaskRow.task_id, SearchRow.name).join(
+        SearchRow, SearchTaskRow.search_id == SearchRow.id
+    )
+    used: dict[int, list[str]] = {}
+    for task_id, name in s.execute(stmt):
+        used.setdefault(task_id, []).append(name)
+    return {task_id: sorted(names) for task_id, names in used.items()}
+
+
+def searches_newest_first(s: Session) -> list[SearchRow]:
+    """Every stored search, newest first, with its tasks loaded."""
+    stmt = select(SearchRow).options(joinedload(SearchRow.tasks)).order_by(SearchRow.created_at.desc())
+    return list(s.scalars(stmt).unique())
+
+
+def tasks_matching(s: Session, name: str) -> list[TaskRow]:
+    """Stored tasks that ``name`` may mean.
+
+    A task matches by its stored name, by its name in any search, or (for six characters or more) by a
+    prefix of its fingerprint.
+    """
+    in_searches = set(s.scalars(select(SearchTaskRow.task_id).where(SearchTaskRow.key == name)))
+    return [
+        r
+        for r in s.scalars(select(TaskRow).order_by(TaskRow.id))
+        if r.name == name or r.id in in_searches or (len(name) >= 6 and r.fingerprint.startswith(name))
+    ]
+
+
+def has_strategy_studies(s: Session, kind: str, *, exclude_fingerprint: str | None = None) -> bool:
+    """Whether some search ran a study on a stored task of ``kind`` other than ``exclude_fingerprint``.
+
+    Read from the engine's own tables: a search records each of its task studies there, so when this is
+    false there is no history to read from Optuna's tables (which may not even exist yet).
+    """
+    stmt = (
+        select(SearchTaskRow.id)
+        .join(TaskRow, SearchTaskRow.task_id == TaskRow.id)
+        .where(TaskRow.kind == kind)
+        .limit(1)
+    )
+    if exclude_fingerprint is not None:
+        stmt = stmt.where(TaskRow.fingerprint != exclude_fingerprint)
+    return s.scalar(stmt) is not None

@@ -1,0 +1,20 @@
+"""Strategy exploration on one task: the Optuna objective, how data reaches a model, and the factories
+for the samplers and pruners a spec names."""
+
+from __future__ import annotations
+
+from engine.study.factories import make_pruner, make_sampler
+from engine.study.objective import PrefixedTrial, StrategyObjective, TrialFailed, trial_seed
+from engine.study.runtime import quiet_optuna, resolve_device, torch_threads
+
+__all__ = [
+    "PrefixedTrial",
+    "StrategyObjective",
+    "TrialFailed",
+    "make_pruner",
+    "make_sampler",
+    "quiet_optuna",
+    "resolve_device",
+    "torch_threads",
+    "trial_seed",
+]

@@ -1,0 +1,62 @@
+"""Optuna samplers and pruners built from a spec's ``[sampler]`` and ``[pruner]`` tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from engine.errors import SpecError
+
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
+
+
+SAMPLERS: dict[str, Any] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+}
+"""The samplers a spec's ``[sampler] name`` may give (``tpe`` by default)."""
+
+PRUNERS: dict[str, Any] = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "none": optuna.pruners.NopPruner,
+}
+"""The pruners a spec's ``[pruner] name`` may give (``median`` by default)."""
+
+
+def make_sampler(
+    config: Mapping[str, Any], seed: int, *, source: str = "<spec>"
+) -> optuna.samplers.BaseSampler:
+    """Build the Optuna sampler a spec's ``[sampler]`` table describes, seeded with ``seed``."""
+    sampler: optuna.samplers.BaseSampler = _build("sampler", SAMPLERS, "tpe", config, source, seed=seed)
+    return sampler
+
+
+def make_pruner(config: Mapping[str, Any], *, source: str = "<spec>") -> optuna.pruners.BasePruner:
+    """Build the Optuna pruner a spec's ``[pruner]`` table describes."""
+    pruner: optuna.pruners.BasePruner = _build("pruner", PRUNERS, "median", config, source)
+    return pruner
+
+
+def _build(
+    section: str,
+    classes: Mapping[str, Any],
+    default: str,
+    config: Mapping[str, Any],
+    source: str,
+    **fixed: Any,
+) -> Any:
+    name = config.get("name", default)
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    try:
+        return classes[name](**fixed, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"cannot build {section} {name!r} with {kwargs}: {exc}", source=source, key=section
+        ) from None

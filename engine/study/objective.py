@@ -1,0 +1,220 @@
+"""Strategy exploration's objective: one Optuna trial = choose, train and evaluate one strategy.
+
+A trial's parameters form a conditional search space:
+
+* ``strategy``: categorical over the strategies that fit the task;
+* ``<strategy>.<param>``: the chosen strategy's hyperparameters (from its ``suggest``);
+* ``updater``: categorical over the updaters;
+* ``<updater>.<param>``: the chosen updater's hyperparameters.
+
+The trial's value is the evaluator's value on the validation split (or the mean over k folds). Its user
+attribute ``stratagem`` holds the evaluator, direction, test-split value, timings and the trial's seed;
+the test value is recorded for reporting only, never used to choose.
+
+Pruning: an updater calls ``report(step, value)`` as often as it likes (each epoch); the engine records
+intermediate values in the study only at steps 1, 2, 4, 8, ... (geometric rungs, as Hyperband uses) and
+asks the pruner there, so a trial costs a logarithmic number of storage writes. With k-fold validation
+the steps are folds: step ``f`` holds the mean over the first ``f`` folds.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+import torch
+
+from engine.errors import StratagemError
+from engine.study import training
+from engine.task import Dataset, Split
+from engine.vocabulary import ATTR
+
+if TYPE_CHECKING:
+    from engine.evaluator import Evaluator
+    from engine.strategy import Strategy
+    from engine.updater import Updater
+
+__all__ = ["PrefixedTrial", "StrategyObjective", "TrialFailed", "trial_seed"]
+
+
+class TrialFailed(StratagemError):
+    """A plugin raised while a trial ran; the trial is marked failed and the study goes on."""
+
+
+class PrefixedTrial:
+    """An Optuna trial seen through a name prefix: ``suggest_float("lr")`` stores ``"<prefix>.lr"``.
+
+    Everything else is the wrapped trial's.
+    """
+
+    def __init__(self, trial: optuna.Trial, prefix: str) -> None:
+        self._trial = trial
+        self._prefix = prefix + "."
+
+    def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
+        return self._trial.suggest_float(self._prefix + name, low, high, **kwargs)
+
+    def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
+        return self._trial.suggest_int(self._prefix + name, low, high, **kwargs)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._trial.suggest_categorical(self._prefix + name, choices)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+def trial_seed(search_seed: int, task_key: str, number: int) -> int:
+    """The seed of one trial's model initialisation and training."""
+    return (search_seed * 1_000_003 + zlib.crc32(task_key.encode()) + number * 7919) % (2**31 - 1)
+
+
+@dataclass
+class StrategyObjective:
+    """The objective of one task's strategy study.
+
+    Args:
+        task_key: The task's name in the search (seeds depend on it).
+        dataset: The task's data.
+        split: The stored train / validation / test split.
+        strategies: Strategy classes to choose from (all fit the task's kind).
+        updaters: Updater classes to choose from.
+        evaluator: Judges predictions; its direction is the study's.
+        seed: The search's seed.
+        validation: ``"holdout"`` or ``"kfold"``.
+        folds: Number of folds for k-fold validation (over train + validation rows).
+        device: Torch device for training.
+        plugin_of: Maps ``("strategy", name)`` to the plugin that registered it, for error messages.
+    """
+
+    task_key: str
+    dataset: Dataset
+    split: Split
+    strategies: Sequence[type[Strategy]]
+    updaters: Sequence[type[Updater]]
+    evaluator: Evaluator
+    seed: int = 0
+    validation: str = "holdout"
+    folds: int = 5
+    device: str = "cpu"
+    plugin_of: Callable[[str, str], str] | None = None
+
+    def __post_init__(self) -> None:
+        self._strategies = {s.name: s for s in self.strategies}
+        self._updaters = {u.name: u for u in self.updaters}
+        self._info = self.dataset.info()
+        self.last_record: dict[str, Any] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        strategy_name = trial.suggest_categorical("strategy", list(self._strategies))
+        strategy_cls = self._strategies[strategy_name]
+        s_params = self._plugin_call(
+            "strategy", strategy_name, strategy_cls.suggest, PrefixedTrial(trial, strategy_name), self._info
+        )
+        updater_name = trial.suggest_categorical("updater", list(self._updaters))
+        updater_cls = self._updaters[updater_name]
+        u_params = self._plugin_call(
+            "updater", updater_name, updater_cls.suggest, PrefixedTrial(trial, updater_name), self._info
+        )
+        seed = trial_seed(self.seed, self.task_key, trial.number)
+        started = time.perf_counter()
+        value, test_value, fit_seconds = self._fit_and_score(
+            trial, strategy_cls, s_params, updater_cls, u_params, seed
+        )
+        self.last_record = {
+            "evaluator": self.evaluator.name,
+            "direction": self.evaluator.direction,
+            "test_value": test_value,
+            "fit_seconds": round(fit_seconds, 6),
+            "seconds": round(time.perf_counter() - started, 6),
+            "seed": seed,
+            "validation": self.validation,
+        }
+        trial.set_user_attr(ATTR, self.last_record)
+        return value
+
+    def _plugin_call(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            plugin = self.plugin_of(kind, name) if self.plugin_of else "unknown"
+            raise TrialFailed(
+                f"{kind} {name!r} (plugin {plugin!r}) raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _fit_and_score(
+        self,
+        trial: optuna.Trial,
+        strategy_cls: type[Strategy],
+        s_params: dict[str, Any],
+        updater_cls: type[Updater],
+        u_params: dict[str, Any],
+        seed: int,
+    ) -> tuple[float, float, float]:
+        """Train and evaluate; return (validation value, test value, training seconds)."""
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} with value {value:.6g}")
+
+        def report_at_rungs(step: int, value: float) -> None:
+            if step >= 1 and step & (step - 1) == 0:  # 1, 2, 4, 8, ...: few storage writes per trial
+                report(step, value)
+
+        def fit_one(
+            train_idx: np.ndarray, val_idx: np.ndarray, fold_seed: int, rep: Callable[[int, float], None]
+        ) -> tuple[Any, training.Prepared, float]:
+
+            torch.manual_seed(fold_seed)
+            prepared = training.prepare(self.dataset, train_idx, self.device)
+            strategy = self._plugin_call("strategy", strategy_cls.name, lambda: strategy_cls(**s_params))
+            model = self._plugin_call("strategy", strategy_cls.name, strategy.build, prepared.info)
+            model.to(self.device)
+            updater = self._plugin_call("updater", updater_cls.name, lambda: updater_cls(**u_params))
+            problem = training.make_problem(self.dataset, prepared, val_idx, self.evaluator, fold_seed)
+            t0 = time.perf_counter()
+            self._plugin_call("updater", updater_cls.name, updater.fit, model, problem, rep)
+            return model, prepared, time.perf_counter() - t0
+
+        if self.validation == "holdout":
+            model, prepared, secs = fit_one(self.split.train, self.split.validation, seed, report_at_rungs)
+            value = training.evaluate(model, prepared, self.dataset, self.split.validation, self.evaluator)
+            test = training.evaluate(model, prepared, self.dataset, self.split.test, self.evaluator)
+            return value, test, secs
+
+        values: list[float] = []
+        test_outputs: list[np.ndarray] = []
+        total = 0.0
+        for fold, (tr, va) in enumerate(self._folds()):
+            model, prepared, secs = fit_one(tr, va, seed + fold, _no_report)
+            total += secs
+            values.append(training.evaluate(model, prepared, self.dataset, va, self.evaluator))
+            test_outputs.append(training.predict(model, prepared, self.dataset.X[self.split.test]))
+            report(fold + 1, float(np.mean(values)))
+        ensemble = np.mean(test_outputs, axis=0)
+        test = float(self.evaluator(self.dataset.y[self.split.test], ensemble))
+        return float(np.mean(values)), test, total
+
+    def _folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        rows = np.concatenate([self.split.train, self.split.validation])
+        y = self.dataset.y[rows]
+        if self.dataset.kind == "classification" and np.bincount(y).min() >= self.folds:
+            splitter: Any = StratifiedKFold(self.folds, shuffle=True, random_state=self.split.seed)
+            parts = splitter.split(rows, y)
+        else:
+            parts = KFold(self.folds, shuffle=True, random_state=self.split.seed).split(rows)
+        return [(np.sort(rows[a]), np.sort(rows[b])) for a, b in parts]
+
+
+def _no_report(step: int, value: float) -> None:
+    """Inside k-fold validation, pruning happens per fold, not per epoch."""

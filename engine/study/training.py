@@ -1,0 +1,121 @@
+"""Turning a task's rows into tensors, a training problem and evaluated predictions.
+
+This is the one place that decides how data reaches a model: features are standardised with the
+training rows' mean and standard deviation only, classification models output logits trained with
+cross-entropy, regression models output values trained with MSE on a standardised target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from engine.task import Dataset, TaskInfo
+from engine.updater import TrainingProblem
+
+if TYPE_CHECKING:
+    from engine.evaluator import Evaluator
+
+__all__ = ["Prepared", "evaluate", "predict", "prepare"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's rows for one fit: standardised tensors plus what is needed to undo the scaling."""
+
+    info: TaskInfo
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    y_mean: float
+    y_std: float
+    mean: np.ndarray
+    std: np.ndarray
+    device: str
+
+    def tensor(self, X: np.ndarray) -> torch.Tensor:
+        """Standardise raw features with the training statistics."""
+        return torch.as_tensor((X - self.mean) / self.std, dtype=torch.float32, device=self.device)
+
+
+def prepare(dataset: Dataset, train_idx: np.ndarray, device: str = "cpu") -> Prepared:
+    """Standardise features (and regression targets) on the training rows only."""
+    X = dataset.X[train_idx]
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std[std < 1e-12] = 1.0
+    y = dataset.y[train_idx]
+    if dataset.kind == "classification":
+        y_t = torch.as_tensor(y, dtype=torch.int64, device=device)
+        y_mean, y_std = 0.0, 1.0
+    else:
+        y_mean = float(y.mean())
+        y_std = float(y.std()) or 1.0
+        y_t = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32, device=device)
+    info = TaskInfo(dataset.kind, len(train_idx), dataset.n_features, dataset.n_classes)
+    X_t = torch.as_tensor((X - mean) / std, dtype=torch.float32, device=device)
+    return Prepared(info, X_t, y_t, y_mean, y_std, mean, std, device)
+
+
+def training_loss(info: TaskInfo) -> torch.nn.Module:
+    """Cross-entropy on logits for classification, MSE for regression."""
+    if info.kind == "classification":
+        return torch.nn.CrossEntropyLoss()
+    return _MSEOnColumn()
+
+
+class _MSEOnColumn(torch.nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(output.reshape(-1), target)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, prepared: Prepared, X: np.ndarray) -> np.ndarray:
+    """Evaluator-ready output for raw features ``X``.
+
+    Classification: class probabilities ``(n, k)``. Regression: values ``(n,)`` in the target's units.
+    """
+    was_training = model.training
+    model.eval()
+    out = model(prepared.tensor(X))
+    model.train(was_training)
+    if prepared.info.kind == "classification":
+        return torch.softmax(out.double(), dim=1).cpu().numpy()
+    values = out.reshape(-1).double().cpu().numpy()
+    return values * prepared.y_std + prepared.y_mean
+
+
+def evaluate(
+    model: torch.nn.Module, prepared: Prepared, dataset: Dataset, idx: np.ndarray, evaluator: Evaluator
+) -> float:
+    """The evaluator's value of ``model`` on rows ``idx``; non-finite predictions score worst."""
+    output = predict(model, prepared, dataset.X[idx])
+    if not np.isfinite(output).all():
+        return -np.inf if evaluator.basis == "score" else np.inf
+    return float(evaluator(dataset.y[idx], output))
+
+
+def make_problem(
+    dataset: Dataset,
+    prepared: Prepared,
+    val_idx: np.ndarray,
+    evaluator: Evaluator,
+    seed: int,
+) -> TrainingProblem:
+    """The :class:`TrainingProblem` an updater trains on: training tensors, loss, validation."""
+
+    def validate(model: torch.nn.Module) -> float:
+        return evaluate(model, prepared, dataset, val_idx, evaluator)
+
+    return TrainingProblem(
+        X=prepared.X_train,
+        y=prepared.y_train,
+        loss=training_loss(prepared.info),
+        validate=validate,
+        higher_is_better=evaluator.basis == "score",
+        generator=torch.Generator().manual_seed(seed),
+        info=prepared.info,
+        device=prepared.device,
+    )

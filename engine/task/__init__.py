@@ -1,0 +1,25 @@
+"""Tasks: the data a strategy learns from, how sources deliver it, how it is split and described.
+
+A :class:`TaskSource` plugin turns options from a study spec into a :class:`Dataset`. The engine
+fingerprints the dataset, splits it once into train / validation / test with a seed derived from the
+fingerprint, computes its meta-features, and stores all three, so every strategy ever tried on a task is
+compared on the same rows.
+"""
+
+from __future__ import annotations
+
+from engine.task.dataset import TASK_KINDS, Dataset, TaskInfo, TaskKind, fingerprint
+from engine.task.source import Option, TaskSource
+from engine.task.split import Split, make_split
+
+__all__ = [
+    "TASK_KINDS",
+    "Dataset",
+    "Option",
+    "Split",
+    "TaskInfo",
+    "TaskKind",
+    "TaskSource",
+    "fingerprint",
+    "make_split",
+]

@@ -1,0 +1,258 @@
+"""The source ensemble: one surrogate per source, candidates from every source, weights that learn.
+
+Each source gets a surrogate (extra trees on an encoding of the conditional configuration) that predicts
+the rank-normalised value; every source configuration, and the cross-task best defaults, is a candidate.
+Weights start from meta-feature similarity and, once the target has trials, follow how well each model
+ranks them (RGPE, Feurer et al. 2018; Watanabe et al.'s meta-learning TPE, 2022). The ``transfer`` warm
+starter (:mod:`plugins.warm_starters`) describes how the weights and the greedy portfolio are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from engine.task.metafeatures import meta_feature_vector
+from engine.transfer.similarity import meta_distances, similarity_weights
+from engine.transfer.sources import is_strategy_trial, rank_normalise
+from engine.transfer.space import NEAR_DUPLICATE, ConfigSpace, conform_params, param_key, restrict
+from engine.warmstarter import Candidate, Source, SourceUse
+
+__all__ = ["SourceEnsemble"]
+
+MIN_TARGET_TRIALS = 3
+PRIOR_STRENGTH = 5.0
+MAX_SOURCES = 20
+MAX_CANDIDATES = 2000
+MAX_TARGET_TRIALS = 60
+_BOOTSTRAPS = 200
+
+
+def _surrogate(X: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 48) -> Any:
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    return ExtraTreesRegressor(
+        n_estimators=n_estimators, min_samples_leaf=2, max_features=0.6, random_state=seed
+    ).fit(X, y)
+
+
+class SourceEnsemble:
+    """Source surrogates and candidate configurations for one target task.
+
+    Args:
+        sources: The other tasks' histories (see :func:`discover_sources`).
+        meta_features: The target's meta-features.
+        population: Meta-features of every stored task of the kind (scales the distance).
+        extra: Further candidates (cross-task defaults).
+        strategies: Strategies the target may use (``None``: any).
+        updaters: Updaters the target may use (``None``: any).
+        seed: Seeds the surrogates and the bootstrap.
+
+    Raises:
+        ValueError: The target's meta-features are incomplete.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        meta_features: Mapping[str, float],
+        population: Iterable[Mapping[str, float]] = (),
+        *,
+        extra: Sequence[Candidate] = (),
+        strategies: Sequence[str] | None = None,
+        updaters: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        usable = []
+        for src in sources:
+            try:
+                meta_feature_vector(src.meta_features)
+            except ValueError:
+                continue
+            usable.append(src)
+        distances = meta_distances(meta_features, [s.meta_features for s in usable], population)
+        order = np.argsort(distances, kind="mergesort")[:MAX_SOURCES]
+        self.sources: list[Source] = [usable[i] for i in order]
+        self.distances = distances[order]
+        self.prior = similarity_weights(self.distances)
+        self.seed = seed
+        self.space = ConfigSpace(t.distributions for s in self.sources for t in s.trials)
+        self.models: list[Any] = []
+        self._known: list[dict[str, float]] = [
+            {param_key(t.params): t.rank for t in src.trials if t.complete} for src in self.sources
+        ]
+        for i, src in enumerate(self.sources):
+            X = self.space.encode([t.params for t in src.trials])
+            self.models.append(_surrogate(X, np.array([t.rank for t in src.trials]), seed + i))
+        self.candidates = self._candidates(extra, strategies, updaters)
+        self.X = self.space.encode([c.params for c in self.candidates])
+        self.predictions = self.predict([c.params for c in self.candidates])
+
+    def predict(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Each source's rank-normalised value for each configuration, shape ``(sources, configs)``: the
+        observed rank where the source tried exactly that configuration, its surrogate's prediction
+        elsewhere."""
+        if not self.models or not configs:
+            return np.zeros((len(self.models), len(configs)))
+        X = self.space.encode(configs)
+        out = np.array([m.predict(X) for m in self.models])
+        keys = [param_key(c) for c in configs]
+        for i, known in enumerate(self._known):
+            for j, key in enumerate(keys):
+                if key in known:
+                    out[i, j] = known[key]
+        return out
+
+    def coverage(self, tried: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Per source, the best value (as :meth:`predict` gives it) among the ``tried`` configurations."""
+        if not tried:
+            return np.zeros(len(self.models))
+        return np.asarray(self.predict(tried).max(axis=1))
+
+    def _candidates(
+        self, extra: Sequence[Candidate], strategies: Sequence[str] | None, updaters: Sequence[str] | None
+    ) -> list[Candidate]:
+        seen: set[str] = set()
+        out: list[Candidate] = []
+        pools = [
+            [
+                Candidate(t.params, s.fingerprint, f"{t.study} #{t.number}", t.value, t.test_value, t.rank)
+                for t in s.ranked()
+            ]
+            for s in self.sources
+        ]
+        pools.append(list(extra))
+        per_source = max(1, MAX_CANDIDATES // max(1, len(pools)))
+        for pool in pools:
+            for cand in pool[:per_source]:
+                params = restrict(cand.params, strategies, updaters)
+                if params is None or any(
+                    isinstance(self.space.choices.get(k), list) and param_key(v) not in self.space.allowed[k]
+                    for k, v in params.items()
+                ):
+                    continue
+                key = param_key(params)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(
+                        Candidate(params, cand.source, cand.origin, cand.value, cand.test_value, cand.rank)
+                    )
+        return out
+
+    def scores(
+        self,
+        weights: np.ndarray,
+        target_weight: float = 0.0,
+        target_pred: np.ndarray | None = None,
+        covered: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Ensemble score of every candidate: ``sum_s w_s max(pred_s(c), covered_s) + w_t pred_t(c)``.
+
+        With ``covered`` (see :meth:`coverage`) the score is a greedy portfolio's: a candidate gains only
+        where it beats what the configurations tried so far already reach on that source.
+        """
+        predictions = self.predictions
+        if covered is not None and predictions.size:
+            predictions = np.maximum(predictions, covered[:, None])
+        score = weights @ predictions if len(self.models) else np.zeros(len(self.candidates))
+        if target_pred is not None and target_weight > 0:
+            score = score + target_weight * target_pred
+        return np.asarray(score)
+
+    def reweight(
+        self, trials: Sequence[FrozenTrial], maximize: bool
+    ) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Weights given the target's own finished trials.
+
+        Returns:
+            Source weights, the weight of the target's own surrogate, and that surrogate's prediction
+            for every candidate (``None`` while the target has fewer than 3 usable trials).
+        """
+        trials = [t for t in trials if is_strategy_trial(t)][-MAX_TARGET_TRIALS:]
+        complete = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+        ]
+        if len(complete) < MIN_TARGET_TRIALS or not self.models:
+            return self.prior, 0.0, None
+        pruned = [t for t in trials if t.state == TrialState.PRUNED]
+        y = np.concatenate(
+            [
+                rank_normalise([float(t.value) for t in complete if t.value is not None], maximize),
+                np.zeros(len(pruned)),
+            ]
+        )
+        X = self.space.encode([t.params for t in complete + pruned])
+        n = len(y)
+        loo = np.empty(n)
+        for i in range(n):
+            rest = np.arange(n) != i
+            loo[i] = _surrogate(X[rest], y[rest], self.seed + i, n_estimators=16).predict(X[i : i + 1])[0]
+        preds = np.vstack([*(m.predict(X) for m in self.models), loo])
+        wins = _ranking_wins(preds, y, np.random.default_rng(self.seed + n))
+        gamma = n / (n + PRIOR_STRENGTH)
+        weights = (1.0 - gamma) * self.prior + gamma * wins[:-1]
+        target_pred = (
+            _surrogate(X, y, self.seed, n_estimators=32).predict(self.X) if self.candidates else None
+        )
+        return weights, float(gamma * wins[-1]), target_pred
+
+    def summary(self, weights: np.ndarray, top: int = 10) -> tuple[SourceUse, ...]:
+        """The ``top`` sources by weight, as recorded in the warm-start record."""
+        order = np.argsort(-weights, kind="mergesort")[:top]
+        return tuple(
+            SourceUse(
+                task=self.sources[i].task,
+                search=self.sources[i].search,
+                study=self.sources[i].study,
+                fingerprint=self.sources[i].fingerprint,
+                distance=round(float(self.distances[i]), 4),
+                weight=round(float(weights[i]), 4),
+                n_trials=self.sources[i].n_complete,
+            )
+            for i in order
+        )
+
+    def pick(
+        self,
+        score: np.ndarray,
+        avoid: Sequence[Mapping[str, Any]],
+        *,
+        top: int = 1,
+        conform: Mapping[str, BaseDistribution] | None = None,
+    ) -> list[int]:
+        """Indices of the ``top`` best-scoring candidates, none within :data:`NEAR_DUPLICATE` of
+        ``avoid`` or of each other (and valid in ``conform``'s distributions, when given)."""
+        chosen: list[int] = []
+        taken = list(avoid)
+        for i in np.argsort(-score, kind="mergesort"):
+            params = self.candidates[i].params
+            if conform is not None and conform_params(params, conform) is None:
+                continue
+            if all(self.space.distance(params, other) >= NEAR_DUPLICATE for other in taken):
+                chosen.append(int(i))
+                taken.append(params)
+                if len(chosen) == top:
+                    break
+        return chosen
+
+
+def _ranking_wins(preds: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Share of bootstrap resamples of the target trials in which each model misranks fewest pairs
+    (a pair tied in the prediction counts half; ties for fewest share the win)."""
+    n = len(y)
+    idx = rng.integers(0, n, size=(_BOOTSTRAPS, n))
+    Y = y[idx]
+    P = preds[:, idx]
+    lower = (Y[:, :, None] < Y[:, None, :])[None]
+    above = P[:, :, :, None] > P[:, :, None, :]
+    tied = P[:, :, :, None] == P[:, :, None, :]
+    loss = (lower & above).sum(axis=(2, 3)) + 0.5 * (lower & tied).sum(axis=(2, 3))
+    is_min = loss == loss.min(axis=0)
+    return np.asarray((is_min / is_min.sum(axis=0)).mean(axis=1))

@@ -1,0 +1,76 @@
+"""Warm start: seeding a new task's strategy study from other tasks' finished studies.
+
+When a task's strategy study starts empty, :func:`warm_start_study` reads the history of other tasks of
+the same kind (:func:`~engine.transfer.history.load_history`; the task's own earlier studies, in any
+search, never count), hands it to the spec's warm starter (a plugin, see :mod:`engine.warmstarter`), and
+stores the :class:`~engine.warmstarter.WarmStartRecord` it returns on the study and on the search's task
+row, where ``stratagem best`` shows it.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from engine.storage import Database, queries
+from engine.storage.optuna_adapter import planned_params
+from engine.transfer.history import load_history
+from engine.vocabulary import WARM_START_ATTR
+from engine.warmstarter import WarmStart, WarmStartContext, WarmStarter, WarmStartRecord, WarmTarget
+
+__all__ = ["store_record", "warm_start_study"]
+
+
+def store_record(
+    db: Database, study: optuna.Study, search_task_id: int | None, record: WarmStartRecord
+) -> None:
+    """Store ``record`` on the study (user attribute) and on the search's task row, if there is one."""
+    data = record.to_dict()
+    study.set_user_attr(WARM_START_ATTR, data)
+    if search_task_id is not None:
+        with db.session() as s:
+            queries.set_warm_start(s, search_task_id, data)
+
+
+def warm_start_study(
+    *,
+    db: Database,
+    storage: optuna.storages.BaseStorage,
+    study: optuna.Study,
+    search_task_id: int | None,
+    target: WarmTarget,
+    starter: WarmStarter,
+    n_trials: int,
+    seed: int,
+) -> WarmStart:
+    """Let ``starter`` enqueue configurations into the empty ``study``; store and return what it did.
+
+    Args:
+        db: The engine's tables.
+        storage: Optuna storage of the same database.
+        study: The target task's new strategy study.
+        search_task_id: The target's row in the search, where the record is stored too (``None``: only
+            on the study).
+        target: The target task.
+        starter: The warm starter the spec chose.
+        n_trials: Trials the study is about to run.
+        seed: The search's seed.
+    """
+    history = load_history(db, target.kind, exclude_fingerprint=target.fingerprint, storage=storage)
+
+    def planned() -> list[dict[str, object]]:
+        return [p for p in (planned_params(t) for t in study.get_trials(deepcopy=False)) if p]
+
+    context = WarmStartContext(
+        target=target,
+        study=study,
+        n_trials=n_trials,
+        seed=seed,
+        sources=history.sources,
+        defaults=history.defaults,
+        population=history.population,
+        planned=planned,
+        persist=lambda record: store_record(db, study, search_task_id, record),
+    )
+    warm = starter.start(context)
+    store_record(db, study, search_task_id, warm.record)
+    return warm

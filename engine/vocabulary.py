@@ -1,0 +1,55 @@
+"""Shared vocabulary: study kinds and names, attribute keys, finished states, search statuses.
+
+A leaf module: everything in the engine may import it, and it imports nothing of the engine back
+(as Optuna keeps ``optuna/trial/_state.py``), so no orchestrator becomes the place everyone imports from.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from optuna.trial import TrialState
+
+__all__ = [
+    "ATTR",
+    "DONE_STATES",
+    "KIND_CROSS_TASK",
+    "KIND_STRATEGIES",
+    "KIND_TASKS",
+    "SEARCH_STATUSES",
+    "WARM_START_ATTR",
+    "SearchStatus",
+    "StudyKind",
+    "cross_task_study_name",
+    "strategy_study_name",
+]
+
+ATTR: Final = "stratagem"
+"""User attribute (on studies and trials) holding the engine's record of it."""
+
+WARM_START_ATTR: Final = "stratagem.warm_start"
+"""Strategy-study user attribute recording what warm start used and why (or why it did not run)."""
+
+StudyKind = Literal["task_exploration", "strategy_exploration", "cross_task"]
+KIND_TASKS: Final = "task_exploration"
+"""The study named after a search: each trial is a visit to a task."""
+KIND_STRATEGIES: Final = "strategy_exploration"
+"""A study ``<search>/<task>``: each trial is one strategy trained and evaluated on the task."""
+KIND_CROSS_TASK: Final = "cross_task"
+"""The study ``<search>/cross_task``: each trial is one configuration judged over all tasks."""
+
+DONE_STATES: Final = (TrialState.COMPLETE, TrialState.PRUNED)
+"""Trial states that count as finished: a search wants ``n_trials`` of them per study."""
+
+SearchStatus = Literal["running", "finished", "interrupted", "failed"]
+SEARCH_STATUSES: Final[tuple[SearchStatus, ...]] = ("running", "finished", "interrupted", "failed")
+
+
+def strategy_study_name(search: str, task: str) -> str:
+    """Name of the Optuna study that explores strategies for ``task`` in ``search``."""
+    return f"{search}/{task}"
+
+
+def cross_task_study_name(search: str) -> str:
+    """Name of the one Optuna study of a cross-task search."""
+    return f"{search}/cross_task"

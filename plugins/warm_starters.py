@@ -1,0 +1,220 @@
+"""Built-in warm starters: ``transfer`` (the default) and ``knn``.
+
+``knn``: auto-sklearn's meta-learning baseline. The best configuration of each of the
+``ceil(n_trials / 2)`` nearest sources (by meta-features) is enqueued before the first trial.
+
+``transfer``: uses every source's whole history through a :class:`engine.SourceEnsemble`. Every source
+configuration, and the cross-task "best default" of the kind if one is stored, is a candidate scored
+``sum_s w_s * pred_s(c) + w_t * pred_t(c)``. Until the target has 3 finished trials ``w`` is the prior
+(meta-feature similarity) and ``w_t = 0``. From then on the weights follow the target's own trials, in
+the spirit of RGPE (Feurer et al., 2018) and Watanabe et al.'s meta-learning TPE (2022): over bootstrap
+resamples of the target's trials, each model (every source surrogate, and a surrogate ``t`` of the
+target itself judged leave-one-out) counts the pairs of trials it ranks wrongly; its data weight is the
+share of resamples in which it ranks best. A model's weight blends prior and data weight by
+``n / (n + 5)`` for ``n`` target trials. After each finished trial a callback enqueues the candidate that
+adds most to a greedy portfolio (auto-sklearn 2, FLAML): ``pred_s(c)`` is replaced by
+``max(pred_s(c), m_s)``, with ``m_s`` the best that the configurations tried so far reach on source
+``s``, so the next pick covers the sources the earlier picks do not. Tried configurations and near
+duplicates of them are skipped; a source's own observed rank replaces its surrogate's prediction for
+configurations it tried. This goes on until ``ceil(n_trials / 2)`` warm trials are queued, the target's
+own model holds half the weight, or candidates run out; the study's sampler, which sees the warm trials
+in the history, takes over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
+
+import engine
+from engine import (
+    NEAR_DUPLICATE,
+    Candidate,
+    Registry,
+    SourceEnsemble,
+    WarmStart,
+    WarmStartContext,
+    WarmStarter,
+    WarmStartRecord,
+    conform_params,
+)
+
+__all__ = ["KnnWarmStarter", "TransferWarmStarter"]
+
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry: Registry[WarmStarter]) -> None:
+    registry.add(TransferWarmStarter())
+    registry.add(KnnWarmStarter())
+
+
+def _max_warm(n_trials: int) -> int:
+    return max(1, min(n_trials, math.ceil(n_trials / 2)))
+
+
+def _ensemble(
+    ctx: WarmStartContext, method: str, defaults: Sequence[Candidate]
+) -> SourceEnsemble | WarmStartRecord:
+    """The ensemble over the context's history, or the record that says why there is none."""
+    kind = ctx.target.kind
+    if not ctx.sources and not defaults:
+        reason = f"no finished studies of other {kind} tasks in this storage"
+        return WarmStartRecord(used=False, method=method, reason=reason)
+    try:
+        ensemble = SourceEnsemble(
+            ctx.sources,
+            ctx.target.meta_features,
+            ctx.population,
+            extra=defaults,
+            strategies=ctx.target.strategies,
+            updaters=ctx.target.updaters,
+            seed=ctx.seed,
+        )
+    except ValueError as exc:
+        return WarmStartRecord(used=False, method=method, reason=f"cannot compare tasks: {exc}")
+    if not ensemble.candidates:
+        return WarmStartRecord(
+            used=False,
+            method=method,
+            reason="no configuration of other tasks uses this task's strategies and updaters",
+            sources=ensemble.summary(ensemble.prior),
+        )
+    return ensemble
+
+
+class KnnWarmStarter(WarmStarter):
+    """auto-sklearn's baseline: the best valid configuration of each of the nearest sources."""
+
+    name = "knn"
+    description = "enqueue the best configuration of each of the most similar tasks (auto-sklearn)"
+
+    def start(self, context: WarmStartContext) -> WarmStart:
+        ensemble = _ensemble(context, self.name, ())
+        if isinstance(ensemble, WarmStartRecord):
+            return WarmStart(ensemble)
+        k = _max_warm(context.n_trials)
+        chosen: list[int] = []
+        taken: list[dict[str, Any]] = []
+        for i, src in enumerate(ensemble.sources):  # nearest first
+            if len(chosen) == k:
+                break
+            for cand in ensemble.candidates:  # each source's candidates come best first
+                if cand.source == src.fingerprint and all(
+                    ensemble.space.distance(cand.params, o) >= NEAR_DUPLICATE for o in taken
+                ):
+                    chosen.append(i)
+                    taken.append(cand.params)
+                    context.study.enqueue_trial(cand.params, skip_if_exists=True)
+                    break
+        weights = np.zeros(len(ensemble.sources))
+        weights[chosen] = 1.0 / max(1, len(chosen))
+        record = WarmStartRecord(
+            used=bool(chosen),
+            method=self.name,
+            reason=f"best configurations of the {len(chosen)} most similar task(s) by meta-features",
+            sources=tuple(s for s in ensemble.summary(weights, top=len(ensemble.sources)) if s.weight > 0),
+            enqueued=len(chosen),
+        )
+        return WarmStart(record)
+
+
+class TransferWarmStarter(WarmStarter):
+    """Surrogates of every source, weighted by similarity and then by the target's own trials."""
+
+    name = "transfer"
+    description = "source surrogates weighted by similarity, then by the task's own trials (RGPE-style)"
+
+    def start(self, context: WarmStartContext) -> WarmStart:
+        ensemble = _ensemble(context, self.name, context.defaults)
+        if isinstance(ensemble, WarmStartRecord):
+            return WarmStart(ensemble)
+        max_warm = _max_warm(context.n_trials)
+        first = ensemble.pick(ensemble.scores(ensemble.prior), [])
+        params = ensemble.candidates[first[0]].params
+        context.study.enqueue_trial(params, skip_if_exists=True)
+        kind = context.target.kind
+        reason = (
+            f"{len(ensemble.sources)} other {kind} task(s) with history, weighted by meta-feature "
+            "similarity and, once trials finish here, by how well they rank this task's trials"
+            if context.sources
+            else "no other task's studies; enqueued the cross-task default"
+        )
+        record = WarmStartRecord(
+            used=True,
+            method=self.name,
+            reason=reason,
+            sources=ensemble.summary(ensemble.prior),
+            enqueued=1,
+            candidates=len(ensemble.candidates),
+            max_warm=max_warm,
+            target_weight=0.0,
+        )
+        if max_warm <= 1:
+            return WarmStart(record)
+        return WarmStart(record, (_TransferCallback(context, ensemble, record, max_warm, [params]),))
+
+
+class _TransferCallback:
+    """After each finished trial, enqueue the next candidate until the warm phase ends."""
+
+    def __init__(
+        self,
+        context: WarmStartContext,
+        ensemble: SourceEnsemble,
+        record: WarmStartRecord,
+        max_warm: int,
+        enqueued: list[dict[str, Any]],
+    ) -> None:
+        self.context = context
+        self.ensemble = ensemble
+        self.record = record
+        self.max_warm = max_warm
+        self.enqueued = enqueued
+        self.finished = 0
+        self.active = True
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.finished += 1
+        if not self.active or self.finished >= self.context.n_trials:
+            return
+        done = study.get_trials(deepcopy=False, states=engine.DONE_STATES)
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        weights, target_weight, target_pred = self.ensemble.reweight(done, maximize)
+        stop = None
+        if len(self.enqueued) >= self.max_warm:
+            stop = f"warm phase over after {len(self.enqueued)} trials; the sampler takes over"
+        elif target_weight >= 0.5:
+            stop = "this task's own trials now outweigh the sources; the sampler takes over"
+        else:
+            dists: dict[str, BaseDistribution] = {}
+            for t in done:
+                dists.update(t.distributions)
+            tried = [*self.enqueued, *self.context.planned()]
+            covered = self.ensemble.coverage(tried)
+            chosen = self.ensemble.pick(
+                self.ensemble.scores(weights, target_weight, target_pred, covered), tried, conform=dists
+            )
+            if not chosen:
+                stop = "no untried configuration of other tasks is left; the sampler takes over"
+            else:
+                params = conform_params(self.ensemble.candidates[chosen[0]].params, dists)
+                assert params is not None
+                study.enqueue_trial(params, skip_if_exists=True)
+                self.enqueued.append(params)
+        self.record = dataclasses.replace(
+            self.record,
+            sources=self.ensemble.summary(weights),
+            target_weight=round(target_weight, 4),
+            enqueued=len(self.enqueued),
+            stopped=stop,
+        )
+        if stop is not None:
+            self.active = False
+        self.context.persist(self.record)
