@@ -29,7 +29,6 @@ import argparse
 import logging
 import math
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -39,12 +38,13 @@ from pathlib import Path
 
 import optuna
 import torch
+from _docs import replace_section
 from optuna.trial import TrialState
 
-from engine.vocabulary import cross_task_study_name
 from engine.results import defaults
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
+from engine.vocabulary import cross_task_study_name
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Cross-task objective (bench/crosstask.py)"
@@ -197,18 +197,6 @@ def _machine() -> str:
     )
 
 
-def replace_section(doc: Path, section: str) -> None:
-    """Write ``section`` into ``doc`` in place of the old one (up to the next ``## `` heading)."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds (default 0,1,2).")
@@ -229,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(rows, args.trials, seeds, command.strip())
     print(section)
     if not args.no_write:
-        replace_section(DOC, section)
+        replace_section(DOC, SECTION, section)
     return 0
 
 

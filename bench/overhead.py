@@ -31,7 +31,6 @@ import logging
 import os
 import platform
 import pstats
-import re
 import sqlite3
 import statistics
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
+from _docs import replace_section
 from optuna.study import StudyDirection
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -178,10 +178,10 @@ def plain_objective(sampler: str, seed: int) -> tuple[Callable[[optuna.Trial], f
     """The plain-Optuna objective doing the engine's trial work; returns it and the direction."""
     import torch
 
-    from engine.study import training
-    from engine.study.objective import PrefixedTrial, trial_seed
     from engine.plugin.host import PluginHost
     from engine.spec import resolve
+    from engine.study import training
+    from engine.study.objective import PrefixedTrial, trial_seed
     from engine.task import fingerprint, make_split
 
     plan = resolve(_spec("plain", sampler, 1, seed), PluginHost.load((str(THIS_FILE),), entry_points=False))
@@ -224,8 +224,8 @@ def run_plain(url: str, name: str, sampler: str, n_trials: int, seed: int, *, tu
             ``synchronous=NORMAL``: no fsync per commit), so that only the engine's extra work differs.
             ``False`` keeps Optuna's defaults (an fsync per commit), as a user's own loop would have.
     """
-    from engine.study import make_sampler
     from engine.storage.database import tune_sqlite
+    from engine.study import make_sampler
 
     objective, direction = plain_objective(sampler, seed)
     started = time.perf_counter()
@@ -385,18 +385,6 @@ def markdown(rows: list[Row], n_trials: int, reps: int, command: str) -> str:
     return "\n".join(lines)
 
 
-def replace_section(doc: Path, section: str) -> None:
-    """Write ``section`` into ``doc`` in place of the old one (up to the next ``## `` heading)."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
-
-
 def table(rows: list[Row]) -> str:
     """A plain-text table for the terminal."""
     head = (
@@ -456,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             for sampler in samplers:
                 profile(folder, sampler, args.trials)
     if not args.no_write:
-        replace_section(DOC, markdown(rows, args.trials, args.reps, command.strip()))
+        replace_section(DOC, SECTION, markdown(rows, args.trials, args.reps, command.strip()))
         print(f"wrote {DOC}")
     return 0 if all(r.meets_target for r in rows) else 1
 

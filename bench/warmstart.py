@@ -34,7 +34,6 @@ import math
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _docs import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -404,18 +404,6 @@ def render(summary: dict[str, Any], budget: int, meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section of ``path``, leaving other sections alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def _print_table(summary: dict[str, Any], budget: int) -> None:
     cps = summary["checkpoints"]
     header = (
@@ -522,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": "python bench/warmstart.py"
             + (f" --workers {args.workers}" if args.workers != 2 else ""),
         }
-        write_section(Path(args.docs), render(summary, budget, meta))
+        replace_section(Path(args.docs), SECTION, render(summary, budget, meta))
         print(f"wrote the section {SECTION!r} of {args.docs}")
     return 0
 

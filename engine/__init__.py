@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.configuration import Configuration
 from engine.errors import (
@@ -19,7 +19,7 @@ from engine.plugin.hookspecs import hookimpl
 from engine.plugin.registry import Registry
 from engine.settings import VERSION as __version__
 from engine.strategy import Strategy
-from engine.task import Dataset, Option, TaskInfo, TaskKind, TaskSource
+from engine.task import Dataset, FeatureColumn, Option, RowEncoding, TaskInfo, TaskKind, TaskSource
 from engine.updater import FitResult, Report, TrainingProblem, Updater
 from engine.vocabulary import DONE_STATES
 from engine.warmstarter import (
@@ -33,6 +33,38 @@ from engine.warmstarter import (
     WarmStartRecord,
     WarmTarget,
 )
+
+if TYPE_CHECKING:  # the lazy meta-learning names, typed for plugins and mypy
+    from engine.meta import (
+        NETWORKS,
+        POOLS,
+        AdaptationCurve,
+        AdaptationPoint,
+        AdaptedPredictor,
+        Episode,
+        EpisodeBatch,
+        FamilyError,
+        FamilyInfo,
+        GradientMetaStrategy,
+        MetaModel,
+        MetaStrategy,
+        NetworkName,
+        Params,
+        Pool,
+        TaskFamily,
+        build_network,
+        check_int,
+        check_pool,
+        evaluate_adaptation,
+        load_meta_learner,
+        mean_ci95,
+        meta_problem,
+        pool_generator,
+        save_meta_learner,
+        sum_task_losses,
+        task_loss,
+        task_metric,
+    )
 
 _LAZY = {
     "run": "engine.search",
@@ -53,6 +85,43 @@ _LAZY = {
     "ConfigSpace": "engine.transfer",
     "NEAR_DUPLICATE": "engine.transfer",
     "conform_params": "engine.transfer",
+    "export": "engine.trained",
+    "load_model": "engine.trained",
+    "LoadedModel": "engine.trained",
+    "delete_search": "engine.trained",
+    # meta-learning over task families (imports torch)
+    "POOLS": "engine.meta",
+    "AdaptationCurve": "engine.meta",
+    "AdaptationPoint": "engine.meta",
+    "AdaptedPredictor": "engine.meta",
+    "Episode": "engine.meta",
+    "EpisodeBatch": "engine.meta",
+    "FamilyError": "engine.meta",
+    "FamilyInfo": "engine.meta",
+    "GradientMetaStrategy": "engine.meta",
+    "MetaModel": "engine.meta",
+    "MetaStrategy": "engine.meta",
+    "NETWORKS": "engine.meta",
+    "NetworkName": "engine.meta",
+    "Params": "engine.meta",
+    "Pool": "engine.meta",
+    "TaskFamily": "engine.meta",
+    "build_network": "engine.meta",
+    "check_int": "engine.meta",
+    "check_pool": "engine.meta",
+    "evaluate_adaptation": "engine.meta",
+    "load_meta_learner": "engine.meta",
+    "mean_ci95": "engine.meta",
+    "meta_problem": "engine.meta",
+    "pool_generator": "engine.meta",
+    "save_meta_learner": "engine.meta",
+    "sum_task_losses": "engine.meta",
+    "task_loss": "engine.meta",
+    "task_metric": "engine.meta",
+    "adapt": "engine.search",
+    "AdaptedTask": "engine.search",
+    "BestMeta": "engine.results",
+    "meta_best": "engine.results",
 }
 
 
@@ -68,21 +137,41 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DONE_STATES",
     "NEAR_DUPLICATE",
+    "NETWORKS",
+    "POOLS",
+    "AdaptationCurve",
+    "AdaptationPoint",
+    "AdaptedPredictor",
+    "AdaptedTask",
     "BestDefault",
+    "BestMeta",
     "BestStrategy",
     "Candidate",
     "ConfigSpace",
     "Configuration",
     "Dataset",
     "DuplicateNameError",
+    "Episode",
+    "EpisodeBatch",
     "EvaluationSpec",
     "Evaluator",
+    "FamilyError",
+    "FamilyInfo",
+    "FeatureColumn",
     "FitResult",
+    "GradientMetaStrategy",
+    "LoadedModel",
+    "MetaModel",
+    "MetaStrategy",
+    "NetworkName",
     "Option",
+    "Params",
     "PluginError",
+    "Pool",
     "Recommendation",
     "Registry",
     "Report",
+    "RowEncoding",
     "SearchResult",
     "SearchSpec",
     "Source",
@@ -94,6 +183,7 @@ __all__ = [
     "StratagemError",
     "Strategy",
     "TaskDataError",
+    "TaskFamily",
     "TaskInfo",
     "TaskKind",
     "TaskSource",
@@ -107,13 +197,30 @@ __all__ = [
     "WarmStarter",
     "WarmTarget",
     "__version__",
+    "adapt",
     "best",
+    "build_network",
+    "check_int",
+    "check_pool",
     "conform_params",
     "defaults",
+    "delete_search",
+    "evaluate_adaptation",
+    "export",
     "hookimpl",
+    "load_meta_learner",
+    "load_model",
     "load_spec",
+    "mean_ci95",
+    "meta_best",
+    "meta_problem",
+    "pool_generator",
     "recommend",
     "run",
+    "save_meta_learner",
     "searches",
+    "sum_task_losses",
+    "task_loss",
+    "task_metric",
     "tasks",
 ]

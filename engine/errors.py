@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "DuplicateNameError",
     "PluginError",
+    "SearchFailed",
     "SpecError",
     "StorageError",
     "StratagemError",
@@ -69,6 +70,10 @@ class UnknownNameError(StratagemError, KeyError):
 
 class DuplicateNameError(PluginError):
     """Two plugins register an item of the same kind under the same name."""
+
+
+class SearchFailed(StratagemError):
+    """A search ended without one successful trial for some task; the message says why (last reasons)."""
 
 
 class StorageError(StratagemError):

@@ -13,14 +13,18 @@ from optuna.trial import TrialState
 __all__ = [
     "ATTR",
     "DONE_STATES",
+    "FAILURE_ATTR",
     "KIND_CROSS_TASK",
+    "KIND_META",
     "KIND_STRATEGIES",
     "KIND_TASKS",
+    "META_ARTIFACT_ATTR",
     "SEARCH_STATUSES",
     "WARM_START_ATTR",
     "SearchStatus",
     "StudyKind",
     "cross_task_study_name",
+    "meta_study_name",
     "strategy_study_name",
 ]
 
@@ -30,13 +34,22 @@ ATTR: Final = "stratagem"
 WARM_START_ATTR: Final = "stratagem.warm_start"
 """Strategy-study user attribute recording what warm start used and why (or why it did not run)."""
 
-StudyKind = Literal["task_exploration", "strategy_exploration", "cross_task"]
+FAILURE_ATTR: Final = "stratagem.failure"
+"""Trial user attribute holding why a failed trial failed (optuna-dashboard shows it; so does ``best``)."""
+
+StudyKind = Literal["task_exploration", "strategy_exploration", "cross_task", "meta"]
 KIND_TASKS: Final = "task_exploration"
 """The study named after a search: each trial is a visit to a task."""
 KIND_STRATEGIES: Final = "strategy_exploration"
 """A study ``<search>/<task>``: each trial is one strategy trained and evaluated on the task."""
 KIND_CROSS_TASK: Final = "cross_task"
 """The study ``<search>/cross_task``: each trial is one configuration judged over all tasks."""
+
+KIND_META: Final = "meta"
+"""The study ``<search>/meta`` of a meta-mode search: each trial meta-trains one meta-strategy on a family."""
+
+META_ARTIFACT_ATTR: Final = "stratagem.meta_artifact"
+"""Meta-trial user attribute: the artifact id of its θ (safetensors), set when it was the best so far."""
 
 DONE_STATES: Final = (TrialState.COMPLETE, TrialState.PRUNED)
 """Trial states that count as finished: a search wants ``n_trials`` of them per study."""
@@ -53,3 +66,8 @@ def strategy_study_name(search: str, task: str) -> str:
 def cross_task_study_name(search: str) -> str:
     """Name of the one Optuna study of a cross-task search."""
     return f"{search}/cross_task"
+
+
+def meta_study_name(search: str) -> str:
+    """Name of the one Optuna study of a meta-mode search."""
+    return f"{search}/meta"

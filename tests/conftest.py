@@ -31,9 +31,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database created for this test session and dropped after it.
+    """A PostgreSQL database created for one test module and dropped after it, so that modules do not
+    see each other's searches.
 
     Skips when the server is unreachable, unless ``STRATAGEM_REQUIRE_POSTGRES=1`` (CI sets it).
     """
@@ -54,9 +55,10 @@ def postgres_url() -> Iterator[str]:
     finally:
         from engine.storage.database import _engines
 
-        engine = _engines.pop(url, None)
-        if engine is not None:
-            engine.dispose()
+        for write in (True, False):
+            engine = _engines.pop((url, write), None)
+            if engine is not None:
+                engine.dispose()
         with admin.connect() as conn:
             conn.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

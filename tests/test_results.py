@@ -102,7 +102,7 @@ def test_the_report_joins_best_rows_and_the_cross_task_defaults(stored: str) -> 
     assert [b.task for b in report.best] == ["iris", "wine"]
     assert [d.search for d in report.defaults] == ["s"]
     assert report.defaults[0].config == LINEAR and report.defaults[0].test_loss == pytest.approx(0.2)
-    assert list(report.to_dict()) == ["best", "defaults"]
+    assert list(report.to_dict()) == ["best", "defaults", "failures", "meta"]
     assert report.to_dict()["defaults"][0]["updater_params"] == {"lr": 0.01}
 
 

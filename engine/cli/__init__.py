@@ -1,6 +1,7 @@
 """The ``stratagem`` command line: a face on the Python API, with no logic of its own.
 
-:mod:`.commands` holds the click commands, :mod:`.render` the tables, JSON and progress bars. The
+:mod:`._base` holds the command group and shared options, :mod:`.commands` the search commands,
+:mod:`.models` those that use what a search found, :mod:`.render` the tables, JSON and progress bars. The
 console script ``stratagem`` is :func:`main`; ``python -m engine.cli`` runs it too.
 """
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.cli.commands import cli
+from engine.cli import commands, models  # noqa: F401  (importing them adds their commands to `cli`)
+from engine.cli._base import cli
 
 __all__ = ["cli", "main"]
 

@@ -11,59 +11,20 @@ inside a function here.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli import render
-from engine.errors import StratagemError
+from engine.cli._base import cli, errors, json_option, plugin_option, storage_option
 from engine.plugin.host import PluginHost
-from engine.settings import DEFAULT_STORAGE, STORAGE_ENV, resolve_storage
+from engine.settings import mask_password, resolve_storage
 
 if TYPE_CHECKING:
     from engine.task import TaskKind
 
-__all__ = ["best", "cli", "plugins", "recommend", "run", "searches", "tasks"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-storage_option = click.option(
-    "--storage",
-    metavar="URL",
-    default=None,
-    help=f"SQLAlchemy database URL [default: ${STORAGE_ENV} or {DEFAULT_STORAGE}]",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-plugin_option = click.option(
-    "--plugin",
-    "plugins",
-    multiple=True,
-    metavar="MODULE",
-    help="Load a local plugin: a dotted module path or a .py file (repeatable).",
-)
-
-
-def _errors(fn: F) -> F:
-    """Turn Stratagem's own errors into a one-line message and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StratagemError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="stratagem")
-def cli() -> None:
-    """Stratagem: find the best learning strategy for each of many tasks, and learn across them."""
+__all__ = ["best", "plugins", "recommend", "run", "searches", "tasks"]
 
 
 @cli.command()
@@ -75,7 +36,7 @@ def cli() -> None:
 @plugin_option
 @json_option
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-@_errors
+@errors
 def run(
     spec: str,
     storage: str | None,
@@ -103,15 +64,19 @@ def run(
             )
         except KeyboardInterrupt:
             click.echo(
-                f"\nInterrupted. Finished trials are stored in {url}; run the same command again to resume.",
+                f"\nInterrupted. Finished trials are stored in {mask_password(url)}; run the same command "
+                "again to resume.",
                 err=True,
             )
             sys.exit(130)
     if as_json:
         render.print_json(result.to_dict())
         return
-    render.best_tables(result.best, result.defaults)
-    storage_arg = "" if storage is None else f" --storage {storage}"
+    if result.meta:
+        render.meta_table(result.meta)
+    else:
+        render.best_tables(result.best, result.defaults)
+    storage_arg = "" if storage is None else f" --storage {mask_password(storage)}"
     click.echo(
         f"{result.trials_run} trials in {result.seconds:.1f}s. Results are in {result.storage} "
         f"(search {result.search!r}).\nSee them with: stratagem best --search {result.search}{storage_arg}"
@@ -123,11 +88,12 @@ def run(
 @click.option("--task", default=None, help="Only this task (name, or fingerprint prefix).")
 @storage_option
 @json_option
-@_errors
+@errors
 def best(search: str | None, task: str | None, storage: str | None, as_json: bool) -> None:
     """Show the best strategy found for each task, and the best default of cross-task searches.
 
-    With --json: {"best": [one object per task], "defaults": [one object per cross-task search]}.
+    With --json: {"best": [one object per task], "defaults": [one object per cross-task search],
+    "failures": [one object per study with failed trials: count and last reasons]}.
     """
     from engine.results import best_report  # SQLAlchemy
 
@@ -135,13 +101,16 @@ def best(search: str | None, task: str | None, storage: str | None, as_json: boo
     if as_json:
         render.print_json(report.to_dict())
     else:
-        render.best_tables(report.best, report.defaults)
+        if report.best or report.defaults or not report.meta:
+            render.best_tables(report.best, report.defaults)
+        render.meta_table(report.meta)
+        render.failures_table(report.failures)
 
 
 @cli.command()
 @storage_option
 @json_option
-@_errors
+@errors
 def tasks(storage: str | None, as_json: bool) -> None:
     """List stored tasks and their meta-features."""
     from engine.results import tasks as stored_tasks  # SQLAlchemy
@@ -156,7 +125,7 @@ def tasks(storage: str | None, as_json: bool) -> None:
 @cli.command()
 @storage_option
 @json_option
-@_errors
+@errors
 def searches(storage: str | None, as_json: bool) -> None:
     """List stored searches."""
     from engine.results import searches as stored_searches  # SQLAlchemy
@@ -171,7 +140,7 @@ def searches(storage: str | None, as_json: bool) -> None:
 @cli.command()
 @plugin_option
 @json_option
-@_errors
+@errors
 def plugins(plugins: tuple[str, ...], as_json: bool) -> None:
     """List loaded plugins, their versions and what each registers."""
     host = PluginHost.load(plugins)
@@ -208,7 +177,7 @@ def plugins(plugins: tuple[str, ...], as_json: bool) -> None:
 @storage_option
 @plugin_option
 @json_option
-@_errors
+@errors
 def recommend(
     csv_path: str | None,
     target: str | None,

@@ -7,6 +7,7 @@ imported by the functions that draw, so commands that print JSON (and ``--help``
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,12 @@ from engine.configuration import Configuration
 if TYPE_CHECKING:
     from engine.plugin.host import PluginInfo
     from engine.recommendation import Recommendation
-    from engine.results import BestDefault, BestStrategy, SearchSummary, StoredTask
+    from engine.results import BestDefault, BestStrategy, SearchSummary, StoredTask, TrialFailures
 
 __all__ = [
     "best_tables",
     "config_cell",
+    "failures_table",
     "fmt",
     "plugins_table",
     "print_json",
@@ -38,8 +40,18 @@ META_FEATURE_COLUMNS = ("class_entropy", "landmark_1nn", "landmark_linear")
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as indented JSON (anything not JSON-native as its ``str``)."""
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Print ``data`` as indented, valid JSON: non-native values as their ``str``, NaN and ±inf as null."""
+    click.echo(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def fmt(value: Any) -> str:
@@ -51,6 +63,25 @@ def fmt(value: Any) -> str:
     if isinstance(value, dict):
         return " ".join(f"{k}={fmt(v)}" for k, v in value.items())
     return str(value)
+
+
+class Markup(str):
+    """Cell text that is rich markup on purpose (already escaped where it holds stored text)."""
+
+
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10)) | {127: None}
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: an ANSI escape stored in a name never reaches the terminal."""
+    return text.translate(_CONTROL)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: stored text is shown as it is, never read as rich markup or terminal escapes."""
+    from rich.markup import escape
+
+    return value if isinstance(value, Markup) else escape(printable(fmt(value)))
 
 
 def _console() -> Any:
@@ -66,13 +97,14 @@ def table(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], wrap: Sequence[str] = ()
 ) -> None:
     """Print a table; only the columns named in ``wrap`` may wrap, the others keep their width."""
+    from rich.markup import escape
     from rich.table import Table
 
-    drawn = Table(title=title, title_justify="left", show_lines=bool(wrap))
+    drawn = Table(title=escape(printable(title)), title_justify="left", show_lines=bool(wrap))
     for col in columns:
         drawn.add_column(col, overflow="fold", no_wrap=bool(wrap) and col not in wrap)
     for row in rows:
-        drawn.add_row(*(fmt(v) for v in row))
+        drawn.add_row(*(_cell(v) for v in row))
     _console().print(drawn)
 
 
@@ -80,8 +112,8 @@ def _config_lines(name: str, params: Any) -> str:
     """A strategy or updater with one hyperparameter per line, for narrow terminals (markup escaped)."""
     from rich.markup import escape
 
-    lines = (escape(f"{k}={'None' if v is None else fmt(v)}") for k, v in params.items())
-    return "\n".join([f"[bold]{escape(name)}[/bold]", *lines])
+    lines = (escape(printable(f"{k}={'None' if v is None else fmt(v)}")) for k, v in params.items())
+    return Markup("\n".join([f"[bold]{escape(printable(name))}[/bold]", *lines]))
 
 
 def config_cell(config: Configuration) -> tuple[str, str]:
@@ -146,6 +178,29 @@ def best_tables(rows: Sequence[BestStrategy], defaults: Sequence[BestDefault]) -
         )
 
 
+def meta_table(rows: Sequence[Any]) -> None:
+    """The best meta-strategy per meta-mode search, with its meta-test curve (mean ± 95% CI)."""
+    if not rows:
+        return
+    table(
+        "Best meta-strategy per task family (meta-test: mean ± 95% CI after k adaptation steps)",
+        ["search", "family", "strategy", "updater", "meta-val", "meta-test", "trials"],
+        [
+            (
+                m.search,
+                m.family.get("name", ""),
+                _config_lines(m.strategy, m.strategy_params),
+                _config_lines(m.updater, m.updater_params) if m.updater else "-",
+                f"{m.metric} {fmt(m.value)}",
+                "\n".join(f"k={p['steps']}: {fmt(p['mean'])} ± {fmt(p['ci95'])}" for p in m.test),
+                m.n_trials,
+            )
+            for m in rows
+        ],
+        wrap=("strategy", "updater", "meta-test"),
+    )
+
+
 def tasks_table(rows: Sequence[StoredTask]) -> None:
     """The stored tasks with a few meta-features, or how to store some."""
     if not rows:
@@ -177,7 +232,18 @@ def searches_table(rows: Sequence[SearchSummary]) -> None:
         return
     table(
         "Searches",
-        ["name", "status", "tasks", "trials/task", "seed", "created", "updated"],
+        [
+            "name",
+            "status",
+            "tasks",
+            "trials/task",
+            "seed",
+            "studies",
+            "trials",
+            "models",
+            "created",
+            "last run",
+        ],
         [
             (
                 s.name,
@@ -185,8 +251,11 @@ def searches_table(rows: Sequence[SearchSummary]) -> None:
                 ", ".join(s.tasks),
                 s.n_trials,
                 s.seed,
+                s.studies,
+                s.trials,
+                f"{s.artifacts} ({s.artifact_bytes / 1024:.0f} KiB)" if s.artifacts else 0,
                 s.created_at.strftime("%Y-%m-%d %H:%M"),
-                s.updated_at.strftime("%Y-%m-%d %H:%M"),
+                s.last_run.strftime("%Y-%m-%d %H:%M"),
             )
             for s in rows
         ],
@@ -269,3 +338,15 @@ def progress_bars(show: bool) -> Iterator[Any]:
         console=Console(stderr=True),
     ) as progress:
         yield _Bars(progress)
+
+
+def failures_table(rows: Sequence[TrialFailures]) -> None:
+    """The studies with failed trials: how many, and the last reasons (nothing when none failed)."""
+    if not rows:
+        return
+    table(
+        "Failed trials (reasons in each trial's user attribute stratagem.failure)",
+        ["search", "tasks", "failed", "last reasons"],
+        [[f.search, ", ".join(f.tasks), f.failed, "\n".join(f.reasons)] for f in rows],
+        wrap=("last reasons",),
+    )

@@ -21,6 +21,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from engine.evaluator import Evaluator
+    from engine.meta import MetaStrategy, TaskFamily
     from engine.plugin.registry import Registry
     from engine.strategy import Strategy
     from engine.task import TaskSource
@@ -79,4 +80,28 @@ def stratagem_register_warm_starters(registry: Registry[WarmStarter]) -> None:
 
     Args:
         registry: Registry of :class:`engine.WarmStarter` instances, keyed by their ``name``.
+    """
+
+
+@hookspec
+def stratagem_register_task_families(registry: Registry[type[TaskFamily]]) -> None:
+    """Register task families for meta-learning: ``registry.add(MyFamily)`` (the class, not an instance).
+
+    A meta-mode spec names one in its ``[family]`` table; the rest of that table is the class's keyword
+    arguments (see :class:`engine.TaskFamily`).
+
+    Args:
+        registry: Registry of :class:`engine.TaskFamily` subclasses, keyed by their ``name``.
+    """
+
+
+@hookspec
+def stratagem_register_meta_strategies(registry: Registry[type[MetaStrategy]]) -> None:
+    """Register meta-strategies: ``registry.add(MyMetaStrategy)`` (the class, not an instance).
+
+    A meta-mode spec lists them in ``meta.strategies``; the engine meta-trains each through the updater
+    plugins (see :class:`engine.MetaStrategy` and :func:`engine.meta_problem`).
+
+    Args:
+        registry: Registry of :class:`engine.MetaStrategy` subclasses, keyed by their ``name``.
     """

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -36,6 +36,9 @@ from engine.task import TaskSource
 from engine.updater import Updater
 from engine.warmstarter import WarmStarter
 
+if TYPE_CHECKING:
+    from engine.meta import MetaStrategy, TaskFamily  # torch: imported by the meta plugins, not here
+
 __all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "PluginProblem"]
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -44,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.evaluators",
     "plugins.updaters",
     "plugins.warm_starters",
+    "plugins.meta",
 )
 LOAD_ENV = "STRATAGEM_LOAD_PLUGINS"
 
@@ -53,6 +57,8 @@ _KINDS = {
     "evaluators": "stratagem_register_evaluators",
     "updaters": "stratagem_register_updaters",
     "warm_starters": "stratagem_register_warm_starters",
+    "task_families": "stratagem_register_task_families",
+    "meta_strategies": "stratagem_register_meta_strategies",
 }
 
 
@@ -98,6 +104,8 @@ class PluginHost:
         self.evaluators: Registry[Evaluator] = Registry("evaluator")
         self.updaters: Registry[type[Updater]] = Registry("updater")
         self.warm_starters: Registry[WarmStarter] = Registry("warm starter")
+        self.task_families: Registry[type[TaskFamily]] = Registry("task family")
+        self.meta_strategies: Registry[type[MetaStrategy]] = Registry("meta-strategy")
         self.problems: list[PluginProblem] = []
         self._meta: dict[str, tuple[str, str]] = {}  # plugin name -> (version, origin)
 
@@ -231,7 +239,7 @@ def _import_local(spec: str, base_dir: Path) -> ModuleType:
         return module
     for folder in (str(base_dir), os.getcwd()):
         if folder not in sys.path:
-            sys.path.insert(0, folder)
+            sys.path.append(folder)  # after installed packages: a rich.py beside the spec shadows nothing
     try:
         return importlib.import_module(spec)
     except ImportError as exc:

@@ -14,7 +14,8 @@ The queries are in :mod:`engine.storage.reads`; ``_read`` shapes their rows into
 
 from __future__ import annotations
 
-from engine.results._read import best, best_report, defaults, searches, tasks
+from engine.results._meta import BestMeta, meta_best
+from engine.results._read import best, best_report, defaults, failures, searches, tasks
 from engine.results._records import (
     BestDefault,
     BestReport,
@@ -22,18 +23,23 @@ from engine.results._records import (
     HasConfiguration,
     SearchSummary,
     StoredTask,
+    TrialFailures,
 )
 
 __all__ = [
     "BestDefault",
+    "BestMeta",
     "BestReport",
     "BestStrategy",
     "HasConfiguration",
     "SearchSummary",
     "StoredTask",
+    "TrialFailures",
     "best",
     "best_report",
     "defaults",
+    "failures",
+    "meta_best",
     "searches",
     "tasks",
 ]

@@ -5,14 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from optuna.exceptions import OptunaError
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from engine.errors import UnknownNameError
-from engine.results._records import BestDefault, BestReport, BestStrategy, SearchSummary, StoredTask
+from engine.errors import StorageError, UnknownNameError
+from engine.results._meta import meta_best
+from engine.results._records import (
+    BestDefault,
+    BestReport,
+    BestStrategy,
+    SearchSummary,
+    StoredTask,
+    TrialFailures,
+)
 from engine.storage import Database, DefaultRow, SearchRow, reads
+from engine.storage.optuna_adapter import open_optuna_storage, study_id
+from engine.vocabulary import FAILURE_ATTR
 from engine.warmstarter import WarmStartRecord
 
-__all__ = ["best", "best_report", "defaults", "searches", "tasks"]
+__all__ = ["best", "best_report", "defaults", "failures", "searches", "tasks"]
 
 
 def _open(storage: str | None) -> Database | None:
@@ -110,7 +123,9 @@ def best_report(
     """
     rows = best(storage=storage, search=search, task=task)
     found = defaults(storage=storage, search=search) if task is None else []
-    return BestReport(rows, found)
+    failed = [f for f in failures(storage=storage, search=search) if task is None or task in f.tasks]
+    meta = meta_best(storage=storage, search=search) if task is None else []
+    return BestReport(rows, found, failed, meta)
 
 
 def _best_default(row: DefaultRow, search: str) -> BestDefault:
@@ -170,15 +185,72 @@ def searches(*, storage: str | None = None) -> list[SearchSummary]:
     if db is None:
         return []
     with db.session() as s:
-        return [
-            SearchSummary(
-                name=r.name,
-                status=r.status,
-                tasks=[t.key for t in r.tasks],
-                n_trials=int(r.spec.get("search", {}).get("n_trials", 0)),
-                seed=int(r.spec.get("search", {}).get("seed", 0)),
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-            )
-            for r in reads.searches_newest_first(s)
-        ]
+        kept = reads.artifact_totals(s)
+        rows = [(r, {r.name, *(t.study_name for t in r.tasks)}) for r in reads.searches_newest_first(s)]
+    trials = _trials_per_study(db.url)
+    return [
+        SearchSummary(
+            name=r.name,
+            status=r.status,
+            tasks=[t.key for t in r.tasks],
+            n_trials=int(r.spec.get("search", {}).get("n_trials", 0)),
+            seed=int(r.spec.get("search", {}).get("seed", 0)),
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            studies=sum(name in trials for name in names),
+            trials=sum(trials.get(name, 0) for name in names),
+            artifacts=kept.get(r.id, (0, 0))[0],
+            artifact_bytes=kept.get(r.id, (0, 0))[1],
+        )
+        for r, names in rows
+    ]
+
+
+def _trials_per_study(url: str) -> dict[str, int]:
+    """Study name -> its number of trials, read through Optuna's storage (empty if it has no tables)."""
+    try:
+        storage = open_optuna_storage(url, create=False)
+        return {
+            st.study_name: storage.get_n_trials(study_id(storage, st.study_name))
+            for st in storage.get_all_studies()
+        }
+    except SQLAlchemyError:  # Optuna's tables do not exist yet: no study, no trial
+        return {}
+
+
+LAST_REASONS = 3
+"""How many distinct failure reasons :func:`failures` keeps per study (the last ones)."""
+
+
+def failures(*, storage: str | None = None, search: str | None = None) -> list[TrialFailures]:
+    """Every study of the stored searches (or of ``search``) that has failed trials.
+
+    Raises:
+        UnknownNameError: ``search`` is given but not stored.
+    """
+    with _reading(storage, search) as s:
+        if s is None:
+            return []
+        rows = reads.search_studies(s, search=search)
+        url = s.get_bind().engine.url.render_as_string(hide_password=False)
+    tasks: dict[tuple[str, str], list[str]] = {}
+    for name, task, study in rows:
+        tasks.setdefault((name, study), []).append(task)
+    if not tasks:
+        return []
+    try:
+        optuna_storage = open_optuna_storage(url, create=False)
+    except (StorageError, OptunaError):  # Optuna's tables are not there (yet): no trial failed
+        return []
+    out: list[TrialFailures] = []
+    for (name, study), keys in tasks.items():
+        try:
+            trials = optuna_storage.get_all_trials(study_id(optuna_storage, study), states=(TrialState.FAIL,))
+        except KeyError:  # registered, but no trial ran yet
+            continue
+        if not trials:
+            continue
+        reasons = [str(t.user_attrs.get(FAILURE_ATTR, "no reason stored")) for t in trials]
+        last = list(dict.fromkeys(reversed(reasons)))[:LAST_REASONS]
+        out.append(TrialFailures(name, study, tuple(keys), len(trials), tuple(reversed(last))))
+    return out

@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.configuration import Configuration
 from engine.warmstarter import WarmStartRecord
 
-__all__ = ["BestDefault", "BestReport", "BestStrategy", "HasConfiguration", "SearchSummary", "StoredTask"]
+if TYPE_CHECKING:
+    from engine.results._meta import BestMeta
+
+__all__ = [
+    "BestDefault",
+    "BestReport",
+    "BestStrategy",
+    "HasConfiguration",
+    "SearchSummary",
+    "StoredTask",
+    "TrialFailures",
+]
 
 
 class HasConfiguration:
@@ -152,10 +163,39 @@ class BestReport:
 
     best: list[BestStrategy]
     defaults: list[BestDefault]
+    failures: list[TrialFailures] = field(default_factory=list)
+    meta: list[BestMeta] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"best": [one object per task], "defaults": [one object per cross-task search]}``."""
-        return {"best": [b.to_dict() for b in self.best], "defaults": [d.to_dict() for d in self.defaults]}
+        """``{"best": [per task], "defaults": [per cross-task search], "failures": [per study that has
+        failed trials], "meta": [the best meta-strategy per meta-mode search]}``."""
+        return {
+            "best": [b.to_dict() for b in self.best],
+            "defaults": [d.to_dict() for d in self.defaults],
+            "failures": [f.to_dict() for f in self.failures],
+            "meta": [m.to_dict() for m in self.meta],
+        }
+
+
+@dataclass(frozen=True)
+class TrialFailures:
+    """The failed trials of one study of a search."""
+
+    search: str
+    study: str
+    tasks: tuple[str, ...]
+    failed: int
+    reasons: tuple[str, ...]
+    """The last distinct reasons, oldest first."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "search": self.search,
+            "study": self.study,
+            "tasks": list(self.tasks),
+            "failed": self.failed,
+            "reasons": list(self.reasons),
+        }
 
 
 @dataclass(frozen=True)
@@ -180,7 +220,7 @@ class StoredTask:
 
 @dataclass(frozen=True)
 class SearchSummary:
-    """A search stored in the database."""
+    """A search stored in the database, with its size: Optuna studies and trials, kept models."""
 
     name: str
     status: str
@@ -189,6 +229,15 @@ class SearchSummary:
     seed: int
     created_at: datetime
     updated_at: datetime
+    studies: int = 0
+    trials: int = 0
+    artifacts: int = 0
+    artifact_bytes: int = 0
+
+    @property
+    def last_run(self) -> datetime:
+        """When the search last started or ended a run."""
+        return self.updated_at
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, times in ISO 8601."""

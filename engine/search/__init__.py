@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from engine.search.adapt import AdaptedTask, adapt, load_meta_search
 from engine.search.progress import ProgressSink
 from engine.search.register import SearchTask
 from engine.search.run import SearchResult, run
 
-__all__ = ["ProgressSink", "SearchResult", "SearchTask", "run"]
+__all__ = ["AdaptedTask", "ProgressSink", "SearchResult", "SearchTask", "adapt", "load_meta_search", "run"]

@@ -58,6 +58,7 @@ from engine.search.progress import ProgressSink
 from engine.search.recorder import DefaultRecorder, Outcome
 from engine.search.register import SearchTask
 from engine.search.task_scale import TaskScale, racing_order, representative_info, task_scale
+from engine.search.trials import run_trials, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.strategy import Strategy
@@ -213,28 +214,29 @@ def explore_cross_task(
         return (host.strategies if kind == "strategy" else host.updaters).plugin_of(name)
 
     keys = [t.key for t in tasks]
-    study = optuna.create_study(
-        storage=storage,
-        study_name=cross_task_study_name(spec.name),
-        direction="minimize",
-        load_if_exists=True,
-        sampler=plan.sampler(spec.seed),
-        pruner=plan.pruner(),
-    )
-    stored = study.user_attrs.get(ATTR, {}).get("order")
-    order = list(stored) if stored and sorted(stored) == sorted(keys) else racing_order(keys, spec.seed)
-    kinds = {t.resolved.dataset.kind for t in tasks}
-    attrs = {
-        "kind": KIND_CROSS_TASK,
-        "search": spec.name,
-        "tasks": keys,
-        "fingerprints": {t.key: t.fingerprint for t in tasks},
-        "evaluators": {t.key: t.resolved.evaluator.name for t in tasks},
-        "order": order,
-        "first_stage": spec.first_stage,
-    }
-    if study.user_attrs.get(ATTR) != attrs:
-        study.set_user_attr(ATTR, attrs)
+    with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create it once
+        study = optuna.create_study(
+            storage=storage,
+            study_name=cross_task_study_name(spec.name),
+            direction="minimize",
+            load_if_exists=True,
+            sampler=plan.sampler(spec.seed),
+            pruner=plan.pruner(),
+        )
+        stored = study.user_attrs.get(ATTR, {}).get("order")
+        order = list(stored) if stored and sorted(stored) == sorted(keys) else racing_order(keys, spec.seed)
+        kinds = {t.resolved.dataset.kind for t in tasks}
+        attrs = {
+            "kind": KIND_CROSS_TASK,
+            "search": spec.name,
+            "tasks": keys,
+            "fingerprints": {t.key: t.fingerprint for t in tasks},
+            "evaluators": {t.key: t.resolved.evaluator.name for t in tasks},
+            "order": order,
+            "first_stage": spec.first_stage,
+        }
+        if study.user_attrs.get(ATTR) != attrs:
+            study.set_user_attr(ATTR, attrs)
 
     by_key = {t.key: t for t in tasks}
     device = resolve_device(spec.device)
@@ -249,23 +251,33 @@ def explore_cross_task(
     objective = _CrossTaskObjective(members, strategies, updaters, info, first_stage, plugin_of)
     recorder = DefaultRecorder(db, search_id, study.study_name, kinds.pop() if len(kinds) == 1 else "mixed")
 
+    recorder.repair(study)  # the row is derived from the study: a killed worker's gap is mended here
     todo = max(0, spec.n_trials - len(study.get_trials(deepcopy=False, states=DONE_STATES)))
-    before = len(study.get_trials(deepcopy=False))
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    ran = failures = 0
     progress.task_started(PROGRESS_KEY, todo)
     try:
-        if todo:
-            with quiet_optuna():
-                study.optimize(
+        with quiet_optuna():
+            while failures < spec.n_trials:  # every trial failing: stop and say why
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                run = run_trials(
+                    db,
+                    study,
                     objective,
-                    n_trials=todo,
-                    timeout=spec.timeout,
-                    catch=(TrialFailed,),
-                    callbacks=[_recording(recorder), lambda _s, _t: progress.trial_finished(PROGRESS_KEY)],
+                    n_trials=spec.n_trials,
+                    limit=spec.n_trials,
+                    timeout=left,
+                    on_told=lambda trial: _record(recorder, study, trial, progress),
                 )
+                ran, failures = ran + run.attempts, failures + len(run.failures)
+                if run.status in ("done", "timeout"):
+                    break
+                if run.status == "wait":
+                    wait_a_moment()  # the missing trials run in other workers
     finally:
         progress.task_finished(PROGRESS_KEY)
         recorder.finish(study)
-    return len(study.get_trials(deepcopy=False)) - before
+    return ran
 
 
 def _common(per_task: Sequence[Sequence[type[Any]]]) -> dict[str, type[Any]]:
@@ -307,12 +319,11 @@ def _member(
     )
 
 
-def _recording(recorder: DefaultRecorder) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """An Optuna callback that offers each complete trial to ``recorder``."""
-
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and trial.value is not None:
-            outcome = Outcome(trial.number, trial.value, dict(trial.params), trial.user_attrs.get(ATTR, {}))
-            recorder.offer(outcome, study)
-
-    return callback
+def _record(
+    recorder: DefaultRecorder, study: optuna.Study, trial: FrozenTrial, progress: ProgressSink
+) -> None:
+    """Offer a told trial to ``recorder`` (if complete) and report it."""
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        outcome = Outcome(trial.number, trial.value, dict(trial.params), trial.user_attrs.get(ATTR, {}))
+        recorder.offer(outcome, study)
+    progress.trial_finished(PROGRESS_KEY)

@@ -4,27 +4,32 @@ For a spec named ``S`` with tasks ``a`` and ``b``: Optuna study ``S`` explores t
 *visit* to one task (parameter ``task``) whose value is the competence reached there (the best strategy
 value, negated for error-based evaluators so that higher is always better); studies ``S/a`` and ``S/b``
 explore strategies (see :mod:`engine.study.objective`). Tasks are visited round-robin until each has
-``n_trials`` finished trials.
+``n_trials`` finished trials, counted over every worker (:mod:`engine.search.trials`); a visit is stored
+in ``S`` once it is over (a finished trial, never a running one that a killed worker would leave).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.plugin import PluginHost
 from engine.search.progress import ProgressSink
-from engine.search.recorder import Outcome, StrategyRecorder
+from engine.search.recorder import Outcome, StrategyRecorder, better
 from engine.search.register import SearchTask
+from engine.search.trials import TrialsRun, run_trials, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
-from engine.study import StrategyObjective, TrialFailed, resolve_device
+from engine.study import StrategyObjective, resolve_device
+from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
 from engine.transfer import warm_start_study
 from engine.transfer.warmstart import store_record
-from engine.vocabulary import ATTR, DONE_STATES, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
+from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
 from engine.warmstarter import WarmStartRecord, WarmTarget
 
 __all__ = ["explore_per_task"]
@@ -40,27 +45,37 @@ def explore_per_task(
 ) -> int:
     """Visit tasks round-robin until each has ``n_trials`` finished strategy trials; return trials run."""
     spec = plan.spec
-    task_study = optuna.create_study(
-        storage=storage,
-        study_name=spec.name,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.RandomSampler(seed=spec.seed),
-    )
-    _set_study_attrs(task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]})
-    studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
-    remaining = {t.key: max(0, spec.n_trials - _n_done(studies[t.key])) for t in tasks}
+    with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create them once
+        task_study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.RandomSampler(seed=spec.seed),
+        )
+        _set_study_attrs(
+            task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]}
+        )
+        studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
     keys = [t.key for t in tasks]
+    failures = {t.key: 0 for t in tasks}
+    open_tasks = list(tasks)
     trials_run = 0
-    while any(remaining.values()):
-        for task in tasks:
-            todo = remaining[task.key]
-            if not todo:
-                continue
-            n = min(todo, spec.trials_per_visit or todo)
-            remaining[task.key] -= n
+    while open_tasks:
+        waiting = moved = False
+        for task in list(open_tasks):
             visit = _Visit(plan, host, db, storage, task_study, studies[task.key], task, progress)
-            trials_run += visit.run(keys, n)
+            run = visit.run(keys, spec.trials_per_visit or spec.n_trials)
+            trials_run += run.attempts
+            failures[task.key] += len(run.failures)
+            moved = moved or run.attempts > 0
+            waiting = waiting or run.status == "wait"
+            gave_up = failures[task.key] >= spec.n_trials  # every trial failing: stop, say why
+            timed_out = run.status == "timeout" and not spec.trials_per_visit
+            if run.status == "done" or gave_up or timed_out:
+                open_tasks.remove(task)
+        if waiting and not moved:
+            wait_a_moment()  # the missing trials run in other workers; one may die and leave them to us
     return trials_run
 
 
@@ -81,12 +96,9 @@ class _Visit:
         self.plan, self.host, self.db, self.storage = plan, host, db, storage
         self.task_study, self.study, self.task, self.progress = task_study, study, task, progress
 
-    def run(self, keys: list[str], n: int) -> int:
+    def run(self, keys: list[str], n: int) -> TrialsRun:
         spec, task, study = self.plan.spec, self.task, self.study
         resolved = task.resolved
-        self.task_study.enqueue_trial({"task": task.key}, skip_if_exists=False)
-        visit = self.task_study.ask()
-        visit.suggest_categorical("task", keys)
         objective = StrategyObjective(
             task_key=task.key,
             dataset=resolved.dataset,
@@ -105,39 +117,72 @@ class _Visit:
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         recorder = StrategyRecorder(self.db, task.search_task_id, maximize)
         observed = _ObservedObjective(
-            objective, recorder, study, lambda: self.progress.trial_finished(task.key)
+            objective, recorder, study, lambda: self.progress.trial_finished(task.key), self._keeper()
         )
-        before = len(study.get_trials(deepcopy=False))
-        callbacks = self._warm_start(n) if before == 0 else []
+        recorder.repair(study)  # a worker killed between a trial and the best row left it behind
         self.progress.task_started(task.key, n)
         try:
-            study.optimize(
-                observed, n_trials=n, timeout=spec.timeout, catch=(TrialFailed,), callbacks=callbacks or None
+            run = run_trials(
+                self.db,
+                study,
+                observed,
+                n_trials=spec.n_trials,
+                limit=n,
+                timeout=spec.timeout,
+                prepare=lambda: self._warm_start(n),
+                on_told=lambda _trial: observed.flush(),
             )
-        except BaseException:
-            self.task_study.tell(visit, state=TrialState.FAIL)
-            raise
         finally:
             observed.flush()
             self.progress.task_finished(task.key)
+        if run.attempts == 0:
+            return run
         recorder.finish(study)
-        ran = len(study.get_trials(deepcopy=False)) - before
         best = recorder.best_value
-        visit.set_user_attr(
-            ATTR,
-            {
-                "study": study.study_name,
-                "fingerprint": task.fingerprint,
-                "trials": ran,
-                "evaluator": resolved.evaluator.name,
-                "best_value": best,
-            },
-        )
+        record = {
+            "study": study.study_name,
+            "fingerprint": task.fingerprint,
+            "trials": run.attempts,
+            "failed": len(run.failures),
+            "evaluator": resolved.evaluator.name,
+            "best_value": best,
+        }
+        attrs: dict[str, Any] = {ATTR: record}
         if best is None:
-            self.task_study.tell(visit, state=TrialState.FAIL)
-        else:
-            self.task_study.tell(visit, best if resolved.evaluator.basis == "score" else -best)
-        return ran
+            attrs[FAILURE_ATTR] = run.failures[-1] if run.failures else "no finished trial"
+        self.task_study.add_trial(
+            optuna.trial.create_trial(
+                params={"task": task.key},
+                distributions={"task": CategoricalDistribution(keys)},
+                value=None if best is None else (best if resolved.evaluator.basis == "score" else -best),
+                state=TrialState.FAIL if best is None else TrialState.COMPLETE,
+                user_attrs=attrs,
+            )
+        )
+        return run
+
+    def _keeper(self) -> ModelKeeper | None:
+        """Keeps the task's best trained model (or every one), if an artifact directory is configured."""
+        spec, task = self.plan.spec, self.task
+        location = resolve_artifacts(self.db.url, spec.base_dir / spec.artifacts if spec.artifacts else None)
+        if location is None:
+            return None
+        return ModelKeeper(
+            self.db,
+            location,
+            spec.keep,
+            task.search_task_id,
+            task.resolved.dataset,
+            origin={
+                "search": spec.name,
+                "task": task.key,
+                "study": self.study.study_name,
+                "fingerprint": task.fingerprint,
+                "evaluator": task.resolved.evaluator.name,
+                "direction": task.resolved.evaluator.direction,
+            },
+            plugin_of=self.host.strategies.plugin_of,
+        )
 
     def _warm_start(self, n_trials: int) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
         """Seed the new strategy study from other tasks' history; record what was used and why."""
@@ -204,10 +249,6 @@ def _set_study_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
         study.set_user_attr(ATTR, attrs)
 
 
-def _n_done(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=DONE_STATES))
-
-
 class _ObservedObjective:
     """Wraps a study's objective to keep ``stratagem_best`` current and report progress.
 
@@ -222,12 +263,15 @@ class _ObservedObjective:
         recorder: StrategyRecorder,
         study: optuna.Study,
         on_trial: Callable[[], None],
+        keeper: ModelKeeper | None = None,
     ) -> None:
         self.objective = objective
         self.recorder = recorder
         self.study = study
         self.on_trial = on_trial
+        self.keeper = keeper
         self._pending: Outcome | None = None
+        self._kept: KeptModel | None = None
         self._started = False
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -235,13 +279,22 @@ class _ObservedObjective:
         self._started = True
         value = self.objective(trial)
         self._pending = Outcome(trial.number, value, dict(trial.params), self.objective.last_record)
+        trained = self.objective.last_trained
+        if self.keeper is not None and trained is not None and math.isfinite(value):
+            best = self.recorder.best_value
+            improves = best is None or better(value, best, self.recorder.maximize)
+            if self.keeper.wants(improves):  # uploaded now: Optuna links artifacts to running trials only
+                self._kept = self.keeper.upload(trial, trained, value, self.objective.last_record)
         return value
 
     def flush(self) -> None:
         """Record the last trial's outcome, if not done yet."""
         outcome, self._pending = self._pending, None
+        kept, self._kept = self._kept, None
         started, self._started = self._started, False
         if outcome is not None:
             self.recorder.offer(outcome, self.study)
+        if kept is not None and self.keeper is not None:
+            self.keeper.settle(kept)  # kept if it is the stored best (or keep = "all"); others dropped
         if started:
             self.on_trial()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.orm import Session
 
 from engine.configuration import Configuration
@@ -58,6 +59,7 @@ class BestRecorder(ABC, Generic[RowT]):
             return
         if self.best_value is not None and not better(value, self.best_value, self.maximize):
             return
+        counts = self._counts(study)  # read Optuna before the transaction: SQLite has one writer
         with self.db.session() as s:
             row = self._find(s)
             if row is not None and not better(value, self._value(row), self.maximize):
@@ -66,15 +68,36 @@ class BestRecorder(ABC, Generic[RowT]):
             if row is None:
                 row = self._new()
                 s.add(row)
-            self._fill(row, outcome, study)
+            self._fill(row, outcome, counts)
             self.best_value = value
+
+    def repair(self, study: optuna.Study) -> None:
+        """Derive the best from the study itself and store it if the row is missing or worse.
+
+        The row is a cache of the study: a worker killed between a trial and the row's update, or a
+        row written by an older version, is mended here (each visit starts with it).
+        """
+        best: FrozenTrial | None = None
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            value = trial.value
+            if value is None or not math.isfinite(value):
+                continue
+            if best is None or better(value, best.value or 0.0, self.maximize):
+                best = trial
+        if best is None or best.value is None:
+            return
+        self.best_value = None  # the row decides, re-read in the transaction
+        self.offer(
+            Outcome(best.number, best.value, dict(best.params), dict(best.user_attrs.get(ATTR, {}))), study
+        )
 
     def finish(self, study: optuna.Study) -> None:
         """Refresh the counts on the stored row after a batch of trials."""
+        counts = self._counts(study)
         with self.db.session() as s:
             row = self._find(s)
             if row is not None:
-                self._count(row, study)
+                self._apply(row, counts)
 
     @abstractmethod
     def _find(self, s: Session) -> RowT | None: ...
@@ -86,10 +109,13 @@ class BestRecorder(ABC, Generic[RowT]):
     def _value(self, row: RowT) -> float: ...
 
     @abstractmethod
-    def _fill(self, row: RowT, outcome: Outcome, study: optuna.Study) -> None: ...
+    def _fill(self, row: RowT, outcome: Outcome, counts: dict[str, int]) -> None: ...
 
     @abstractmethod
-    def _count(self, row: RowT, study: optuna.Study) -> None: ...
+    def _counts(self, study: optuna.Study) -> dict[str, int]: ...
+
+    @abstractmethod
+    def _apply(self, row: RowT, counts: dict[str, int]) -> None: ...
 
 
 class StrategyRecorder(BestRecorder[BestRow]):
@@ -108,15 +134,18 @@ class StrategyRecorder(BestRecorder[BestRow]):
     def _value(self, row: BestRow) -> float:
         return row.value
 
-    def _fill(self, row: BestRow, outcome: Outcome, study: optuna.Study) -> None:
+    def _fill(self, row: BestRow, outcome: Outcome, counts: dict[str, int]) -> None:
         row.trial_number = outcome.number
         row.configuration = Configuration.from_params(outcome.params)
         row.value = outcome.value
-        row.test_value = outcome.record.get("test_value")
-        row.n_trials = outcome.number + 1
+        row.test_value = _finite(outcome.record.get("test_value"))
+        self._apply(row, counts)
 
-    def _count(self, row: BestRow, study: optuna.Study) -> None:
-        row.n_trials = len(study.get_trials(deepcopy=False, states=DONE_STATES))
+    def _counts(self, study: optuna.Study) -> dict[str, int]:
+        return {"n_trials": len(study.get_trials(deepcopy=False, states=DONE_STATES))}
+
+    def _apply(self, row: BestRow, counts: dict[str, int]) -> None:
+        row.n_trials = counts["n_trials"]
 
 
 class DefaultRecorder(BestRecorder[DefaultRow]):
@@ -137,19 +166,34 @@ class DefaultRecorder(BestRecorder[DefaultRow]):
     def _value(self, row: DefaultRow) -> float:
         return row.loss
 
-    def _fill(self, row: DefaultRow, outcome: Outcome, study: optuna.Study) -> None:
+    def _fill(self, row: DefaultRow, outcome: Outcome, counts: dict[str, int]) -> None:
         row.study_name = self.study_name
         row.kind = self.kind
         row.trial_number = outcome.number
         row.configuration = Configuration.from_params(outcome.params)
         row.loss = outcome.value
-        row.per_task = {
-            key: {k: t.get(k) for k in ("value", "loss", "test_value", "test_loss")}
+        row.per_task = {  # JSON has no NaN or infinity (PostgreSQL refuses them): those become null
+            key: {k: _finite(t.get(k)) for k in ("value", "loss", "test_value", "test_loss")}
             for key, t in outcome.record.get("tasks", {}).items()
         }
-        self._count(row, study)
+        self._apply(row, counts)
 
-    def _count(self, row: DefaultRow, study: optuna.Study) -> None:
+    def _counts(self, study: optuna.Study) -> dict[str, int]:
         trials = study.get_trials(deepcopy=False)
-        row.n_trials = sum(t.state in DONE_STATES for t in trials)
-        row.task_evaluations = sum(int(t.user_attrs.get(ATTR, {}).get("task_evaluations", 0)) for t in trials)
+        return {
+            "n_trials": sum(t.state in DONE_STATES for t in trials),
+            "task_evaluations": sum(
+                int(t.user_attrs.get(ATTR, {}).get("task_evaluations", 0)) for t in trials
+            ),
+        }
+
+    def _apply(self, row: DefaultRow, counts: dict[str, int]) -> None:
+        row.n_trials = counts["n_trials"]
+        row.task_evaluations = counts["task_evaluations"]
+
+
+def _finite(value: Any) -> float | None:
+    """A number fit for a JSON column or ``best --json``: non-finite values and non-numbers are ``None``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

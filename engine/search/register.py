@@ -83,7 +83,7 @@ def register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:
                 "meta_features": compute_meta_features(ds),
                 "split": split.to_json(),
             }
-    with db.session() as s:
+    with db.lock("stratagem.register"), db.session() as s:  # workers starting together: one at a time
         search = SearchRow.by_name(s, spec.name)
         if search is None:
             search = SearchRow(name=spec.name, spec=spec.to_dict(), status="running")

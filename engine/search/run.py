@@ -11,23 +11,34 @@ Running the same spec again resumes: each study gets trials only up to ``n_trial
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
+from engine.errors import SearchFailed
 from engine.plugin import PluginHost
-from engine.results import BestDefault, BestStrategy
+from engine.results import BestDefault, BestMeta, BestStrategy
 from engine.results import best as query_best
 from engine.results import defaults as query_defaults
+from engine.results import meta_best as query_meta_best
 from engine.search.cross_task import explore_cross_task
+from engine.search.meta import check_meta_resumable, explore_meta
 from engine.search.per_task import explore_per_task
 from engine.search.progress import ProgressSink
 from engine.search.register import check_resumable, register
-from engine.spec import SearchSpec, load_spec, resolve
+from engine.spec import Plan, SearchSpec, load_spec, resolve
 from engine.storage import Database, queries
 from engine.storage.optuna_adapter import open_optuna_storage
 from engine.study import quiet_optuna, torch_threads
+from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, meta_study_name, strategy_study_name
 
 __all__ = ["SearchResult", "run"]
 
@@ -44,6 +55,7 @@ class SearchResult:
     seconds: float
     best: list[BestStrategy]
     defaults: list[BestDefault] = field(default_factory=list)
+    meta: list[BestMeta] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the run's figures, the best strategy per task and the best defaults."""
@@ -54,6 +66,7 @@ class SearchResult:
             "seconds": round(self.seconds, 3),
             "best": [b.to_dict() for b in self.best],
             "defaults": [d.to_dict() for d in self.defaults],
+            "meta": [m.to_dict() for m in self.meta],
         }
 
 
@@ -81,7 +94,9 @@ def run(
     Raises:
         SpecError: The spec is invalid (nothing has been written then).
         StorageError: The database cannot be used.
-        KeyboardInterrupt: After marking the search interrupted; finished trials stay stored.
+        SearchFailed: Some task (or the cross-task study) has no successful trial; says why.
+        KeyboardInterrupt: Ctrl-C or SIGTERM, after failing the running trial with that reason and
+            marking the search interrupted; finished trials stay stored.
     """
     if not isinstance(spec, SearchSpec):
         spec = load_spec(spec)
@@ -95,16 +110,24 @@ def run(
     db = Database(storage)
     started = time.perf_counter()
     optuna_storage = open_optuna_storage(db.url)
+    if spec.mode == "meta":
+        check_meta_resumable(plan, optuna_storage)
     check_resumable(plan, optuna_storage)
     search_id, tasks = register(db, plan)
     sink = progress or ProgressSink()
     trials_run = 0
     try:
-        with quiet_optuna(), torch_threads(spec.threads):
-            if spec.mode == "cross_task":
+        with sigterm_as_interrupt(), quiet_optuna(), torch_threads(spec.threads):
+            if spec.mode == "meta":
+                trials_run = explore_meta(plan, db, optuna_storage, sink)
+            elif spec.mode == "cross_task":
                 trials_run = explore_cross_task(plan, host, db, optuna_storage, tasks, search_id, sink)
             else:
                 trials_run = explore_per_task(plan, host, db, optuna_storage, tasks, sink)
+        best = query_best(storage=db.url, search=spec.name)
+        defaults = query_defaults(storage=db.url, search=spec.name)
+        meta = query_meta_best(storage=db.url, search=spec.name)
+        check_succeeded(plan, optuna_storage, best, defaults, meta)
     except BaseException as exc:
         with db.session() as s:
             queries.set_search_status(
@@ -118,6 +141,69 @@ def run(
         storage=db.safe_url,
         trials_run=trials_run,
         seconds=time.perf_counter() - started,
-        best=query_best(storage=db.url, search=spec.name),
-        defaults=query_defaults(storage=db.url, search=spec.name),
+        best=best,
+        defaults=defaults,
+        meta=meta,
+    )
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a scheduler stopping a job) is handled like Ctrl-C.
+
+    The running trial is then failed with the reason and the search marked interrupted. Only the main
+    thread can set signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def check_succeeded(
+    plan: Plan,
+    storage: optuna.storages.BaseStorage,
+    best: list[BestStrategy],
+    defaults: list[BestDefault],
+    meta: list[BestMeta] = (),  # type: ignore[assignment]
+) -> None:
+    """Raise :class:`SearchFailed` naming each task (or the cross-task study) without a successful trial.
+
+    The message gives the failed count and the last reasons stored on the failed trials.
+    """
+    spec = plan.spec
+    if spec.mode == "meta":
+        missing = [] if meta else [meta_study_name(spec.name)]
+    elif spec.mode == "cross_task":
+        missing = [] if defaults else [cross_task_study_name(spec.name)]
+    else:
+        have = {b.task for b in best}
+        missing = [strategy_study_name(spec.name, t.key) for t in plan.tasks if t.key not in have]
+    if not missing:
+        return
+    lines = []
+    for name in missing:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(
+                deepcopy=False, states=(TrialState.FAIL,)
+            )
+        except KeyError:
+            trials = []
+        reasons = list(dict.fromkeys(str(t.user_attrs.get(FAILURE_ATTR, "no reason stored")) for t in trials))
+        lines.append(
+            f"{name}: no successful trial, {len(trials)} failed; last reasons: "
+            + " | ".join(reasons[-3:] or ["none"])
+        )
+    raise SearchFailed(
+        f"search {spec.name!r} found nothing for {len(missing)} of its studies:\n  "
+        + "\n  ".join(lines)
+        + "\nFix the cause above, then run the same command again: finished trials are kept."
     )

@@ -3,7 +3,16 @@ name against the loaded plugins (:func:`resolve`), all before anything is writte
 
 from __future__ import annotations
 
-from engine.spec.model import EvaluationSpec, SearchSpec, TaskSpec, load_spec
+from engine.spec.model import EvaluationSpec, MetaSpec, SearchSpec, TaskSpec, load_spec
 from engine.spec.resolve import Plan, ResolvedTask, resolve
 
-__all__ = ["EvaluationSpec", "Plan", "ResolvedTask", "SearchSpec", "TaskSpec", "load_spec", "resolve"]
+__all__ = [
+    "EvaluationSpec",
+    "MetaSpec",
+    "Plan",
+    "ResolvedTask",
+    "SearchSpec",
+    "TaskSpec",
+    "load_spec",
+    "resolve",
+]

@@ -8,11 +8,25 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.study.factories import PRUNERS, SAMPLERS
+from engine.study.runtime import MAX_THREADS
 from engine.task.source import is_type, type_name
 
-__all__ = ["NAME_RE", "PRUNERS", "SAMPLERS", "SEARCH_KEYS", "Problems", "is_type", "type_name"]
+__all__ = [
+    "MAX_NAME",
+    "META_KEYS",
+    "NAME_RE",
+    "PRUNERS",
+    "SAMPLERS",
+    "SEARCH_KEYS",
+    "Problems",
+    "is_type",
+    "type_name",
+]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}\Z")
+"""A search or task name: letters, digits, ``_``, ``-``, ``.``; at most 100 characters (stored names and
+Optuna's study names ``<search>/<task>`` must fit their columns)."""
+MAX_NAME = 100
 
 
 def _str_list(v: Any) -> bool:
@@ -20,7 +34,11 @@ def _str_list(v: Any) -> bool:
 
 
 SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
-    "name": (str, lambda v: bool(NAME_RE.match(v)), "must be letters, digits, '_', '-' or '.'"),
+    "name": (
+        str,
+        lambda v: bool(NAME_RE.match(v)),
+        f"must be letters, digits, '_', '-' or '.', at most {MAX_NAME} characters",
+    ),
     "seed": (int, lambda v: v >= 0, "must be a non-negative integer"),
     "n_trials": (int, lambda v: v >= 1, "must be a positive integer"),
     "timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),
@@ -32,16 +50,51 @@ SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: v in ("cpu", "cuda", "auto") or v.startswith("cuda:"),
         "must be cpu, cuda or auto",
     ),
-    "threads": (int, lambda v: v >= 0, "must be a non-negative integer (0: torch's default)"),
+    "threads": (
+        int,
+        lambda v: 0 <= v <= MAX_THREADS,
+        f"must be an integer from 0 (torch's default) to {MAX_THREADS}",
+    ),
     "trials_per_visit": (
         int,
         lambda v: v >= 0,
         "must be a non-negative integer (0: all trials in one visit)",
     ),
-    "mode": (str, lambda v: v in ("per_task", "cross_task"), 'must be "per_task" or "cross_task"'),
+    "mode": (
+        str,
+        lambda v: v in ("per_task", "cross_task", "meta"),
+        'must be "per_task", "cross_task" or "meta"',
+    ),
     "warm_start": (bool, None, "must be true or false"),
     "warm_start_method": (str, lambda v: bool(NAME_RE.match(v)), "must be the name of a warm starter"),
+    "keep": (str, lambda v: v in ("best", "all"), 'must be "best" (the best model per task) or "all"'),
+    "artifacts": (str, lambda v: bool(v.strip()), "must be a directory path for trained models"),
 }
+
+
+def _int_list(v: Any) -> bool:
+    return bool(v) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
+
+
+META_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
+    "strategies": (
+        list,
+        lambda v: bool(v) and _str_list(v),
+        "must be a non-empty list of meta-strategy names",
+    ),
+    "updaters": (list, lambda v: bool(v) and _str_list(v), "must be a non-empty list of updater names"),
+    "iterations": (int, lambda v: v >= 1, "must be a positive integer (meta-iterations per trial)"),
+    "checkpoints": (int, lambda v: v >= 1, "must be a positive integer (validations per trial)"),
+    "meta_batch": (
+        list,
+        lambda v: _int_list(v) and min(v) >= 1,
+        "must be a non-empty list of positive integers",
+    ),
+    "val_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
+    "test_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
+    "steps": (list, _int_list, "must be a non-empty list of non-negative integers"),
+}
+"""The ``[meta]`` table of a meta-mode spec: key -> (types, check, hint)."""
 
 
 class Problems:

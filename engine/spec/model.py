@@ -16,6 +16,8 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     warm_start = true          # seed new strategy studies from other tasks' history
     warm_start_method = "transfer"  # or "knn" (default: $STRATAGEM_WARM_START, else "transfer")
     mode = "per_task"          # or "cross_task": one study for the best default over all tasks
+    keep = "best"              # trained models kept: "best" (current best per task) or "all"
+    artifacts = "models/"      # where they go (default: $STRATAGEM_ARTIFACTS, else beside a SQLite file)
 
     [cross_task]               # only for mode = "cross_task"
     first_stage = 0.34         # share of tasks every configuration is evaluated on first
@@ -52,12 +54,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import SpecError
-from engine.spec.checks import NAME_RE, PRUNERS, SAMPLERS, SEARCH_KEYS, Problems, is_type
+from engine.spec.checks import META_KEYS, NAME_RE, PRUNERS, SAMPLERS, SEARCH_KEYS, Problems, is_type
 
 if TYPE_CHECKING:
     from engine.task import TaskKind
 
-__all__ = ["EvaluationSpec", "SearchSpec", "TaskSpec", "load_spec"]
+__all__ = ["EvaluationSpec", "MetaSpec", "SearchSpec", "TaskSpec", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,31 @@ class EvaluationSpec:
 
 
 @dataclass(frozen=True)
+class MetaSpec:
+    """The ``[meta]`` table of a meta-mode spec: which meta-strategies to explore and their budgets.
+
+    Attributes:
+        strategies: Meta-strategy names (default: every registered one that handles the family).
+        updaters: Updaters that meta-train θ (those with ``stochastic_objectives``).
+        iterations: Meta-iterations (objective draws) per trial.
+        checkpoints: Meta-validations per trial, evenly spaced; the pruner sees each.
+        meta_batch: Meta-batch sizes the sampler chooses from.
+        val_tasks: Meta-validation tasks scored at each checkpoint.
+        test_tasks: Meta-test tasks of the final evaluation (mean ± 95% CI).
+        steps: Adaptation steps at which meta-test tasks are scored.
+    """
+
+    strategies: Sequence[str] | None = None
+    updaters: Sequence[str] = ("gradient_descent",)
+    iterations: int = 200
+    checkpoints: int = 4
+    meta_batch: Sequence[int] = (4, 8, 16)
+    val_tasks: int = 50
+    test_tasks: int = 600
+    steps: Sequence[int] = (0, 1, 10)
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """A whole search: tasks to explore and how to explore strategies on each.
 
@@ -104,10 +131,14 @@ class SearchSpec:
     warm_start: bool = True
     warm_start_method: str | None = None
     mode: str = "per_task"
+    keep: str = "best"
+    artifacts: str | None = None
     first_stage: float = 0.34
     sampler: Mapping[str, Any] = field(default_factory=lambda: {"name": "tpe"})
     pruner: Mapping[str, Any] | None = None
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    family: Mapping[str, Any] | None = None
+    meta: MetaSpec = field(default_factory=MetaSpec)
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -142,11 +173,15 @@ class SearchSpec:
                 "warm_start": self.warm_start,
                 "warm_start_method": self.warm_start_method,
                 "mode": self.mode,
+                "keep": self.keep,
+                "artifacts": self.artifacts,
             },
             "cross_task": {"first_stage": self.first_stage},
             "sampler": dict(self.sampler),
             "pruner": dict(self.pruner_config),
             "evaluation": dataclasses.asdict(self.evaluation),
+            **({"family": dict(self.family)} if self.family is not None else {}),
+            **({"meta": _jsonable(dataclasses.asdict(self.meta))} if self.mode == "meta" else {}),
             "tasks": [
                 {"source": t.source, **({"name": t.name} if t.name else {}), **dict(t.options)}
                 for t in self.tasks
@@ -163,7 +198,9 @@ class SearchSpec:
             SpecError: Listing every problem found, each with its key.
         """
         p = Problems(source)
-        p.unknown(data, {"search", "sampler", "pruner", "evaluation", "tasks", "cross_task"}, "")
+        p.unknown(
+            data, {"search", "sampler", "pruner", "evaluation", "tasks", "cross_task", "family", "meta"}, ""
+        )
         search = p.table(data, "search", required=True)
         p.unknown(search, set(SEARCH_KEYS), "search.")
         kw: dict[str, Any] = {}
@@ -213,9 +250,15 @@ class SearchSpec:
                 ev["folds"] = folds
             else:
                 p.add("evaluation.folds", f"must be an integer from 2 to 20; got {folds!r}")
+        family, meta = _meta_tables(data, kw.get("mode") == "meta", p)
         tasks_raw = data.get("tasks")
         tasks: list[TaskSpec] = []
-        if tasks_raw is None:
+        if kw.get("mode") == "meta":
+            if tasks_raw is not None:
+                p.add(
+                    "tasks", "a meta-mode search draws its tasks from [family]; remove the [[tasks]] tables"
+                )
+        elif tasks_raw is None:
             p.add(
                 "tasks",
                 'missing; add at least one [[tasks]] table, such as source = "sklearn", dataset = "iris"',
@@ -242,10 +285,48 @@ class SearchSpec:
         return cls(
             tasks=tuple(tasks),
             evaluation=EvaluationSpec(**ev),
+            family=family,
+            meta=meta,
             source=source,
             base_dir=base_dir or Path.cwd(),
             **kw,
         )
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _meta_tables(
+    data: Mapping[str, Any], meta_mode: bool, p: Problems
+) -> tuple[dict[str, Any] | None, MetaSpec]:
+    """The ``[family]`` table (name plus the family's own options) and the ``[meta]`` table."""
+    if not meta_mode:
+        for key in ("family", "meta"):
+            if key in data:
+                p.add(key, f'[{key}] is only for search.mode = "meta"')
+        return None, MetaSpec()
+    family = dict(p.table(data, "family", required=True))
+    if family and not (isinstance(family.get("name"), str) and NAME_RE.match(family["name"])):
+        p.add(
+            "family.name", f'must name a task family, such as name = "sinusoid"; got {family.get("name")!r}'
+        )
+    table = p.table(data, "meta")
+    p.unknown(table, set(META_KEYS), "meta.")
+    kw: dict[str, Any] = {}
+    for key, (types, check, hint) in META_KEYS.items():
+        if key in table:
+            value = table[key]
+            if not is_type(value, types) or not check(value):
+                p.add(f"meta.{key}", f"{hint}; got {value!r}")
+            else:
+                kw[key] = tuple(value) if isinstance(value, list) else value
+    meta = MetaSpec(**kw)
+    if meta.checkpoints > meta.iterations:
+        p.add(
+            "meta.checkpoints", f"must not exceed meta.iterations = {meta.iterations}; got {meta.checkpoints}"
+        )
+    return family or None, meta
 
 
 def load_spec(path: str | Path) -> SearchSpec:
@@ -261,4 +342,11 @@ def load_spec(path: str | Path) -> SearchSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"not valid TOML: {exc}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8",
+            source=str(path),
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec: {exc.strerror or exc}", source=str(path)) from None
     return SearchSpec.from_dict(data, source=str(path), base_dir=path.resolve().parent)

@@ -7,19 +7,25 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
+
 from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
-from engine.spec.checks import Problems
+from engine.spec.checks import MAX_NAME, Problems
 from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
-from engine.study.factories import make_pruner, make_sampler
-from engine.task import Dataset, TaskKind
+from engine.study.factories import make_pruner, make_sampler, sampler_problem
+from engine.study.runtime import device_problem
+from engine.task import Dataset, TaskKind, make_split
 from engine.updater import Updater
 from engine.warmstarter import WarmStarter
 
 if TYPE_CHECKING:
     import optuna
+
+    from engine.meta import MetaStrategy, TaskFamily
 
 __all__ = ["WARM_START_ENV", "Plan", "ResolvedTask", "resolve"]
 
@@ -46,6 +52,9 @@ class Plan:
     spec: SearchSpec
     tasks: tuple[ResolvedTask, ...]
     warm_starter: WarmStarter | None = None
+    family: TaskFamily | None = None
+    meta_strategies: tuple[type[MetaStrategy], ...] = ()
+    meta_updaters: tuple[type[Updater], ...] = ()
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return make_sampler(self.spec.sampler, seed, source=self.spec.source)
@@ -61,6 +70,8 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         SpecError: Listing every unknown name, bad option and unloadable task, each with its key.
     """
     p = Problems(spec.source)
+    if spec.mode == "meta":
+        return _resolve_meta(spec, host, p)
     for key, names, registry in (
         ("search.strategies", spec.strategies, host.strategies),
         ("search.updaters", spec.updaters, host.updaters),
@@ -82,9 +93,14 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         elif kind not in host.evaluators.get(name).kinds:
             p.add(f"evaluation.{kind}", f"evaluator {name!r} does not apply to {kind} tasks")
     try:
-        make_sampler(spec.sampler, 0, source=spec.source)
+        problem = sampler_problem(make_sampler(spec.sampler, 0, source=spec.source))
+        if problem is not None:
+            p.add("sampler", f"the sampler fails on a trial: {problem}")
     except SpecError as exc:
         p.items.extend(exc.problems)
+    problem = device_problem(spec.device)
+    if problem is not None:
+        p.add("search.device", problem)
     try:
         make_pruner(spec.pruner_config, source=spec.source)
     except SpecError as exc:
@@ -119,6 +135,9 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
             continue
         name = task.name or source.default_name(task.options)
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+        if len(name) > MAX_NAME:
+            p.add(f"{key}.name", f"task name {name[:40]!r}... is longer than {MAX_NAME} characters")
+            continue
         if name in seen:
             p.add(
                 f"{key}.name",
@@ -126,6 +145,8 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
             )
             continue
         seen[name] = i
+        for message in _data_problems(dataset, spec):
+            p.add(key, message)
         evaluator = host.evaluators.get(spec.evaluation.evaluator_for(dataset.kind))
         fitting = tuple(s for s in strategies if dataset.kind in s.kinds)
         if not fitting:
@@ -134,6 +155,98 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         tasks.append(ResolvedTask(name, task, dataset, evaluator, fitting, updaters))
     p.raise_if_any()
     return Plan(spec, tuple(tasks), warm_starter)
+
+
+def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
+    """A meta-mode spec: its family built and checked by drawing one episode per pool, its names looked up."""
+    try:
+        sampler_problem(make_sampler(spec.sampler, 0, source=spec.source))
+        make_pruner(spec.pruner_config, source=spec.source)
+    except SpecError as exc:
+        p.items.extend(exc.problems)
+    options = dict(spec.family or {})
+    name = options.pop("name", None)
+    family: TaskFamily | None = None
+    if name not in host.task_families:
+        p.add(
+            "family.name",
+            f"unknown task family {name!r}; registered: {', '.join(host.task_families.names())}",
+        )
+    else:
+        try:
+            family = host.task_families.get(name)(**options)
+        except TypeError as exc:
+            p.add("family", f"bad options for task family {name!r}: {exc}")
+        if family is not None:
+            try:
+                family.info()
+                for pool in ("meta_train", "meta_val", "meta_test"):
+                    family.sample(pool, 1, _generator())
+            except (StratagemError, ValueError) as exc:
+                key = getattr(exc, "key", None)
+                p.add(f"family.{key}" if key else "family", str(exc))
+                family = None
+    meta = spec.meta
+    strategies: list[type[MetaStrategy]] = []
+    for s_name in meta.strategies or host.meta_strategies.names():
+        if s_name not in host.meta_strategies:
+            known = ", ".join(host.meta_strategies.names())
+            p.add("meta.strategies", f"unknown meta-strategy {s_name!r}; registered: {known}")
+            continue
+        cls = host.meta_strategies.get(s_name)
+        if family is not None and family.info().kind not in cls.kinds:
+            if meta.strategies:
+                p.add(
+                    "meta.strategies",
+                    f"meta-strategy {s_name!r} does not handle {family.info().kind} families",
+                )
+            continue
+        strategies.append(cls)
+    updaters: list[type[Updater]] = []
+    for u_name in meta.updaters:
+        if u_name not in host.updaters:
+            p.add(
+                "meta.updaters", f"unknown updater {u_name!r}; registered: {', '.join(host.updaters.names())}"
+            )
+        elif not host.updaters.get(u_name).stochastic_objectives:
+            p.add("meta.updaters", f"updater {u_name!r} cannot train stochastic objectives (meta-training)")
+        else:
+            updaters.append(host.updaters.get(u_name))
+    if family is not None and not strategies:
+        p.add("meta.strategies", "no meta-strategy handles this family")
+    p.raise_if_any()
+    return Plan(spec, (), None, family, tuple(strategies), tuple(updaters))
+
+
+def _generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+MAX_ABS_VALUE = 1e30
+"""Larger feature or target values overflow float32 statistics (meta-features, losses): refused."""
+
+
+def _data_problems(dataset: Dataset, spec: SearchSpec) -> list[str]:
+    """Problems of a loaded task that its source cannot know: huge values, too few rows for the folds."""
+    out: list[str] = []
+    with np.errstate(all="ignore"):
+        largest = np.abs(dataset.X).max(axis=0) if dataset.X.size else np.zeros(0)
+    for j in np.flatnonzero(~(largest <= MAX_ABS_VALUE)):
+        out.append(
+            f"column {dataset.feature_names[j]!r} has a value of magnitude {largest[j]:.3g}; values beyond "
+            f"{MAX_ABS_VALUE:.0e} overflow the statistics: rescale it"
+        )
+    if dataset.kind == "regression" and dataset.y.size and not np.abs(dataset.y).max() <= MAX_ABS_VALUE:
+        out.append(f"the target has values beyond {MAX_ABS_VALUE:.0e}, which overflow the losses: rescale it")
+    if spec.evaluation.validation == "kfold" and not out:
+        split = make_split(dataset, seed=0)
+        rows = len(split.train) + len(split.validation)
+        if rows < spec.evaluation.folds:
+            out.append(
+                f"evaluation.folds = {spec.evaluation.folds} needs at least that many training rows; this "
+                f'task has {rows}: lower folds or use validation = "holdout"'
+            )
+    return out
 
 
 def _warm_starter(spec: SearchSpec, host: PluginHost, p: Problems) -> WarmStarter | None:

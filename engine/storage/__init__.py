@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from engine.storage import queries
 from engine.storage.database import Database
-from engine.storage.models import Base, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.models import ArtifactRow, Base, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 
 __all__ = [
+    "ArtifactRow",
     "Base",
     "BestRow",
     "Database",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -13,16 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import StorageError
 from engine.settings import resolve_storage
+from engine.storage import queries
 from engine.storage.models import SCHEMA_VERSION, Base, SchemaRow
 
-__all__ = ["Database", "tune_sqlite"]
+__all__ = ["Database", "file_lock", "sqlite_path", "tune_sqlite"]
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 
 
-def _engine(url: str) -> Engine:
-    if url in _engines:
-        return _engines[url]
+def _engine(url: str, write: bool = True) -> Engine:
+    if (url, write) in _engines:
+        return _engines[url, write]
     try:
         engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
@@ -30,17 +34,20 @@ def _engine(url: str) -> Engine:
             f"cannot use storage URL {url!r}: {exc}. Give an SQLAlchemy URL such as "
             "sqlite:///stratagem.db or postgresql+psycopg://user@host/dbname"
         ) from None
-    tune_sqlite(engine)
-    _engines[url] = engine
+    tune_sqlite(engine, write=write)
+    _engines[url, write] = engine
     return engine
 
 
-def tune_sqlite(engine: Engine) -> None:
-    """On SQLite: write-ahead logging, no fsync per commit, wait for locks instead of failing.
+def tune_sqlite(engine: Engine, *, write: bool = True) -> None:
+    """On SQLite: wait for locks instead of failing; for writers also WAL and immediate transactions.
 
     WAL with ``synchronous=NORMAL`` keeps the file consistent after a crash (the last commits may be
-    lost on power failure, never half-written) and lets readers work while a worker writes. The
-    engine applies it to its own connections and to Optuna's storage on the same file.
+    lost on power failure, never half-written) and lets readers work while a worker writes. Writers
+    begin every transaction with ``BEGIN IMMEDIATE`` so that a transaction that reads and then writes
+    waits for the write lock up front instead of failing ("database is locked") when another worker
+    wrote in between. Readers (``write=False``) change nothing in the file, not even its journal mode.
+    The engine applies it to its own connections and to Optuna's storage on the same file.
     """
     if engine.dialect.name != "sqlite" or ":memory:" in str(engine.url):
         return
@@ -48,13 +55,55 @@ def tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if write:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        if write:
+            dbapi_connection.isolation_level = None  # transactions begin below, not in the driver
+
+    if write:
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened before the listener get replaced
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a directory) shared by every process of this machine.
+
+    The kernel releases it when the process dies. Without ``fcntl`` (Windows) it does nothing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class Database:
@@ -70,15 +119,38 @@ class Database:
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         self.url = resolve_storage(url)
-        self.engine = _engine(self.url)
+        path = sqlite_path(self.url)
+        self.missing = not create and path is not None and not path.is_file()
+        """A reader of an SQLite file that does not exist: it holds nothing, and is not created."""
+        self.engine = _engine(self.url, write=create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if create:
             self._ensure_schema()
 
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name``, shared by every process working on this database.
+
+        PostgreSQL: an advisory lock, released with its transaction or when the holder dies.
+        SQLite: an exclusive lock on the database's folder (one machine). Used to create the schema and
+        to claim trials, so that counts and creation are safe with many workers.
+        """
+        path = sqlite_path(self.url)
+        if self.engine.dialect.name == "postgresql":
+            with self.session() as s:
+                queries.advisory_xact_lock(s, zlib.crc32(name.encode()))
+                yield
+        elif path is not None:
+            with file_lock(path.resolve().parent):
+                yield
+        else:
+            yield
+
     def _ensure_schema(self) -> None:
         try:
-            Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
+            with self.lock("stratagem.schema"):
+                Base.metadata.create_all(self.engine)
+        except (SQLAlchemyError, StorageError, OSError) as exc:
             raise StorageError(
                 f"cannot open the study database {self.safe_url}: {_first_line(exc)}. "
                 "Check that the server runs and the URL (user, host, database name) is right"
@@ -119,7 +191,9 @@ class Database:
             session.close()
 
     def has_tables(self) -> bool:
-        """Whether the engine's tables exist (without creating them)."""
+        """Whether the engine's tables exist (without creating them, nor a missing SQLite file)."""
+        if self.missing:
+            return False
         from sqlalchemy import inspect
 
         try:

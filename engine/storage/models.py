@@ -9,6 +9,7 @@ table                       one row per
 ``stratagem_search_tasks``  task of a search: its name there, its strategy study, the evaluator
 ``stratagem_best``          task of a search that has a finished trial: the best strategy so far
 ``stratagem_defaults``      cross-task search: the best single configuration over all its tasks
+``stratagem_artifacts``     kept trained model of a trial (weights in Optuna's artifact store)
 =========================== ==========================================================================
 """
 
@@ -22,7 +23,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from engine.configuration import Configuration
 
-__all__ = ["Base", "BestRow", "DefaultRow", "SchemaRow", "SearchRow", "SearchTaskRow", "TaskRow"]
+__all__ = [
+    "ArtifactRow",
+    "Base",
+    "BestRow",
+    "DefaultRow",
+    "SchemaRow",
+    "SearchRow",
+    "SearchTaskRow",
+    "TaskRow",
+]
 
 SCHEMA_VERSION = 1
 
@@ -168,3 +178,24 @@ class DefaultRow(ConfigurationColumns, Base):
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
     task_evaluations: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class ArtifactRow(Base):
+    """A trained model kept for a trial of a search's task: the Optuna artifact holding its weights.
+
+    The file itself is in the artifact store (:mod:`engine.trained`), linked from the trial by Optuna's
+    ``artifacts:<id>`` system attribute; this row says which artifacts the engine still keeps, so that
+    keeping only the best, ``stratagem searches`` and ``stratagem delete`` need not scan the store.
+    """
+
+    __tablename__ = "stratagem_artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_task_id: Mapped[int] = mapped_column(
+        ForeignKey("stratagem_search_tasks.id", ondelete="CASCADE"), index=True
+    )
+    trial_number: Mapped[int] = mapped_column(Integer)
+    artifact_id: Mapped[str] = mapped_column(String(64), unique=True)
+    store: Mapped[str] = mapped_column(Text)
+    n_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)

@@ -9,33 +9,161 @@ it is kept in one module so that an Optuna upgrade that changes them is mended i
   for reading trials through the storage without loading a :class:`optuna.Study` per source.
 * :func:`planned_params`: a trial's parameters, including those of a waiting trial, which Optuna keeps
   in the ``fixed_params`` system attribute that ``enqueue_trial`` writes (there is no public accessor).
+* :func:`fail_stale_trials`: Optuna's own ``fail_stale_trials``, but storing why on each trial it
+  fails and returning them (it needs the storage's private list of stale trials).
+* :class:`Heartbeat`: a running trial's heartbeat thread (Optuna starts one only inside ``optimize``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import warnings
+from types import TracebackType
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
-from engine.storage.database import tune_sqlite
+from engine.errors import StorageError
+from engine.settings import heartbeat_interval
+from engine.storage.database import Database, sqlite_path, tune_sqlite
+from engine.vocabulary import FAILURE_ATTR
 
-__all__ = ["open_optuna_storage", "planned_params", "study_id"]
+__all__ = [
+    "Heartbeat",
+    "fail_stale_trials",
+    "open_optuna_storage",
+    "planned_params",
+    "study_id",
+    "was_enqueued",
+]
+
+log = logging.getLogger("stratagem")
+
+GRACE_INTERVALS = 3
+"""A trial is stale when its worker has sent no heartbeat for this many intervals."""
 
 
 def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
     """Optuna's storage on the same database as the engine's tables, SQLite tuned alike.
 
+    Writers get heartbeats (every :func:`~engine.settings.heartbeat_interval` seconds, stale after
+    :data:`GRACE_INTERVALS` of them) and create the tables under the database's schema lock, so that
+    workers started together do not race to create them.
+
     Args:
         url: The SQLAlchemy URL.
         create: Whether to create Optuna's tables if missing (readers pass ``False``).
+
+    Raises:
+        StorageError: The database cannot be opened (a reader: also when the SQLite file is missing).
     """
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=not create)
-    tune_sqlite(storage.engine)
+    path = sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise StorageError(f"no study database at {path}: check the path in --storage")
+    if not create:  # a reader: Optuna's own errors (no tables yet) reach the caller as they are
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
+        tune_sqlite(storage.engine, write=False)
+        return storage
+    interval = heartbeat_interval()
+    try:
+        with Database(url).lock("stratagem.schema"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=interval,
+                grace_period=GRACE_INTERVALS * interval,
+            )
+    except SQLAlchemyError as exc:
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise StorageError(
+            f"cannot open Optuna's tables in {_safe(url)}: {text[0] if text else type(exc).__name__}"
+        ) from None
+    tune_sqlite(storage.engine, write=True)
     return storage
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<storage URL>"
+
+
+def fail_stale_trials(study: optuna.Study, reason: str) -> list[int]:
+    """Fail the study's running trials whose worker stopped sending heartbeats; return their numbers.
+
+    Each failed trial gets ``reason`` in its :data:`~engine.vocabulary.FAILURE_ATTR` user attribute.
+    A trial that another worker failed or finished first is skipped. Callers hold the study's claim
+    lock, so two workers never fail the same trial.
+    """
+    storage = study._storage  # an RDBStorage wrapped in Optuna's cache, a BaseHeartbeat too
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    failed: list[int] = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            number = storage.get_trial_number_from_id(trial_id)
+            storage.set_trial_user_attr(trial_id, FAILURE_ATTR, reason)
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed.append(number)
+        except UpdateFinishedTrialError:
+            continue
+    return failed
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat now and then every interval, until the block ends."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        self._storage = study._storage
+        self._trial_id = trial._trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Record the first heartbeat now; then a thread records one every interval."""
+        storage = self._storage
+        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+            storage.record_heartbeat(self._trial_id)
+            self._thread = threading.Thread(target=self._beat, name="stratagem-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the heartbeat thread (the trial is told, or its worker is going away)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Heartbeat:
+        self.start()
+        return self
+
+    def _beat(self) -> None:
+        storage = self._storage
+        assert isinstance(storage, BaseHeartbeat)
+        interval = storage.get_heartbeat_interval() or 1
+        while not self._stop.wait(interval):
+            try:
+                storage.record_heartbeat(self._trial_id)
+            except Exception as exc:  # the database may be briefly unreachable; the next beat retries
+                log.warning("heartbeat of trial %d not recorded: %s", self._trial_id, exc)
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -46,3 +174,8 @@ def study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
 def planned_params(trial: FrozenTrial) -> dict[str, Any]:
     """A trial's parameters; for a waiting (enqueued) trial, the ones it was enqueued with."""
     return dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def was_enqueued(trial: FrozenTrial) -> bool:
+    """Whether a trial ran parameters enqueued for it (a warm-start trial), from ``fixed_params``."""
+    return "fixed_params" in trial.system_attrs

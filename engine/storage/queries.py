@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.orm import Session
 
-from engine.storage.models import BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.models import ArtifactRow, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 from engine.vocabulary import SearchStatus
 
 __all__ = [
+    "advisory_xact_lock",
+    "artifacts_of",
     "best_row",
     "default_row",
     "defaults_of_kind",
+    "delete_search_rows",
+    "drop_artifacts",
     "fingerprints_by_search",
     "set_search_status",
     "set_warm_start",
@@ -47,7 +51,7 @@ def defaults_of_kind(s: Session, kind: str) -> list[tuple[DefaultRow, str]]:
 
     An older database may not have the defaults table yet; then there are none.
     """
-    if not inspect(s.get_bind()).has_table(DefaultRow.__tablename__):
+    if not inspect(s.connection()).has_table(DefaultRow.__tablename__):
         return []
     stmt = (
         select(DefaultRow, SearchRow.name)
@@ -80,3 +84,56 @@ def best_row(s: Session, search_task_id: int) -> BestRow | None:
 def default_row(s: Session, search_id: int) -> DefaultRow | None:
     """The best-default row of a cross-task search, if it has one."""
     return s.scalar(select(DefaultRow).where(DefaultRow.search_id == search_id))
+
+
+def advisory_xact_lock(s: Session, key: int) -> None:
+    """PostgreSQL: wait for the advisory lock ``key``, held until the session's transaction ends.
+
+    The server releases it when the transaction ends or the connection drops (a killed worker).
+    """
+    s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def drop_artifacts(s: Session, search_task_id: int, *, keep_trial: int) -> list[tuple[str, str]]:
+    """Delete the kept-model rows of a search's task other than trial ``keep_trial``'s.
+
+    Returns ``(artifact_id, store)`` of each deleted row, for the caller to remove the files after commit.
+    """
+    rows = list(
+        s.scalars(
+            select(ArtifactRow).where(
+                ArtifactRow.search_task_id == search_task_id, ArtifactRow.trial_number != keep_trial
+            )
+        )
+    )
+    if rows:
+        s.execute(delete(ArtifactRow).where(ArtifactRow.id.in_([r.id for r in rows])))
+    return [(r.artifact_id, r.store) for r in rows]
+
+
+def artifacts_of(s: Session, search_task_ids: list[int]) -> list[ArtifactRow]:
+    """The kept-model rows of the given search tasks."""
+    if not search_task_ids:
+        return []
+    return list(s.scalars(select(ArtifactRow).where(ArtifactRow.search_task_id.in_(search_task_ids))))
+
+
+def delete_search_rows(s: Session, search_id: int, search_task_ids: list[int] | None = None) -> None:
+    """Delete a search's engine rows (or only those of some of its tasks): kept models, best rows, links.
+
+    Without ``search_task_ids`` the search row and its cross-task default go too. Stored tasks
+    (``stratagem_tasks``) stay: other searches may use them, and a task keeps its split for good.
+    """
+    whole = search_task_ids is None
+    ids = (
+        list(s.scalars(select(SearchTaskRow.id).where(SearchTaskRow.search_id == search_id)))
+        if search_task_ids is None
+        else list(search_task_ids)
+    )
+    if ids:
+        s.execute(delete(ArtifactRow).where(ArtifactRow.search_task_id.in_(ids)))
+        s.execute(delete(BestRow).where(BestRow.search_task_id.in_(ids)))
+        s.execute(delete(SearchTaskRow).where(SearchTaskRow.id.in_(ids)))
+    if whole:
+        s.execute(delete(DefaultRow).where(DefaultRow.search_id == search_id))
+        s.execute(delete(SearchRow).where(SearchRow.id == search_id))

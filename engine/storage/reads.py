@@ -8,17 +8,20 @@ rows or plain values; turning them into records is left to :mod:`engine.results`
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from engine.storage.models import BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.models import ArtifactRow, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 
 __all__ = [
     "BestJoin",
+    "artifact_row",
+    "artifact_totals",
     "best_rows",
     "default_rows",
     "has_strategy_studies",
     "search_names",
+    "search_studies",
     "searches_by_task",
     "searches_newest_first",
     "task_names",
@@ -117,3 +120,42 @@ def has_strategy_studies(s: Session, kind: str, *, exclude_fingerprint: str | No
     if exclude_fingerprint is not None:
         stmt = stmt.where(TaskRow.fingerprint != exclude_fingerprint)
     return s.scalar(stmt) is not None
+
+
+def artifact_row(s: Session, search_task_id: int, trial_number: int) -> ArtifactRow | None:
+    """The kept model of one trial of a search's task, if it is kept."""
+    return s.scalar(
+        select(ArtifactRow)
+        .where(ArtifactRow.search_task_id == search_task_id, ArtifactRow.trial_number == trial_number)
+        .order_by(ArtifactRow.id.desc())
+        .limit(1)
+    )
+
+
+def artifact_totals(s: Session) -> dict[int, tuple[int, int]]:
+    """Search id -> (kept models, their bytes)."""
+    stmt = (
+        select(
+            SearchTaskRow.search_id,
+            func.count(ArtifactRow.id),
+            func.coalesce(func.sum(ArtifactRow.n_bytes), 0),
+        )
+        .join(SearchTaskRow, ArtifactRow.search_task_id == SearchTaskRow.id)
+        .group_by(SearchTaskRow.search_id)
+    )
+    return {search_id: (int(n), int(size)) for search_id, n, size in s.execute(stmt)}
+
+
+def search_studies(s: Session, *, search: str | None = None) -> list[tuple[str, str, str]]:
+    """(search, task, study name) of every task of every search (or of ``search``), by search and task.
+
+    A cross-task search's tasks share one study, so it appears once per task.
+    """
+    stmt = (
+        select(SearchRow.name, SearchTaskRow.key, SearchTaskRow.study_name)
+        .join(SearchRow, SearchTaskRow.search_id == SearchRow.id)
+        .order_by(SearchRow.name, SearchTaskRow.key)
+    )
+    if search is not None:
+        stmt = stmt.where(SearchRow.name == search)
+    return [(a, b, c) for a, b, c in s.execute(stmt)]

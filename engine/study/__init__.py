@@ -6,10 +6,12 @@ from __future__ import annotations
 from engine.study.factories import make_pruner, make_sampler
 from engine.study.objective import PrefixedTrial, StrategyObjective, TrialFailed, trial_seed
 from engine.study.runtime import quiet_optuna, resolve_device, torch_threads
+from engine.study.trained import TrainedModel
 
 __all__ = [
     "PrefixedTrial",
     "StrategyObjective",
+    "TrainedModel",
     "TrialFailed",
     "make_pruner",
     "make_sampler",

@@ -38,6 +38,28 @@ def make_sampler(
     return sampler
 
 
+def sampler_problem(sampler: optuna.samplers.BaseSampler) -> str | None:
+    """Why ``sampler`` cannot sample (arguments of the wrong type fail only then), or ``None``.
+
+    Runs a few trials of a float and a categorical parameter in memory, so that a bad ``[sampler]``
+    table is refused with its key before anything is written, not trial after trial.
+    """
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.create_study(sampler=sampler, storage=optuna.storages.InMemoryStorage())
+        for _ in range(3):
+            trial = study.ask()
+            x = trial.suggest_float("x", 0.0, 1.0)
+            trial.suggest_categorical("c", ["a", "b"])
+            study.tell(trial, x)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        optuna.logging.set_verbosity(level)
+    return None
+
+
 def make_pruner(config: Mapping[str, Any], *, source: str = "<spec>") -> optuna.pruners.BasePruner:
     """Build the Optuna pruner a spec's ``[pruner]`` table describes."""
     pruner: optuna.pruners.BasePruner = _build("pruner", PRUNERS, "median", config, source)

@@ -9,7 +9,9 @@ A trial's parameters form a conditional search space:
 
 The trial's value is the evaluator's value on the validation split (or the mean over k folds). Its user
 attribute ``stratagem`` holds the evaluator, direction, test-split value, timings and the trial's seed;
-the test value is recorded for reporting only, never used to choose.
+the test value is recorded for reporting only, never used to choose. The trained model(s) of the last
+trial stay in memory as :attr:`StrategyObjective.last_trained` (one per fold with k-fold validation,
+whose mean produced the test value), for the search to store when the trial becomes a task's best.
 
 Pruning: an updater calls ``report(step, value)`` as often as it likes (each epoch); the engine records
 intermediate values in the study only at steps 1, 2, 4, 8, ... (geometric rungs, as Hyperband uses) and
@@ -31,6 +33,7 @@ import torch
 
 from engine.errors import StratagemError
 from engine.study import training
+from engine.study.trained import TrainedModel
 from engine.task import Dataset, Split
 from engine.vocabulary import ATTR
 
@@ -109,8 +112,11 @@ class StrategyObjective:
         self._updaters = {u.name: u for u in self.updaters}
         self._info = self.dataset.info()
         self.last_record: dict[str, Any] = {}
+        self.last_trained: TrainedModel | None = None
+        self._members: list[tuple[torch.nn.Module, training.Prepared]] = []
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.last_trained, self._members = None, []
         strategy_name = trial.suggest_categorical("strategy", list(self._strategies))
         strategy_cls = self._strategies[strategy_name]
         s_params = self._plugin_call(
@@ -136,6 +142,8 @@ class StrategyObjective:
             "validation": self.validation,
         }
         trial.set_user_attr(ATTR, self.last_record)
+        self.last_trained = TrainedModel(strategy_name, dict(s_params), tuple(self._members))
+        self._members = []
         return value
 
     def _plugin_call(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -177,11 +185,18 @@ class StrategyObjective:
             prepared = training.prepare(self.dataset, train_idx, self.device)
             strategy = self._plugin_call("strategy", strategy_cls.name, lambda: strategy_cls(**s_params))
             model = self._plugin_call("strategy", strategy_cls.name, strategy.build, prepared.info)
+            if not isinstance(model, torch.nn.Module):
+                plugin = self.plugin_of("strategy", strategy_cls.name) if self.plugin_of else "unknown"
+                raise TrialFailed(
+                    f"strategy {strategy_cls.name!r} (plugin {plugin!r}): build() returned "
+                    f"{type(model).__name__}, not a torch.nn.Module"
+                )
             model.to(self.device)
             updater = self._plugin_call("updater", updater_cls.name, lambda: updater_cls(**u_params))
             problem = training.make_problem(self.dataset, prepared, val_idx, self.evaluator, fold_seed)
             t0 = time.perf_counter()
             self._plugin_call("updater", updater_cls.name, updater.fit, model, problem, rep)
+            self._members.append((model, prepared))
             return model, prepared, time.perf_counter() - t0
 
         if self.validation == "holdout":

@@ -8,7 +8,10 @@ from contextlib import contextmanager
 import optuna
 import torch
 
-__all__ = ["quiet_optuna", "resolve_device", "torch_threads"]
+__all__ = ["MAX_THREADS", "device_problem", "quiet_optuna", "resolve_device", "torch_threads"]
+
+MAX_THREADS = 1024
+"""More torch threads than this is a typo, not a machine."""
 
 
 def resolve_device(device: str) -> str:
@@ -16,6 +19,18 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine, or ``None``."""
+    if not device.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return f'device {device!r} needs a CUDA GPU, and torch sees none here; use "cpu" or "auto"'
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        return f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
 
 
 @contextmanager

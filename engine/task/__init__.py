@@ -9,13 +9,16 @@ compared on the same rows.
 from __future__ import annotations
 
 from engine.task.dataset import TASK_KINDS, Dataset, TaskInfo, TaskKind, fingerprint
+from engine.task.encoding import FeatureColumn, RowEncoding
 from engine.task.source import Option, TaskSource
 from engine.task.split import Split, make_split
 
 __all__ = [
     "TASK_KINDS",
     "Dataset",
+    "FeatureColumn",
     "Option",
+    "RowEncoding",
     "Split",
     "TaskInfo",
     "TaskKind",

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from engine.errors import TaskDataError
+from engine.task.encoding import RowEncoding
 
 __all__ = ["TASK_KINDS", "Dataset", "TaskInfo", "TaskKind", "fingerprint"]
 
@@ -32,6 +33,10 @@ class Dataset:
         feature_names: One name per column of ``X``.
         class_names: For classification, the original label of each class code.
         description: Where the data came from, for people.
+        encoding: How a raw row (a CSV file's cells) becomes a row of ``X``: the raw columns in order,
+            one-hot levels included. Sources that read raw tables set it, so that an exported model can
+            predict on new raw rows; ``None`` means one numeric column per feature name
+            (see :attr:`row_encoding`).
     """
 
     name: str
@@ -41,6 +46,7 @@ class Dataset:
     feature_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
     description: str = ""
+    encoding: RowEncoding | None = None
 
     def __post_init__(self) -> None:
         X = np.ascontiguousarray(self.X, dtype=np.float64)
@@ -83,10 +89,19 @@ class Dataset:
         names = tuple(self.feature_names) or tuple(f"x{i}" for i in range(d))
         if len(names) != d:
             raise TaskDataError(f"task {self.name!r}: {len(names)} feature names for {d} columns")
+        if self.encoding is not None and self.encoding.width != d:
+            raise TaskDataError(
+                f"task {self.name!r}: its encoding describes {self.encoding.width} columns of X, X has {d}"
+            )
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "feature_names", names)
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+
+    @property
+    def row_encoding(self) -> RowEncoding:
+        """The :attr:`encoding`, or one numeric column per feature name when the source gave none."""
+        return self.encoding or RowEncoding.numeric(self.feature_names)
 
     @property
     def n_samples(self) -> int:

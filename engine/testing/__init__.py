@@ -17,6 +17,10 @@ and say what is under test::
     class TestMyWarmStarter(WarmStarterContract):
         warm_starter = MyWarmStarter()
 
+    class TestMyFamily(TaskFamilyContract):
+        family = MyFamily(k_shot=5)
+        bad_options = {"k_shot": 10_000}
+
 The contracts train and judge on small real data bundled with scikit-learn (iris, diabetes), through
 the same :mod:`engine.study.training` code the engine uses. This package imports ``pytest``, so it needs
 the ``test`` extra; ``import engine`` never imports it.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from engine.testing._data import REFERENCE_INFOS, reference_evaluator, tiny_dataset, tiny_problem
 from engine.testing._evaluator import EvaluatorCase, EvaluatorContract, evaluator_cases
+from engine.testing._family import TaskFamilyContract
 from engine.testing._search_space import SearchSpaceContract, suggest_from_study
 from engine.testing._strategy import StrategyContract
 from engine.testing._updater import UpdaterContract
@@ -37,6 +42,7 @@ __all__ = [
     "EvaluatorContract",
     "SearchSpaceContract",
     "StrategyContract",
+    "TaskFamilyContract",
     "UpdaterContract",
     "WarmStarterContract",
     "evaluator_cases",

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 
 from engine.strategy import Strategy
-from engine.task import TASK_KINDS, TaskInfo, TaskKind
-from engine.testing._data import REFERENCE_INFOS, tiny_problem
+from engine.study.trained import TrainedModel
+from engine.study.training import prepare
+from engine.task import TASK_KINDS, RowEncoding, TaskInfo, TaskKind
+from engine.testing._data import REFERENCE_INFOS, tiny_dataset, tiny_problem
 from engine.testing._search_space import SearchSpaceContract, suggest_from_study
+from engine.trained import MemberCard, ModelCard, load_model, save_model_dir
 
 __all__ = ["StrategyContract"]
 
@@ -162,6 +166,41 @@ class StrategyContract(SearchSpaceContract):
             assert after < before, (
                 f"{strategy!r}: {self.training_steps} Adam steps (lr={self.learning_rate}) on the tiny "
                 f"{kind} task did not lower the training loss ({before:.4f} -> {after:.4f})"
+            )
+
+    def test_round_trips_through_export(self, kind: TaskKind, tmp_path: Any) -> None:
+        """A trained model written as a model directory and loaded back predicts exactly the same."""
+        dataset = tiny_dataset(kind)
+        for strategy in self.strategies(dataset.info()):
+            members = []
+            for fold in range(2):  # two members, as a k-fold ensemble has
+                torch.manual_seed(fold)
+                prepared = prepare(dataset, np.arange(fold, dataset.n_samples, 2))
+                model = strategy.build(prepared.info)
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.add_(0.01 * torch.randn_like(p))  # not the initial weights: something learned
+                members.append((model, prepared))
+            trained = TrainedModel(self._cls().name, strategy.get_params(), tuple(members))
+            card = ModelCard(
+                kind=kind,
+                n_features=dataset.n_features,
+                n_classes=dataset.n_classes,
+                class_names=tuple(str(c) for c in range(dataset.n_classes)),
+                feature_names=dataset.feature_names,
+                encoding=RowEncoding.numeric(dataset.feature_names),
+                strategy=self._cls().name,
+                strategy_params=strategy.get_params(),
+                members=tuple(MemberCard(p.info.n_samples, p.y_mean, p.y_std) for _, p in members),
+            )
+            out = save_model_dir(tmp_path / f"{kind}-{id(strategy)}", trained, card)
+            loaded = load_model(out, strategy_class=self._cls())
+            X = dataset.X[:20]
+            np.testing.assert_array_equal(
+                loaded.output(X),
+                trained.predict(X),
+                err_msg=f"{strategy!r}: the model reloaded from its exported directory predicts differently; "
+                "build() must depend only on the hyperparameters and the TaskInfo",
             )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import TaskDataError, TaskKind
+from engine import FeatureColumn, TaskDataError, TaskKind
 
 __all__ = [
     "MAX_AUTO_CLASSES",
@@ -175,10 +175,15 @@ def _detect_kind(numbers: np.ndarray | None) -> TaskKind:
 
 def encode_features(
     where: str, header: Sequence[str], rows: Sequence[Sequence[str]], columns: Sequence[int]
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns as they are, other columns one-hot encoded."""
+) -> tuple[np.ndarray, tuple[str, ...], tuple[FeatureColumn, ...]]:
+    """Numeric columns as they are, other columns one-hot encoded.
+
+    Returns ``X``, its column names, and each raw column's encoding (kept with the dataset, so that a
+    model can later be applied to new raw rows).
+    """
     blocks: list[np.ndarray] = []
     names: list[str] = []
+    encodings: list[FeatureColumn] = []
     n = len(rows)
     for i in columns:
         values = [row[i] for row in rows]
@@ -188,6 +193,7 @@ def encode_features(
                 raise TaskDataError(f"{where}: column {header[i]!r} contains infinite values; fix or drop it")
             blocks.append(numbers[:, None])
             names.append(header[i])
+            encodings.append(FeatureColumn(header[i]))
             continue
         levels = sorted(set(values))
         if len(levels) > MAX_CATEGORY_LEVELS:
@@ -201,4 +207,5 @@ def encode_features(
         onehot[np.arange(n), [index[v] for v in values]] = 1.0
         blocks.append(onehot)
         names.extend(f"{header[i]}={level}" for level in levels)
-    return np.hstack(blocks), tuple(names)
+        encodings.append(FeatureColumn(header[i], tuple(levels)))
+    return np.hstack(blocks), tuple(names), tuple(encodings)

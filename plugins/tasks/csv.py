@@ -26,6 +26,9 @@ data:
 * **Features**: a column whose values all parse as numbers is used as is; any other column is one-hot
   encoded into one 0/1 column per level, named ``column=level``. A non-numeric column with more than
   :data:`MAX_CATEGORY_LEVELS` levels is refused (it is usually an identifier or free text: ``drop`` it).
+* **Encoding kept**: the dataset carries a :class:`~engine.RowEncoding` (the feature columns in order,
+  each numeric or one-hot with its levels) so that an exported model predicts on new raw rows the same
+  way; the original class labels are its ``class_names``.
 * An empty header cell names its column ``unnamed_<position>`` (0-based), as a file written with an index
   column has; ``drop`` it by that name.
 """
@@ -38,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine import Dataset, Option, TaskDataError, TaskKind, TaskSource
+from engine import Dataset, Option, RowEncoding, TaskDataError, TaskKind, TaskSource
 from plugins.tasks._csv_columns import (
     MAX_AUTO_CLASSES,
     MAX_CATEGORY_LEVELS,
@@ -125,7 +128,7 @@ class CsvSource(TaskSource):
 
         rows, n_dropped = handle_missing(where, header, rows, [t, *feature_cols], missing)
         y, kind, class_names, detected = encode_target(where, target, [r[t] for r in rows], kind)
-        X, feature_names = encode_features(where, header, rows, feature_cols)
+        X, feature_names, encodings = encode_features(where, header, rows, feature_cols)
         if np.all(X.max(axis=0) == X.min(axis=0)):
             raise TaskDataError(
                 f"{where}: every feature column has the same value on every row, so there is nothing to "
@@ -142,4 +145,5 @@ class CsvSource(TaskSource):
             feature_names=feature_names,
             class_names=class_names,
             description=f"CSV file {path} ({'; '.join(notes)})",
+            encoding=RowEncoding(encodings, target=target, missing=tuple(sorted(MISSING_TOKENS))),
         )

@@ -1,0 +1,53 @@
+"""The ``stratagem`` command group and what every command shares: the ``--storage``, ``--json`` and
+``--plugin`` options, and turning Stratagem's errors into one line and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from engine.errors import StratagemError
+from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
+
+__all__ = ["cli", "errors", "json_option", "plugin_option", "storage_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+storage_option = click.option(
+    "--storage",
+    metavar="URL",
+    default=None,
+    help=f"SQLAlchemy database URL [default: ${STORAGE_ENV} or {DEFAULT_STORAGE}]",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+plugin_option = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Load a local plugin: a dotted module path or a .py file (repeatable).",
+)
+
+
+def errors(fn: F) -> F:
+    """Turn Stratagem's own errors into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StratagemError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stratagem")
+def cli() -> None:
+    """Stratagem: find the best learning strategy for each of many tasks, and learn across them."""

@@ -1,0 +1,190 @@
+"""The commands that use what searches found: ``export``, ``predict``, ``delete``, ``report`` and
+``adapt``. Like :mod:`engine.cli.commands`, each calls one function of the Python API; the heavy
+modules they call (torch, Optuna, plotly) are imported when the command runs, so that ``--help`` stays
+instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from engine.cli import render
+from engine.cli._base import cli, errors, json_option, plugin_option, storage_option
+from engine.settings import resolve_storage
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["adapt", "delete", "export", "predict", "report"]
+
+
+@cli.command()
+@click.option("--search", required=True, help="The search.")
+@click.option("--task", default=None, help="The task (may be left out when the search has one).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@storage_option
+@json_option
+@errors
+def export(
+    search: str, task: str | None, out: str, overwrite: bool, storage: str | None, as_json: bool
+) -> None:
+    """Write the best model of a task to a self-contained directory (weights, card, encodings)."""
+    from engine.trained import export as export_model  # SQLAlchemy, torch
+
+    path = export_model(search=search, task=task, out=out, storage=storage, overwrite=overwrite)
+    if as_json:
+        render.print_json({"model": str(path)})
+    else:
+        click.echo(f"Wrote {path}. Predict with: stratagem predict --model {path} --csv new.csv")
+
+
+@cli.command()
+@click.option(
+    "--model", "model_dir", default=None, type=click.Path(file_okay=False), help="A model directory."
+)
+@click.option("--search", default=None, help="Or: the best model of this search, straight from the storage.")
+@click.option("--task", default=None, help="With --search: the task (may be left out if there is one).")
+@click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False), help="Rows to predict.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="CSV to write [default: stdout].")
+@click.option("--proba", is_flag=True, help="Add one probability column per class (classification).")
+@click.option("--delimiter", default=",", show_default=True, help="The input CSV's field separator.")
+@storage_option
+@plugin_option
+@errors
+def predict(
+    model_dir: str | None,
+    search: str | None,
+    task: str | None,
+    csv_path: str,
+    out: str | None,
+    proba: bool,
+    delimiter: str,
+    storage: str | None,
+    plugins: tuple[str, ...],
+) -> None:
+    """Predict for every row of a CSV file, with the labels the training data had.
+
+    Give the model as --model DIR (from `stratagem export`) or as --search S [--task T]. Columns the
+    model was not trained on are ignored; a missing column, a missing value or an unknown category is
+    an error naming the row and column.
+    """
+    import csv
+
+    from engine.trained import load_best_model, load_model, predict_csv  # torch
+
+    if (model_dir is None) == (search is None):
+        raise click.UsageError("give the model as --model DIR or as --search NAME (one of them)")
+    if model_dir is not None:
+        model = load_model(model_dir, plugins=plugins)
+    else:
+        model = load_best_model(search=str(search), task=task, storage=storage, plugins=plugins)
+    header, rows = predict_csv(model, csv_path, proba=proba, delimiter=delimiter)
+    with click.open_file(out or "-", "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@cli.command()
+@click.option("--search", required=True, help="The search to delete.")
+@click.option("--task", default=None, help="Only this task of the search.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@storage_option
+@json_option
+@errors
+def delete(search: str, task: str | None, yes: bool, storage: str | None, as_json: bool) -> None:
+    """Delete a search (or one of its tasks): its Optuna studies, kept models and rows.
+
+    Other searches are not touched. On a terminal it asks first; elsewhere pass --yes.
+    """
+    from engine.trained import delete_search  # SQLAlchemy, Optuna
+
+    what = f"task {task!r} of search {search!r}" if task else f"search {search!r}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"refusing to delete {what} without confirmation; pass --yes")
+        where = resolve_storage(storage)
+        click.confirm(f"Delete {what}, its studies and kept models from {where}?", abort=True)
+    done = delete_search(search, task=task, storage=storage)
+    if as_json:
+        render.print_json(done.to_dict())
+    else:
+        click.echo(
+            f"Deleted {what}: {len(done.studies)} studies, {done.trials} trials, "
+            f"{done.artifacts} kept models."
+        )
+
+
+@cli.command()
+@click.option("--search", default=None, help="Only this search [default: every stored search].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@storage_option
+@errors
+def report(search: str | None, out: str, storage: str | None) -> None:
+    """Write one self-contained HTML report (plotly embedded, works offline) of stored searches."""
+    from engine.report import write_report  # Optuna, plotly
+
+    path = write_report(out, storage=storage, search=search)
+    click.echo(f"Wrote {path}")
+
+
+@cli.command()
+@click.option("--search", required=True, help="A meta-mode search: its best θ is adapted.")
+@click.option(
+    "--support", "support_path", required=True, type=click.Path(dir_okay=False), help="Labelled rows."
+)
+@click.option("--target", required=True, metavar="COL", help="The support CSV's target column.")
+@click.option("--query", "query_path", default=None, type=click.Path(dir_okay=False), help="Rows to predict.")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Adaptation steps [default: best].")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="CSV to write [default: stdout].")
+@storage_option
+@plugin_option
+@json_option
+@errors
+def adapt(
+    search: str,
+    support_path: str,
+    target: str,
+    query_path: str | None,
+    steps: int | None,
+    out: str | None,
+    storage: str | None,
+    plugins: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Adapt a meta-mode search's best meta-learner to a few labelled rows and predict new ones.
+
+    Every column of --support but --target is an input value; --query (default: the support rows) has
+    the same input columns. Prints one prediction per query row (CSV with a `prediction` column).
+    """
+    import csv
+
+    from engine.search import adapt as adapt_rows  # torch
+    from engine.trained import read_csv_rows
+
+    header, rows = read_csv_rows(support_path)
+    support = [dict(zip(header, r, strict=True)) for r in rows]
+    query = None
+    if query_path is not None:
+        q_header, q_rows = read_csv_rows(query_path)
+        query = [dict(zip(q_header, r, strict=True)) for r in q_rows]
+    result = adapt_rows(
+        search=search,
+        support=support,
+        target=target,
+        query=query,
+        steps=steps,
+        storage=storage,
+        plugins=plugins,
+    )
+    if as_json:
+        render.print_json(result.to_dict())
+        return
+    with click.open_file(out or "-", "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["prediction"])
+        writer.writerows([p] for p in result.predictions)

@@ -1,0 +1,201 @@
+"""Task families: distributions over few-shot tasks, each a support set and a query set.
+
+A :class:`TaskFamily` owns three disjoint, seeded pools of tasks (``meta_train``, ``meta_val``,
+``meta_test``) and samples batches of episodes from them with a caller's :class:`torch.Generator`, so
+every draw is reproducible. Families follow the same hyperparameter contract as strategies and updaters
+(:class:`engine.configurable.Configurable`): ``__init__`` stores options, ``get_params`` reads them back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from engine.configurable import Configurable
+from engine.errors import TaskDataError
+from engine.task import TaskKind
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "POOLS",
+    "Episode",
+    "EpisodeBatch",
+    "FamilyError",
+    "FamilyInfo",
+    "Pool",
+    "TaskFamily",
+    "check_int",
+    "check_pool",
+    "pool_generator",
+]
+
+Pool = Literal["meta_train", "meta_val", "meta_test"]
+POOLS: tuple[Pool, ...] = ("meta_train", "meta_val", "meta_test")
+
+
+class FamilyError(TaskDataError, ValueError):
+    """A task family's options or data cannot make the tasks asked for.
+
+    Args:
+        family: The family's name.
+        key: The option (or data column) that is wrong, such as ``k_shot``.
+        message: What is wrong and how to fix it.
+    """
+
+    def __init__(self, family: str, key: str, message: str) -> None:
+        self.family = family
+        self.key = key
+        super().__init__(f"task family {family!r}: {key}: {message}")
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What a meta-strategy needs to know to build its network for a family.
+
+    Attributes:
+        name: The family's name.
+        kind: ``"regression"`` (targets of shape ``(n, 1)``) or ``"classification"`` (labels
+            ``0..n_way-1`` of shape ``(n,)``).
+        input_shape: Shape of one input, e.g. ``(1,)`` for the sinusoid or ``(1, 8, 8)`` for digits.
+        n_outputs: Width of the network's output: 1 for regression, ``n_way`` for classification.
+    """
+
+    name: str
+    kind: TaskKind
+    input_shape: tuple[int, ...]
+    n_outputs: int
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One few-shot task: adapt on the support set, score on the query set.
+
+    Attributes:
+        support_x: Support inputs, shape ``(n_support, *input_shape)``, ``float32``.
+        support_y: Support targets: ``(n_support, 1)`` floats or ``(n_support,)`` ``int64`` labels.
+        query_x: Query inputs, shape ``(n_query, *input_shape)``.
+        query_y: Query targets, shaped like ``support_y``.
+        kind: ``"regression"`` or ``"classification"``.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    kind: TaskKind
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """A meta-batch of episodes of the same shape, stacked along a leading task dimension.
+
+    Attributes:
+        support_x: ``(n_tasks, n_support, *input_shape)``.
+        support_y: ``(n_tasks, n_support, 1)`` floats or ``(n_tasks, n_support)`` labels.
+        query_x: ``(n_tasks, n_query, *input_shape)``.
+        query_y: ``(n_tasks, n_query, 1)`` or ``(n_tasks, n_query)``.
+        kind: ``"regression"`` or ``"classification"``.
+        n_way: Classes per episode (classification), else 0.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    kind: TaskKind
+    n_way: int = 0
+
+    def __len__(self) -> int:
+        return int(self.support_x.shape[0])
+
+    def task(self, i: int) -> Episode:
+        """The ``i``-th episode of the batch."""
+        return Episode(self.support_x[i], self.support_y[i], self.query_x[i], self.query_y[i], self.kind)
+
+    def to(self, dtype: torch.dtype) -> EpisodeBatch:
+        """The batch with floating-point tensors cast to ``dtype`` (labels stay ``int64``)."""
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype) if t.is_floating_point() else t
+
+        return EpisodeBatch(
+            cast(self.support_x),
+            cast(self.support_y),
+            cast(self.query_x),
+            cast(self.query_y),
+            self.kind,
+            self.n_way,
+        )
+
+
+def check_int(family: str, key: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer >= ``minimum``; else raise :class:`FamilyError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise FamilyError(family, key, f"must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise FamilyError(family, key, f"must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_pool(family: str, pool: str) -> Pool:
+    """``pool`` if it names one of :data:`POOLS`; else raise :class:`FamilyError`."""
+    if pool not in POOLS:
+        raise FamilyError(family, "pool", f"unknown pool {pool!r}; choose one of {POOLS}")
+    return pool
+
+
+def pool_generator(generator: torch.Generator, seed: int, pool: Pool) -> torch.Generator:
+    """A generator for one draw from ``pool``: one number from ``generator`` mixed with seed and pool.
+
+    Mixing in the pool keeps pools apart even when a caller hands the same generator state to draws
+    from two pools; mixing in the family's seed makes two seeds give two families.
+    """
+    import numpy as np
+    import torch
+
+    draw = int(torch.randint(0, 2**62, (1,), generator=generator))
+    entropy = [draw, int(seed) & (2**63 - 1), POOLS.index(pool)]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+
+class TaskFamily(Configurable, ABC):
+    """Base class of task families (a plugin kind): a seeded distribution over few-shot tasks.
+
+    Subclasses store their options in ``__init__`` (no work there), check them and build their pools
+    lazily, and implement :meth:`info` and :meth:`sample`. The three pools must be disjoint: a
+    classification family splits its classes (or tasks) between them, so meta-test classes are never
+    seen in meta-training; a family with a continuous task distribution draws each pool's tasks from
+    independent streams, which are disjoint with probability one.
+
+    Attributes:
+        name: Registry name (``sinusoid``, ``digits``, ``csv``).
+        description: One line for listings.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def info(self) -> FamilyInfo:
+        """The family's kind, input shape and output width; raises :class:`FamilyError` on bad options."""
+
+    @abstractmethod
+    def sample(
+        self, pool: Pool, n_tasks: int, generator: torch.Generator, *, query_size: int | None = None
+    ) -> EpisodeBatch:
+        """Draw ``n_tasks`` episodes from ``pool``, using only ``generator`` for randomness.
+
+        Args:
+            pool: ``meta_train``, ``meta_val`` or ``meta_test``.
+            n_tasks: Episodes in the batch, >= 1.
+            generator: Source of every random number of the draw (on the CPU).
+            query_size: Query examples per episode (per class for classification), overriding the
+                family's own option: evaluation protocols use more query points than training.
+
+        Raises:
+            FamilyError: An option or argument cannot give the tasks asked for; the message names it.
+        """

@@ -1,0 +1,245 @@
+"""Meta mode: strategy exploration over a task family, in one Optuna study ``<search>/meta``.
+
+Each trial picks a meta-strategy (``strategy``) with its meta-hyperparameters (``<strategy>.inner_lr``,
+``.inner_steps``, ``.width``), an updater with its parameters (``<updater>.lr`` is the meta learning
+rate; the budget keys are fixed by ``[meta]``) and a ``meta_batch``; builds
+:func:`engine.meta.meta_problem`, trains θ with the updater (each report is a meta-validation value the
+pruner sees), and evaluates θ on meta-test tasks with :func:`engine.meta.evaluate_adaptation`. The
+trial's value is the meta-validation value; the meta-test curve (mean ± 95% CI per step count) is in its
+``stratagem`` user attribute, never used to choose. θ of a trial that is the best so far is kept as a
+safetensors file in Optuna's artifact store (the same store as per-task models), its id in
+:data:`~engine.vocabulary.META_ARTIFACT_ATTR`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import upload_artifact
+
+from engine.errors import SpecError
+from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_problem, save_meta_learner
+from engine.search.progress import ProgressSink
+from engine.search.trials import run_trials, wait_a_moment
+from engine.spec import Plan
+from engine.storage import Database
+from engine.study import PrefixedTrial, trial_seed
+from engine.trained import open_store, resolve_artifacts
+from engine.updater import Updater
+from engine.vocabulary import ATTR, KIND_META, META_ARTIFACT_ATTR, meta_study_name
+
+__all__ = ["MetaObjective", "check_meta_resumable", "explore_meta", "suggest_meta_strategy"]
+
+WIDTHS = (20, 40, 64)
+"""Hidden widths the sampler chooses from (every hidden layer gets the same width)."""
+
+
+def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse, before writing anything, to resume a meta study with another family or other choices."""
+    name = meta_study_name(plan.spec.name)
+    old: dict[str, Any] = next(
+        (s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies() if s.study_name == name), {}
+    )
+    family = plan.family
+    assert family is not None
+    new = {
+        "family": {"name": family.name, **_jsonable(family.get_params())},
+        "strategies": [s.name for s in plan.meta_strategies],
+        "updaters": [u.name for u in plan.meta_updaters],
+    }
+    for key, value in new.items():
+        if key in old and old[key] != value:
+            raise SpecError(
+                f"search {plan.spec.name!r} explored {key} {old[key]}; this run asks for {value}. Keep them, "
+                "or rename the search to start a new one",
+                source=plan.spec.source,
+                key="family" if key == "family" else f"meta.{key}",
+            )
+
+
+def explore_meta(
+    plan: Plan, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
+) -> int:
+    """Run the meta study until it has ``n_trials`` finished trials (over every worker); return trials run."""
+    spec, family = plan.spec, plan.family
+    assert family is not None, "a meta-mode plan has a family"
+    kind = family.info().kind
+    location = resolve_artifacts(db.url, spec.artifacts)
+    name = meta_study_name(spec.name)
+    with db.lock(f"stratagem.studies:{spec.name}"):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction="maximize" if kind == "classification" else "minimize",
+            load_if_exists=True,
+            sampler=plan.sampler(spec.seed),
+            pruner=plan.pruner(),
+        )
+        attrs = {
+            "kind": KIND_META,
+            "search": spec.name,
+            "family": {"name": family.name, **_jsonable(family.get_params())},
+            "metric": "accuracy" if kind == "classification" else "mse",
+            "strategies": [s.name for s in plan.meta_strategies],
+            "updaters": [u.name for u in plan.meta_updaters],
+            "artifacts": location,
+        }
+        if study.user_attrs.get(ATTR) != attrs:
+            study.set_user_attr(ATTR, attrs)
+    objective = MetaObjective(plan, study, location)
+    progress.task_started(name, spec.n_trials)
+    trials_run = failures = 0
+    while True:
+        run = run_trials(
+            db,
+            study,
+            objective,
+            n_trials=spec.n_trials,
+            limit=spec.n_trials,
+            timeout=spec.timeout,
+            on_told=lambda _t: progress.trial_finished(name),
+        )
+        trials_run += run.attempts
+        failures += len(run.failures)
+        if run.status in ("done", "timeout") or failures >= spec.n_trials:
+            break
+        if run.status == "wait" and run.attempts == 0:
+            wait_a_moment()
+    progress.task_finished(name)
+    return trials_run
+
+
+def suggest_meta_strategy(trial: Any, cls: type[MetaStrategy]) -> dict[str, Any]:
+    """A meta-strategy's keyword arguments: its defaults, with ``inner_lr``, ``inner_steps`` and the
+    hidden width sampled when it has them (``trial`` is already prefixed with the strategy's name)."""
+    params = cls().get_params()
+    if "inner_lr" in params:
+        params["inner_lr"] = trial.suggest_float("inner_lr", 1e-3, 1.0, log=True)
+    if "inner_steps" in params:
+        params["inner_steps"] = trial.suggest_int("inner_steps", 1, 5)
+    if params.get("hidden"):
+        width = trial.suggest_categorical("width", list(WIDTHS))
+        params["hidden"] = (width,) * len(params["hidden"])
+    return params
+
+
+class _BudgetTrial:
+    """A prefixed trial whose budget parameters (``epochs``, ``iterations``, ``batch_size``) are fixed."""
+
+    def __init__(self, trial: PrefixedTrial, fixed: dict[str, Any]) -> None:
+        self._trial, self._fixed = trial, fixed
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> Any:
+        return self._fixed[name] if name in self._fixed else self._trial.suggest_float(name, low, high, **kw)
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> Any:
+        return self._fixed[name] if name in self._fixed else self._trial.suggest_int(name, low, high, **kw)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._fixed[name] if name in self._fixed else self._trial.suggest_categorical(name, choices)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+@dataclasses.dataclass
+class MetaObjective:
+    """The objective of the meta study: meta-train one sampled meta-strategy, score it, keep θ if best."""
+
+    plan: Plan
+    study: optuna.Study
+    location: str | None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec, meta = self.plan.spec, self.plan.spec.meta
+        family = self.plan.family
+        assert family is not None
+        strategies = {s.name: s for s in self.plan.meta_strategies}
+        updaters = {u.name: u for u in self.plan.meta_updaters}
+        name = trial.suggest_categorical("strategy", list(strategies))
+        strategy = strategies[name](**suggest_meta_strategy(PrefixedTrial(trial, name), strategies[name]))
+        seed = trial_seed(spec.seed, "meta", trial.number)
+        torch.manual_seed(seed)
+        model = strategy.build(family.info(), torch.Generator().manual_seed(seed))
+        record: dict[str, Any] = {"strategy": name, "strategy_params": _jsonable(strategy.get_params())}
+        val_steps = int(getattr(strategy, "inner_steps", 0))
+        if strategy.meta_trained:
+            value = self._train(trial, strategy, family, model, updaters, record)
+        else:
+            curve = evaluate_adaptation(
+                strategy,
+                model,
+                family,
+                steps=[val_steps],
+                n_tasks=meta.val_tasks,
+                pool="meta_val",
+                seed=spec.seed,
+            )
+            value = curve.points[0].mean
+        curve = evaluate_adaptation(
+            strategy, model, family, steps=meta.steps, n_tasks=meta.test_tasks, seed=spec.seed
+        )
+        record["metric"] = curve.metric
+        record["validation"] = {"steps": val_steps, "value": value}
+        record["test"] = [dataclasses.asdict(p) for p in curve.points]
+        trial.set_user_attr(ATTR, record)
+        if self.location is not None and self._improves(value):
+            with tempfile.TemporaryDirectory(prefix="stratagem-meta-") as tmp:
+                path = Path(tmp) / "meta_learner.safetensors"
+                save_meta_learner(path, strategy, model, family.info())
+                artifact_id = upload_artifact(
+                    artifact_store=open_store(self.location), file_path=str(path), study_or_trial=trial
+                )
+            trial.set_user_attr(META_ARTIFACT_ATTR, artifact_id)
+        return value
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        strategy: MetaStrategy,
+        family: TaskFamily,
+        model: torch.nn.Module,
+        updaters: dict[str, type[Updater]],
+        record: dict[str, Any],
+    ) -> float:
+        meta = self.plan.spec.meta
+        u_name = trial.suggest_categorical("updater", list(updaters))
+        meta_batch = trial.suggest_categorical("meta_batch", list(meta.meta_batch))
+        problem = meta_problem(
+            strategy,
+            family,
+            meta_batch=meta_batch,
+            draws_per_epoch=max(1, meta.iterations // meta.checkpoints),
+            val_tasks=meta.val_tasks,
+            seed=self.plan.spec.seed,
+        )
+        fixed = {"epochs": meta.checkpoints, "iterations": meta.iterations, "batch_size": None}
+        params = updaters[u_name].suggest(_BudgetTrial(PrefixedTrial(trial, u_name), fixed), problem.info)  # type: ignore[arg-type]
+        record.update(updater=u_name, updater_params=_jsonable(params), meta_batch=meta_batch)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at checkpoint {step} (meta-validation {value:.4g})")
+
+        updaters[u_name](**params).fit(model, problem, report)
+        return problem.validate(model)
+
+    def _improves(self, value: float) -> bool:
+        """Whether ``value`` is at least as good as every finished trial's (so the best trial has θ kept)."""
+        done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        values = [t.value for t in done if t.value is not None]
+        if not values:
+            return True
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return value >= max(values) if maximize else value <= min(values)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}

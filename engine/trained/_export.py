@@ -1,0 +1,173 @@
+"""Exporting the best model of a task, and deleting a search with everything it stored.
+
+Python API::
+
+    import engine
+    engine.trained(search="quickstart", task="iris", out="iris-model")   # a model directory
+    model = engine.load_model("iris-model")
+    model.predict([{"sepal length (cm)": 5.1, ...}])
+    engine.delete_search("old-search")                                   # studies, models, rows
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from engine.errors import UnknownNameError
+from engine.storage import Database, SearchRow, queries, reads
+from engine.storage.optuna_adapter import open_optuna_storage, study_id
+from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelError, read_card
+from engine.trained._store import remove_artifact
+from engine.vocabulary import cross_task_study_name
+
+__all__ = ["Deleted", "delete_search", "export"]
+
+
+def export(
+    *,
+    search: str,
+    task: str | None = None,
+    out: str | Path,
+    storage: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the kept model of a task's best trial to the directory ``out``; return its path.
+
+    Args:
+        search: The search's name.
+        task: The task's name in the search (may be left out when the search has one task).
+        out: The model directory to write (created; must not exist unless ``overwrite``).
+        storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
+        overwrite: Replace an existing ``out``.
+
+    Raises:
+        UnknownNameError: No such search or task.
+        ModelError: No model is kept for the best trial, or ``out`` exists.
+    """
+    out = Path(out)
+    db = Database(storage, create=False)
+    if not db.has_tables():
+        raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
+    with db.session() as s:
+        if SearchRow.by_name(s, search) is None:
+            known = ", ".join(reads.search_names(s)) or "none"
+            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+        rows = reads.best_rows(s, search=search)
+        keys = [link.key for _, link, _, _ in rows]
+        if task is None and len(rows) == 1:
+            task = keys[0]
+        match = [(b, link) for b, link, _, _ in rows if link.key == task]
+        if not match:
+            hint = "name one with --task" if task is None else f"no best trial is stored for task {task!r}"
+            raise UnknownNameError(
+                f"search {search!r}: {hint}; tasks with a best trial: {', '.join(keys) or 'none'}"
+            )
+        best, link = match[0]
+        art = reads.artifact_row(s, link.id, best.trial_number)
+        number = best.trial_number
+    if art is None:
+        raise ModelError(
+            f"no trained model is kept for trial {number}, the best of task {task!r} in search {search!r}. "
+            "Models are kept from this version on, in the artifact directory (beside a SQLite file, else "
+            "search.artifacts or $STRATAGEM_ARTIFACTS); run the search again with more trials, or under a "
+            "new name, to keep one"
+        )
+    occupied = out.exists() and not (out.is_dir() and not any(out.iterdir()))
+    if occupied and not overwrite:
+        raise ModelError(f"{str(out)!r} already exists and is not empty; choose another --out or remove it")
+    with tempfile.TemporaryDirectory(prefix="stratagem-export-") as tmp:
+        weights = Path(tmp) / WEIGHTS_FILE
+        try:
+            download_artifact(
+                artifact_store=FileSystemArtifactStore(art.store),
+                file_path=str(weights),
+                artifact_id=art.artifact_id,
+            )
+        except (ArtifactNotFound, FileNotFoundError):
+            raise ModelError(
+                f"the model of trial {number} is recorded but its file is gone from {art.store!r} "
+                f"(artifact {art.artifact_id}); was the artifact directory moved or cleaned?"
+            ) from None
+        card = read_card(weights)
+        if occupied:
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, out / WEIGHTS_FILE)
+    (out / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What :func:`delete_search` removed."""
+
+    search: str
+    task: str | None
+    studies: list[str]
+    trials: int
+    artifacts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "search": self.search,
+            "task": self.task,
+            "studies": self.studies,
+            "trials": self.trials,
+            "artifacts": self.artifacts,
+        }
+
+
+def delete_search(search: str, *, task: str | None = None, storage: str | None = None) -> Deleted:
+    """Delete a search (or one task of it): its Optuna studies, kept models and engine rows.
+
+    Other searches are left as they are, and so are stored tasks (``stratagem_tasks``), which other
+    searches may share. Deleting one task keeps the search's task-exploration study (its visits to the
+    task stay as history); the search cannot be resumed with the same spec afterwards, since its task
+    list changed: run it under a new name.
+
+    Raises:
+        UnknownNameError: No such search, or no such task in it.
+    """
+    db = Database(storage, create=False)
+    if not db.has_tables():
+        raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
+    with db.session() as s:
+        row = SearchRow.by_name(s, search)
+        if row is None:
+            known = ", ".join(reads.search_names(s)) or "none"
+            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+        links = [t for t in row.tasks if task is None or t.key == task]
+        if task is not None and not links:
+            raise UnknownNameError(
+                f"search {search!r} has no task {task!r}; its tasks: {', '.join(t.key for t in row.tasks)}"
+            )
+        search_id = row.id
+        link_ids = [t.id for t in links]
+        studies = {t.study_name for t in links}
+        if task is None:
+            studies |= {search, cross_task_study_name(search)}
+        elif any(t.study_name == cross_task_study_name(search) for t in links):
+            studies.discard(cross_task_study_name(search))  # shared by every task: not one task's to delete
+        artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]
+    optuna_storage = open_optuna_storage(db.url, create=False)
+    present = {st.study_name for st in optuna_storage.get_all_studies()}
+    deleted: list[str] = []
+    trials = 0
+    for name in sorted(studies):
+        if name in present:
+            trials += optuna_storage.get_n_trials(study_id(optuna_storage, name))
+            optuna.delete_study(study_name=name, storage=optuna_storage)
+            deleted.append(name)
+    removed = sum(remove_artifact(store, artifact_id) for artifact_id, store in artifacts)
+    with db.session() as s:
+        queries.delete_search_rows(s, search_id, None if task is None else link_ids)
+    return Deleted(search, task, deleted, trials, removed)

@@ -1,0 +1,143 @@
+"""Keeping trained models while a search runs: the current best per task, or every trial's.
+
+A trial's model is uploaded while the trial still runs (Optuna links an artifact to a running trial
+only), when its value beats the task's best so far (``keep = "best"``) or always (``keep = "all"``).
+Once the trial is recorded, :meth:`ModelKeeper.settle` writes the ``stratagem_artifacts`` row if the
+trial is (still) the stored best, and with ``keep = "best"`` removes every other kept model of the task,
+files included, so storage holds one model per task. With several workers each one settles against the
+stored best row, so whatever the interleaving the one kept model is the best row's.
+
+Optuna has no call to unlink an artifact from a trial: a removed model's ``artifacts:<id>`` system
+attribute stays on its trial and points at nothing; ``stratagem_artifacts`` lists what is kept.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import upload_artifact
+
+from engine.configuration import Configuration
+from engine.settings import VERSION
+from engine.storage import ArtifactRow, Database, queries
+from engine.study.trained import TrainedModel
+from engine.task import Dataset
+from engine.trained._format import WEIGHTS_FILE, MemberCard, ModelCard, write_weights
+from engine.trained._store import open_store, remove_artifact
+
+__all__ = ["KEEP_MODES", "KeptModel", "ModelKeeper"]
+
+KEEP_MODES = ("best", "all")
+
+
+@dataclass(frozen=True)
+class KeptModel:
+    """A model uploaded for a trial, not yet settled."""
+
+    trial_number: int
+    artifact_id: str
+    n_bytes: int
+
+
+class ModelKeeper:
+    """Stores trained models of one task of a search in the artifact store at ``location``.
+
+    Args:
+        db: The engine's database.
+        location: The artifact directory (see :func:`engine.trained.resolve_artifacts`).
+        keep: ``"best"`` or ``"all"``.
+        search_task_id: The search's task row.
+        dataset: The task's data (its encoding, names and class labels go into the model card).
+        origin: What the card records about where the model comes from (search, task, study, evaluator).
+        plugin_of: The plugin that registered a strategy, by name.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        location: str,
+        keep: str,
+        search_task_id: int,
+        dataset: Dataset,
+        origin: dict[str, Any],
+        plugin_of: Any = None,
+    ) -> None:
+        if keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
+        self.db, self.location, self.keep = db, location, keep
+        self.search_task_id, self.dataset, self.origin = search_task_id, dataset, origin
+        self.plugin_of = plugin_of
+        self.store = open_store(location)
+
+    def wants(self, improves: bool) -> bool:
+        """Whether a finished trial's model is uploaded: always with ``keep = "all"``, else if it improves."""
+        return self.keep == "all" or improves
+
+    def upload(
+        self, trial: optuna.Trial, trained: TrainedModel, value: float, record: dict[str, Any]
+    ) -> KeptModel:
+        """Write the trial's model as one safetensors file and link it to the (running) trial."""
+        card = self.card(trained, trial.number, dict(trial.params), value, record)
+        with tempfile.TemporaryDirectory(prefix="stratagem-model-") as tmp:
+            path = Path(tmp) / WEIGHTS_FILE
+            write_weights(path, trained, card)
+            n_bytes = path.stat().st_size
+            artifact_id = upload_artifact(
+                artifact_store=self.store, file_path=str(path), study_or_trial=trial
+            )
+        return KeptModel(trial.number, artifact_id, n_bytes)
+
+    def card(
+        self, trained: TrainedModel, number: int, params: dict[str, Any], value: float, record: dict[str, Any]
+    ) -> ModelCard:
+        ds = self.dataset
+        config = Configuration.from_params(params)
+        return ModelCard(
+            kind=ds.kind,
+            n_features=ds.n_features,
+            n_classes=ds.n_classes,
+            class_names=ds.class_names or tuple(str(i) for i in range(ds.n_classes)),
+            feature_names=ds.feature_names,
+            encoding=ds.row_encoding,
+            strategy=trained.strategy,
+            strategy_params=dict(trained.strategy_params),
+            members=tuple(MemberCard(p.info.n_samples, p.y_mean, p.y_std) for _, p in trained.members),
+            plugin=self.plugin_of(trained.strategy) if self.plugin_of else "",
+            updater=config.updater,
+            updater_params=dict(config.updater_params),
+            origin={
+                **self.origin,
+                "trial": number,
+                "value": value,
+                "test_value": record.get("test_value"),
+                "validation": record.get("validation"),
+                "stratagem_version": VERSION,
+            },
+        )
+
+    def settle(self, kept: KeptModel) -> None:
+        """Record ``kept`` if it is to be kept; with ``keep = "best"`` drop every model but the best's."""
+        doomed: list[tuple[str, str]] = []
+        with self.db.session() as s:
+            best = queries.best_row(s, self.search_task_id)
+            best_number = best.trial_number if best is not None else None
+            if self.keep == "all" or kept.trial_number == best_number:
+                s.add(
+                    ArtifactRow(
+                        search_task_id=self.search_task_id,
+                        trial_number=kept.trial_number,
+                        artifact_id=kept.artifact_id,
+                        store=self.location,
+                        n_bytes=kept.n_bytes,
+                    )
+                )
+            else:
+                doomed.append((kept.artifact_id, self.location))
+            if self.keep == "best" and best_number is not None:
+                doomed += queries.drop_artifacts(s, self.search_task_id, keep_trial=best_number)
+        for artifact_id, location in doomed:
+            remove_artifact(location, artifact_id)

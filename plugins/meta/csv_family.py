@@ -1,0 +1,212 @@
+"""A task family from a user's table: one task per value of a column (store, patient, sensor, ...)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from engine import (
+    EpisodeBatch,
+    FamilyError,
+    FamilyInfo,
+    Pool,
+    TaskFamily,
+    TaskKind,
+    check_int,
+    check_pool,
+    pool_generator,
+)
+
+__all__ = ["CsvFamily"]
+
+
+class CsvFamily(TaskFamily):
+    """Few-shot tasks from a CSV file whose ``task_column`` names the task of each row.
+
+    The tasks (distinct values of ``task_column``) are split by a seeded permutation between the pools,
+    ``val_fraction`` and ``test_fraction`` of them (at least one each) to meta-validation and meta-test,
+    so meta-test tasks are never seen in meta-training. Every other column but ``target`` is a feature
+    (numeric, standardised with the meta-train rows' mean and deviation). A regression episode draws
+    ``k_shot`` support and ``k_query`` query rows of one task; a classification episode draws
+    ``n_way`` of the task's target values (relabelled ``0..n_way-1``) and ``k_shot``/``k_query`` rows of
+    each.
+
+    Args:
+        path: The CSV file (with a header row).
+        task_column: The column naming each row's task.
+        target: The column to predict.
+        kind: ``regression`` or ``classification``.
+        k_shot: Support rows per task (per class for classification).
+        k_query: Query rows per task (per class).
+        n_way: Classes per episode (classification).
+        val_fraction: Share of the tasks for meta-validation.
+        test_fraction: Share of the tasks for meta-test.
+        seed: Seed of the task split and of the episode streams.
+    """
+
+    name: ClassVar[str] = "csv"
+    description: ClassVar[str] = "Tasks from a CSV file, one per value of a task column."
+
+    def __init__(
+        self,
+        path: str,
+        task_column: str,
+        target: str,
+        kind: TaskKind = "regression",
+        k_shot: int = 5,
+        k_query: int = 5,
+        n_way: int = 2,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        self.path = path
+        self.task_column = task_column
+        self.target = target
+        self.kind = kind
+        self.k_shot = k_shot
+        self.k_query = k_query
+        self.n_way = n_way
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+
+    def _error(self, key: str, message: str) -> FamilyError:
+        return FamilyError(self.name, key, message)
+
+    def _load(self) -> tuple[dict[Pool, list[tuple[np.ndarray, np.ndarray]]], int]:
+        cached = getattr(self, "_pools_", None)
+        if cached is not None and cached[0] == self.get_params():
+            return cached[1], cached[2]
+        if self.kind not in ("regression", "classification"):
+            raise self._error("kind", f"must be 'regression' or 'classification', got {self.kind!r}")
+        try:
+            with open(Path(self.path), newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as err:
+            raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
+        columns = list(rows[0]) if rows else []
+        for key in ("task_column", "target"):
+            if getattr(self, key) not in columns:
+                raise self._error(key, f"no column {getattr(self, key)!r} in {self.path}; columns: {columns}")
+        names = np.array([r[self.task_column] for r in rows])
+        tasks = sorted(set(names.tolist()))
+        if len(tasks) < 3:
+            raise self._error(
+                "task_column",
+                f"column {self.task_column!r} names {len(tasks)} task(s); meta-train, meta-validation "
+                "and meta-test need at least 3 (one per pool)",
+            )
+        features = [c for c in columns if c not in (self.task_column, self.target)]
+        if not features:
+            raise self._error("path", f"{self.path} has no feature columns besides the task and target")
+        try:
+            X = np.array([[float(r[c]) for c in features] for r in rows], dtype=np.float64)
+        except ValueError as err:
+            raise self._error(
+                "path", f"feature columns must be numeric ({err}); drop or encode them"
+            ) from None
+        raw_y = [r[self.target] for r in rows]
+        try:
+            y = np.array([float(v) for v in raw_y]) if self.kind == "regression" else None
+        except ValueError:
+            raise self._error("target", f"column {self.target!r} must be numeric for regression") from None
+        if y is None:
+            _, y = np.unique(np.array(raw_y), return_inverse=True)
+        order = [tasks[i] for i in np.random.default_rng(int(self.seed)).permutation(len(tasks))]
+        n_val = max(1, round(float(self.val_fraction) * len(tasks)))
+        n_test = max(1, round(float(self.test_fraction) * len(tasks)))
+        if n_val + n_test >= len(tasks):
+            raise self._error(
+                "val_fraction", f"leaves no meta-train task out of {len(tasks)}; lower the fractions"
+            )
+        split: dict[Pool, list[str]] = {
+            "meta_val": order[:n_val],
+            "meta_test": order[n_val : n_val + n_test],
+            "meta_train": order[n_val + n_test :],
+        }
+        train_rows = np.isin(names, split["meta_train"])
+        mean, std = X[train_rows].mean(axis=0), X[train_rows].std(axis=0)
+        X = (X - mean) / np.where(std > 0, std, 1.0)
+        pools = {p: [(X[names == t], y[names == t]) for t in split[p]] for p in split}
+        self._pools_ = (self.get_params(), pools, len(features))
+        return pools, len(features)
+
+    def info(self) -> FamilyInfo:
+        _, n_features = self._load()
+        n_out = check_int(self.name, "n_way", self.n_way, 2) if self.kind == "classification" else 1
+        return FamilyInfo(self.name, self.kind, (n_features,), n_out)
+
+    def sample(
+        self, pool: Pool, n_tasks: int, generator: torch.Generator, *, query_size: int | None = None
+    ) -> EpisodeBatch:
+        pools, _ = self._load()
+        gen = pool_generator(generator, self.seed, check_pool(self.name, pool))
+        n = check_int(self.name, "n_tasks", n_tasks)
+        k = check_int(self.name, "k_shot", self.k_shot)
+        q = check_int(self.name, "query_size", self.k_query if query_size is None else query_size)
+        if self.kind == "regression":
+            usable = [t for t in pools[pool] if len(t[1]) >= k + q]
+            if not usable:
+                most = max(len(t[1]) for t in pools[pool])
+                raise self._error(
+                    "k_shot",
+                    f"k_shot + k_query = {k + q} is more than the {most} rows of the "
+                    f"largest {pool} task; lower k_shot or k_query",
+                )
+            xs, ys = [], []
+            for _ in range(n):
+                X, y = usable[int(torch.randint(len(usable), (1,), generator=gen))]
+                idx = torch.randperm(len(y), generator=gen)[: k + q].numpy()
+                xs.append(X[idx])
+                ys.append(y[idx, None])
+            x_t, y_t = (
+                torch.tensor(np.stack(xs), dtype=torch.float32),
+                torch.tensor(np.stack(ys), dtype=torch.float32),
+            )
+            return EpisodeBatch(x_t[:, :k], y_t[:, :k], x_t[:, k:], y_t[:, k:], "regression")
+        return self._sample_classes(pools[pool], pool, n, k, q, gen)
+
+    def _sample_classes(
+        self,
+        tasks: list[tuple[np.ndarray, np.ndarray]],
+        pool: Pool,
+        n: int,
+        k: int,
+        q: int,
+        gen: torch.Generator,
+    ) -> EpisodeBatch:
+        n_way = check_int(self.name, "n_way", self.n_way, 2)
+        options = []
+        for X, y in tasks:
+            values, counts = np.unique(y, return_counts=True)
+            classes = [c for c, m in zip(values, counts, strict=True) if m >= k + q]
+            if len(classes) >= n_way:
+                options.append((X, y, classes))
+        if not options:
+            raise self._error(
+                "n_way",
+                f"no {pool} task has n_way={n_way} classes with k_shot + k_query = "
+                f"{k + q} rows each; lower n_way, k_shot or k_query",
+            )
+        xs = np.empty((n, n_way, k + q, options[0][0].shape[1]), dtype=np.float32)
+        for i in range(n):
+            X, y, classes = options[int(torch.randint(len(options), (1,), generator=gen))]
+            chosen = torch.randperm(len(classes), generator=gen)[:n_way].tolist()
+            for way, ci in enumerate(chosen):
+                rows = np.flatnonzero(y == classes[ci])
+                xs[i, way] = X[rows[torch.randperm(len(rows), generator=gen)[: k + q].numpy()]]
+        x = torch.from_numpy(xs)
+        labels = torch.arange(n_way).view(1, n_way, 1).expand(n, n_way, k + q)
+        return EpisodeBatch(
+            x[:, :, :k].flatten(1, 2),
+            labels[:, :, :k].flatten(1, 2).contiguous(),
+            x[:, :, k:].flatten(1, 2),
+            labels[:, :, k:].flatten(1, 2).contiguous(),
+            "classification",
+            n_way,
+        )

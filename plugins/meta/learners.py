@@ -1,0 +1,226 @@
+"""Built-in meta-strategies: MAML, first-order MAML, Reptile, Meta-SGD, prototypical networks, baselines.
+
+The gradient-based ones share :class:`engine.meta.GradientMetaStrategy`'s inner loop (plain gradient
+steps written with :func:`torch.func.grad`, mapped over the meta-batch with :func:`torch.func.vmap`)
+and differ in what they learn and how the meta-gradient flows through that loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from engine import (
+    EpisodeBatch,
+    FamilyInfo,
+    GradientMetaStrategy,
+    MetaModel,
+    MetaStrategy,
+    NetworkName,
+    Params,
+    TaskKind,
+    build_network,
+    sum_task_losses,
+)
+
+__all__ = ["FOMAML", "MAML", "MetaSGD", "Pretrain", "ProtoNet", "Reptile", "Scratch"]
+
+
+class MAML(GradientMetaStrategy):
+    """Model-agnostic meta-learning (Finn et al. 2017): θ such that a few gradient steps fit a task.
+
+    The meta-loss is the query loss after ``inner_steps`` steps of size ``inner_lr`` on the support
+    loss, differentiated through the inner loop (second order unless ``first_order``).
+
+    Args:
+        network: ``mlp`` or ``conv`` (see :func:`engine.meta.build_network`).
+        hidden: Hidden widths (``mlp``) or channels (``conv``).
+        inner_lr: Step size α of the inner loop (at meta-training and adaptation time).
+        inner_steps: Inner steps during meta-training.
+        first_order: Drop the second-order terms (the inner gradients are treated as constants).
+    """
+
+    name: ClassVar[str] = "maml"
+    description: ClassVar[str] = "MAML: meta-gradient through the inner gradient steps."
+
+    def __init__(
+        self,
+        network: NetworkName = "mlp",
+        hidden: tuple[int, ...] = (40, 40),
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+    ) -> None:
+        self.network = network
+        self.hidden = hidden
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+
+
+class FOMAML(MAML):
+    """First-order MAML: :class:`MAML` with ``first_order=True`` by default."""
+
+    name: ClassVar[str] = "fomaml"
+    description: ClassVar[str] = "First-order MAML: inner gradients treated as constants."
+
+    def __init__(
+        self,
+        network: NetworkName = "mlp",
+        hidden: tuple[int, ...] = (40, 40),
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = True,
+    ) -> None:
+        super().__init__(network, hidden, inner_lr, inner_steps, first_order)
+
+
+class MetaSGD(MAML):
+    """Meta-SGD (Li et al. 2017): MAML that also learns a per-parameter inner learning rate.
+
+    The learning rates are meta-parameters (``extras`` of the :class:`engine.meta.MetaModel`, one per
+    network parameter, initialised to ``inner_lr``) and are learned through the query loss.
+    """
+
+    name: ClassVar[str] = "metasgd"
+    description: ClassVar[str] = "Meta-SGD: MAML with a learned per-parameter inner learning rate."
+
+    def extras(self, net: nn.Module) -> dict[str, torch.Tensor]:
+        return {_key(k): torch.full_like(p.detach(), float(self.inner_lr)) for k, p in net.named_parameters()}
+
+    def inner_lrs(self, model: MetaModel) -> dict[str, torch.Tensor | float]:
+        return {k: model.extras[_key(k)] for k, _ in model.net.named_parameters()}
+
+
+def _key(name: str) -> str:
+    return "lr_" + name.replace(".", "__")
+
+
+class Reptile(MAML):
+    """Reptile (Nichol et al. 2018): move θ towards the weights adapted to each task.
+
+    Its meta-loss has the value of the query loss after adaptation (so validation curves and
+    gradient-free updaters read it as MAML's) but the gradient ``mean_i(θ - φ_i)``, the Reptile
+    direction, where ``φ_i`` is θ after ``inner_steps`` steps on task ``i``'s support set. With Adam
+    as the outer optimizer this is Reptile with an adaptive step size.
+    """
+
+    name: ClassVar[str] = "reptile"
+    description: ClassVar[str] = "Reptile: outer step towards the task-adapted weights."
+
+    def __init__(
+        self,
+        network: NetworkName = "mlp",
+        hidden: tuple[int, ...] = (40, 40),
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+    ) -> None:
+        super().__init__(network, hidden, inner_lr, inner_steps, first_order=True)
+
+    def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
+        theta = model.net_params()
+        with torch.no_grad():
+            adapted = self.adapt_batch(model, batch.support_x, batch.support_y, [int(self.inner_steps)])[0]
+            value = sum_task_losses(
+                batch.kind, self.predict_batch(model, adapted, batch.query_x), batch.query_y
+            )
+        pull = torch.stack([0.5 * ((theta[k] - adapted[k]) ** 2).sum() for k in theta]).sum()
+        return (value + pull - pull.detach()) / len(batch)
+
+
+class Pretrain(MAML):
+    """Baseline: train θ on all meta-train tasks jointly (no adaptation), then fine-tune on a task.
+
+    The meta-loss is the loss of θ itself on every support and query example of the meta-batch;
+    adaptation is ``steps`` plain gradient steps of size ``inner_lr``, as for MAML.
+    """
+
+    name: ClassVar[str] = "pretrain"
+    description: ClassVar[str] = "Baseline: joint training on all meta-train tasks, then fine-tuning."
+
+    def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
+        x = torch.cat([batch.support_x, batch.query_x], dim=1)
+        y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        out = model.net(x.flatten(0, 1)).unflatten(0, (len(batch), x.shape[1]))
+        return sum_task_losses(batch.kind, out, y) / len(batch)
+
+
+class Scratch(MAML):
+    """Baseline: no meta-training; each task trains a freshly initialised network on its support set."""
+
+    name: ClassVar[str] = "scratch"
+    meta_trained: ClassVar[bool] = False
+    description: ClassVar[str] = "Baseline: train from a random initialisation on the support set."
+
+    def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
+        raise ValueError("meta-strategy 'scratch' is not meta-trained: evaluate its untrained θ directly")
+
+
+class ProtoNet(MetaStrategy):
+    """Prototypical networks (Snell et al. 2017): classify by distance to class-mean embeddings.
+
+    Adaptation computes one prototype per class from the support embeddings (``steps`` is ignored:
+    there is no gradient step); logits are negative squared Euclidean distances. With
+    ``network="identity"`` nothing is learned and it is the nearest class centroid on raw inputs.
+
+    Args:
+        network: Embedding network: ``conv``, ``mlp`` or ``identity``.
+        hidden: Channels (``conv``) or hidden widths (``mlp``); the last one is the embedding width.
+    """
+
+    name: ClassVar[str] = "protonet"
+    kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
+    description: ClassVar[str] = "Prototypical networks: nearest class mean in a learned embedding."
+
+    def __init__(self, network: NetworkName = "conv", hidden: tuple[int, ...] = (64, 64)) -> None:
+        self.network = network
+        self.hidden = hidden
+
+    @property
+    def meta_trained(self) -> bool:  # type: ignore[override]
+        return self.network != "identity"
+
+    def build(self, info: FamilyInfo, generator: torch.Generator | None = None) -> MetaModel:
+        self.check_family(info)
+        hidden = tuple(self.hidden)
+        if self.network == "mlp":
+            hidden, last = hidden[:-1], hidden[-1]
+            net = build_network("mlp", info.input_shape, last, hidden, generator=generator)
+        else:
+            net = build_network(self.network, info.input_shape, 0, hidden, generator=generator)
+        return MetaModel(net)
+
+    def adapt_batch(
+        self, model: MetaModel, support_x: torch.Tensor, support_y: torch.Tensor, steps: Sequence[int]
+    ) -> list[Params]:
+        n_way = int(support_y.max()) + 1
+        z = _embed(model, support_x)
+        return [{"prototypes": _prototypes(z, support_y, n_way)} for _ in sorted(steps)]
+
+    def predict_batch(self, model: MetaModel, states: Params, x: torch.Tensor) -> torch.Tensor:
+        return -_sq_distances(_embed(model, x), states["prototypes"])
+
+    def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
+        protos = _prototypes(_embed(model, batch.support_x), batch.support_y, batch.n_way)
+        logits = -_sq_distances(_embed(model, batch.query_x), protos)
+        return nn.functional.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
+
+
+def _embed(model: MetaModel, x: torch.Tensor) -> torch.Tensor:
+    """Embeddings of ``x`` ``(n_tasks, n, ...)``: one pass of the shared network over every example."""
+    return model.net(x.flatten(0, 1)).unflatten(0, (x.shape[0], x.shape[1]))
+
+
+def _prototypes(z: torch.Tensor, y: torch.Tensor, n_way: int | None) -> torch.Tensor:
+    """Class means ``(..., n_way, d)`` of embeddings ``z`` ``(..., n, d)`` by labels ``y`` ``(..., n)``."""
+    n = int(y.max()) + 1 if n_way is None else n_way
+    onehot = nn.functional.one_hot(y, n).to(z.dtype)
+    return (onehot.transpose(-1, -2) @ z) / onehot.sum(dim=-2).clamp(min=1).unsqueeze(-1)
+
+
+def _sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between rows of ``a`` (``(..., n, d)``) and ``b`` (``(..., m, d)``)."""
+    return (a.unsqueeze(-2) - b.unsqueeze(-3)).pow(2).sum(dim=-1)

@@ -1,0 +1,97 @@
+"""Deleting a search removes its studies, kept models and rows, and leaves every other search intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+import engine
+from engine.cli import cli
+from engine.errors import UnknownNameError
+from engine.storage import ArtifactRow, Database, SearchRow, SearchTaskRow, TaskRow
+
+
+def _state(url: str) -> dict[str, Any]:
+    storage = optuna.storages.RDBStorage(url)
+    with Database(url).session() as s:
+        return {
+            "studies": {
+                st.study_name: len(optuna.load_study(study_name=st.study_name, storage=storage).trials)
+                for st in storage.get_all_studies()
+            },
+            "searches": sorted(s.scalars(select(SearchRow.name))),
+            "links": sorted((t.search.name, t.key) for t in s.query(SearchTaskRow)),
+            "artifacts": sorted(a.artifact_id for a in s.query(ArtifactRow)),
+            "tasks": s.query(TaskRow).count(),
+        }
+
+
+def _two_searches(url: str, make_spec: Any) -> None:
+    engine.run(make_spec("keep", datasets=("iris", "wine"), n_trials=2), storage=url)
+    engine.run(make_spec("drop", datasets=("iris", "wine"), n_trials=2), storage=url)
+
+
+def test_deleting_a_search_leaves_the_other_one_intact(
+    sqlite_url: str, make_spec: Any, tmp_path: Path
+) -> None:
+    _two_searches(sqlite_url, make_spec)
+    before = _state(sqlite_url)
+    kept_before = engine.best(storage=sqlite_url, search="keep")
+    done = engine.delete_search("drop", storage=sqlite_url)
+    after = _state(sqlite_url)
+    assert sorted(done.studies) == ["drop", "drop/iris", "drop/wine"]
+    assert done.trials == 2 * 2 + 2 and done.artifacts == 2
+    assert after["studies"] == {k: v for k, v in before["studies"].items() if k.split("/")[0] == "keep"}
+    assert after["searches"] == ["keep"]
+    assert after["links"] == [("keep", "iris"), ("keep", "wine")]
+    assert len(after["artifacts"]) == 2 and set(after["artifacts"]) < set(before["artifacts"])
+    assert after["tasks"] == before["tasks"]  # stored tasks are shared, and keep their split
+    assert engine.best(storage=sqlite_url, search="keep") == kept_before
+    store = Path(str(tmp_path / "study.db") + ".artifacts")
+    assert sorted(p.name for p in store.iterdir()) == after["artifacts"]
+
+
+def test_deleting_one_task_keeps_the_searchs_other_tasks(sqlite_url: str, make_spec: Any) -> None:
+    _two_searches(sqlite_url, make_spec)
+    done = engine.delete_search("drop", task="wine", storage=sqlite_url)
+    assert done.studies == ["drop/wine"]
+    after = _state(sqlite_url)
+    assert ("drop", "iris") in after["links"] and ("drop", "wine") not in after["links"]
+    assert "drop" in after["studies"] and "drop/iris" in after["studies"]
+    with pytest.raises(UnknownNameError, match="no task 'nope'"):
+        engine.delete_search("drop", task="nope", storage=sqlite_url)
+
+
+def test_the_command_asks_on_a_terminal_and_refuses_elsewhere_without_yes(
+    sqlite_url: str, make_spec: Any
+) -> None:
+    engine.run(make_spec("drop", n_trials=1), storage=sqlite_url)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["delete", "--search", "drop", "--storage", sqlite_url])
+    assert refused.exit_code == 2 and "pass --yes" in refused.output
+    assert [s.name for s in engine.searches(storage=sqlite_url)] == ["drop"]
+    done = runner.invoke(cli, ["delete", "--search", "drop", "--storage", sqlite_url, "--yes", "--json"])
+    assert done.exit_code == 0, done.output
+    assert engine.searches(storage=sqlite_url) == []
+
+
+def test_searches_shows_each_searchs_size(sqlite_url: str, make_spec: Any) -> None:
+    _two_searches(sqlite_url, make_spec)
+    sizes = {s.name: (s.studies, s.trials, s.artifacts) for s in engine.searches(storage=sqlite_url)}
+    assert sizes == {"keep": (3, 6, 2), "drop": (3, 6, 2)}
+    shown = CliRunner().invoke(cli, ["searches", "--storage", sqlite_url])
+    assert shown.exit_code == 0 and "last run" in shown.output
+
+
+@pytest.mark.postgres
+def test_postgres_delete_leaves_the_other_search(postgres_url: str, make_spec: Any, tmp_path: Path) -> None:
+    _two_searches(postgres_url, make_spec)
+    engine.delete_search("drop", storage=postgres_url)
+    after = _state(postgres_url)
+    assert after["searches"] == ["keep"] and set(after["studies"]) >= {"keep", "keep/iris", "keep/wine"}
+    assert not any(name.startswith("drop") for name in after["studies"])

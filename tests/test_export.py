@@ -1,0 +1,263 @@
+"""Keeping the best model, exporting it, and predicting on raw CSV rows with it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import engine
+from engine.cli import cli
+from engine.errors import TaskDataError
+from engine.spec import EvaluationSpec, SearchSpec, TaskSpec
+from engine.storage import ArtifactRow, Database, TaskRow
+from engine.task import Split
+from engine.trained import LoadedModel, ModelError, load_model
+
+LABELS = ("cat", "dog", "emu")
+
+
+def write_table(path: Path, n: int = 120, seed: int = 0, regression: bool = False) -> Path:
+    """A CSV file with a numeric, a categorical and an ignored column; string labels or a number."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.normal(), rng.normal()
+        colour = ("red", "green", "blue")[int(rng.integers(3))]
+        score = a + 0.5 * b + (1.0 if colour == "red" else 0.0) + 0.3 * rng.normal()
+        target = f"{score:.6f}" if regression else LABELS[int(np.digitize(score, [-0.4, 0.8]))]
+        rows.append([f"id{i}", f"{a:.6f}", f"{b:.6f}", colour, target])
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "a", "b", "colour", "target"])
+        w.writerows(rows)
+    return path
+
+
+def csv_spec(tmp: Path, name: str = "exp", regression: bool = False, **kw: object) -> SearchSpec:
+    write_table(tmp / "table.csv", regression=regression)
+    defaults: dict[str, object] = {
+        "n_trials": 3,
+        "strategies": ("linear", "mlp"),
+        "updaters": ("gradient_descent",),
+        "warm_start": False,
+        "evaluation": EvaluationSpec(classification="log_loss", regression="mse"),
+    }
+    defaults.update(kw)
+    return SearchSpec(
+        name=name,
+        tasks=(TaskSpec("csv", {"path": "table.csv", "target": "target", "drop": ["id"]}),),
+        base_dir=tmp,
+        **defaults,  # type: ignore[arg-type]
+    )
+
+
+def held_out_rows(tmp: Path, url: str, task: str = "table") -> Path:
+    """The task's stored test split, as raw CSV rows (the file has no missing values, so rows align)."""
+    with Database(url).session() as s:
+        split = Split.from_json(next(r for r in s.query(TaskRow) if r.name == task).split)
+    with (tmp / "table.csv").open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    out = tmp / "test_rows.csv"
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows[i] for i in split.test)
+    return out
+
+
+def kept(url: str) -> list[ArtifactRow]:
+    with Database(url).session() as s:
+        return list(s.query(ArtifactRow))
+
+
+REPRODUCE = textwrap.dedent(
+    """
+    import csv, sys
+    import numpy as np
+    import engine
+    from engine.plugin import PluginHost
+    model = engine.load_model(sys.argv[1])
+    with open(sys.argv[2], newline="") as f:
+        rows = list(csv.DictReader(f))
+    evaluator = PluginHost.load().evaluators.get(model.card.origin["evaluator"])
+    if model.kind == "classification":
+        y = np.array([model.classes.index(r["target"]) for r in rows])
+        output = model.predict_proba(rows)
+    else:
+        y = np.array([float(r["target"]) for r in rows])
+        output = model.predict(rows)
+    print(repr(float(evaluator(y, output))))
+    """
+)
+
+
+def test_only_the_best_model_is_kept_beside_a_sqlite_file(tmp_path: Path, sqlite_url: str) -> None:
+    result = engine.run(csv_spec(tmp_path, n_trials=4), storage=sqlite_url)
+    rows = kept(sqlite_url)
+    assert [r.trial_number for r in rows] == [result.best[0].trial]
+    store = Path(str(tmp_path / "study.db") + ".artifacts")
+    assert rows[0].store == str(store.resolve())
+    assert sorted(p.name for p in store.iterdir()) == [rows[0].artifact_id]
+
+
+def test_a_model_reloaded_in_a_fresh_process_reproduces_the_stored_test_value(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    result = engine.run(csv_spec(tmp_path), storage=sqlite_url)
+    best = result.best[0]
+    out = engine.export(search="exp", task="table", out=tmp_path / "model", storage=sqlite_url)
+    card = json.loads((out / "model.json").read_text())
+    assert card["class_names"] == list(LABELS)
+    assert card["encoding"]["columns"][2] == {"name": "colour", "levels": ["blue", "green", "red"]}
+    assert card["origin"]["trial"] == best.trial
+    proc = subprocess.run(
+        [sys.executable, "-c", REPRODUCE, str(out), str(held_out_rows(tmp_path, sqlite_url))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "STRATAGEM_LOAD_PLUGINS": ""},
+    )
+    assert float(proc.stdout.strip()) == best.test_value
+
+
+def test_a_kfold_ensemble_exports_every_fold_and_reproduces_its_test_value(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    spec = csv_spec(
+        tmp_path,
+        regression=True,
+        keep="all",
+        strategies=("linear",),
+        evaluation=EvaluationSpec(regression="mse", validation="kfold", folds=3),
+    )
+    result = engine.run(spec, storage=sqlite_url)
+    assert len(kept(sqlite_url)) == 3  # keep = "all": every finished trial's model
+    out = engine.export(search="exp", out=tmp_path / "model", storage=sqlite_url)
+    model = load_model(out)
+    assert len(model.card.members) == 3
+    with held_out_rows(tmp_path, sqlite_url).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    y = np.array([float(r["target"]) for r in rows])
+    mse = float(np.mean((model.predict(rows) - y) ** 2))
+    assert mse == pytest.approx(result.best[0].test_value, rel=1e-12)
+
+
+def test_two_commands_go_from_run_to_predictions_with_the_original_labels(tmp_path: Path) -> None:
+    write_table(tmp_path / "table.csv")
+    (tmp_path / "spec.toml").write_text(
+        textwrap.dedent(
+            """
+            [search]
+            name = "cli"
+            n_trials = 2
+            strategies = ["linear"]
+            updaters = ["gradient_descent"]
+            warm_start = false
+
+            [[tasks]]
+            source = "csv"
+            path = "table.csv"
+            target = "target"
+            drop = ["id"]
+            """
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    ran = runner.invoke(
+        cli, ["run", str(tmp_path / "spec.toml"), "--storage", url, "--no-progress", "--json"]
+    )
+    assert ran.exit_code == 0, ran.output
+    new = write_table(tmp_path / "new.csv", n=15, seed=5)
+    out = tmp_path / "predictions.csv"
+    predicted = runner.invoke(
+        cli,
+        ["predict", "--search", "cli", "--storage", url, "--csv", str(new), "--out", str(out), "--proba"],
+    )
+    assert predicted.exit_code == 0, predicted.output
+    with out.open(newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["prediction", "proba_cat", "proba_dog", "proba_emu"]
+    assert len(table) == 16 and {r[0] for r in table[1:]} <= set(LABELS)
+    assert all(abs(sum(float(p) for p in r[1:]) - 1) < 1e-9 for r in table[1:])
+    exported = runner.invoke(
+        cli, ["export", "--search", "cli", "--task", "table", "--out", str(tmp_path / "m"), "--storage", url]
+    )
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(cli, ["predict", "--model", str(tmp_path / "m"), "--csv", str(new)])
+    assert again.exit_code == 0, again.output
+    assert [line for line in again.output.splitlines()][1:] == [r[0] for r in table[1:]]
+
+
+@pytest.fixture
+def iris_model(tmp_path: Path, sqlite_url: str) -> LoadedModel:
+    engine.run(csv_spec(tmp_path, n_trials=1, strategies=("linear",)), storage=sqlite_url)
+    return load_model(engine.export(search="exp", out=tmp_path / "model", storage=sqlite_url))
+
+
+def test_extra_columns_are_ignored_and_row_order_kept(iris_model: LoadedModel) -> None:
+    row = {"a": "0.1", "b": "-0.2", "colour": "red", "id": "x", "target": "?", "note": "anything"}
+    assert iris_model.predict([row, {**row, "colour": "blue"}]).tolist() == [
+        iris_model.predict([row])[0],
+        iris_model.predict([{**row, "colour": "blue"}])[0],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "purple"}, "unknown category 'purple'"),
+        ({"a": ""}, "the value is missing"),
+        ({"a": "NA"}, "the value is missing"),
+        ({"b": "tall"}, "expected a number"),
+    ],
+)
+def test_bad_cells_are_errors_naming_row_and_column(
+    iris_model: LoadedModel,
+    change: dict[str, str],
+    message: str,
+) -> None:
+    row = {"a": "0.1", "b": "-0.2", "colour": "red"}
+    with pytest.raises(TaskDataError, match=message) as err:
+        iris_model.predict([row, {**row, **change}])
+    assert "row 2, column" in str(err.value)
+
+
+def test_a_missing_column_is_an_error(iris_model: LoadedModel) -> None:
+    with pytest.raises(TaskDataError, match=r"lacks column\(s\) \['colour'\]"):
+        iris_model.predict([{"a": 1.0, "b": 2.0}])
+
+
+@pytest.mark.postgres
+def test_export_without_a_kept_model_says_how_to_keep_one(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STRATAGEM_ARTIFACTS", raising=False)
+    engine.run(csv_spec(tmp_path, name="pg-none", n_trials=1, strategies=("linear",)), storage=postgres_url)
+    with pytest.raises(ModelError, match="STRATAGEM_ARTIFACTS"):
+        engine.export(search="pg-none", out=tmp_path / "model", storage=postgres_url)
+
+
+@pytest.mark.postgres
+def test_postgres_keeps_exports_and_reproduces(tmp_path: Path, postgres_url: str) -> None:
+    spec = csv_spec(tmp_path, name="pg-export", artifacts="models")
+    result = engine.run(spec, storage=postgres_url)
+    rows = [r for r in kept(postgres_url) if r.store == str((tmp_path / "models").resolve())]
+    assert [r.trial_number for r in rows] == [result.best[0].trial]
+    out = engine.export(search="pg-export", out=tmp_path / "model", storage=postgres_url)
+    proc = subprocess.run(
+        [sys.executable, "-c", REPRODUCE, str(out), str(held_out_rows(tmp_path, postgres_url))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert float(proc.stdout.strip()) == result.best[0].test_value

@@ -1,0 +1,128 @@
+"""Task families are seeded, keep their pools apart, and name the key of every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.meta import POOLS, EpisodeBatch, FamilyError
+from plugins.meta import CsvFamily, Digits, Sinusoid
+from plugins.meta.families import DIGIT_CLASSES, _digit_images
+
+
+def _draw(
+    family: Sinusoid | Digits | CsvFamily, pool: str = "meta_train", seed: int = 0, n: int = 4
+) -> EpisodeBatch:
+    return family.sample(pool, n, torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+
+
+def _same(a: EpisodeBatch, b: EpisodeBatch) -> bool:
+    return all(
+        torch.equal(getattr(a, f), getattr(b, f)) for f in ("support_x", "support_y", "query_x", "query_y")
+    )
+
+
+@pytest.mark.parametrize("family", [Sinusoid(), Digits()], ids=["sinusoid", "digits"])
+def test_draws_are_reproducible_from_the_generator_and_differ_by_seed_and_pool(
+    family: Sinusoid | Digits,
+) -> None:
+    assert _same(_draw(family, seed=1), _draw(family, seed=1))
+    assert not _same(_draw(family, seed=1), _draw(family, seed=2))
+    assert not _same(_draw(family, "meta_train"), _draw(family, "meta_test"))
+    other = type(family)(**{**family.get_params(), "seed": 7})
+    assert not _same(_draw(family), _draw(other))
+
+
+def test_sinusoid_shapes_and_ranges_follow_the_options() -> None:
+    family = Sinusoid(amplitude=(1.0, 2.0), x_range=(0.0, 1.0), k_shot=5, k_query=3)
+    batch = family.sample("meta_train", 10, torch.Generator().manual_seed(0), query_size=100)
+    assert batch.support_x.shape == (10, 5, 1) and batch.query_y.shape == (10, 100, 1)
+    assert float(batch.support_x.min()) >= 0.0 and float(batch.support_x.max()) <= 1.0
+    assert float(batch.query_y.abs().max()) <= 2.0
+    assert family.info().kind == "regression"
+
+
+def test_digits_pools_partition_the_forty_classes() -> None:
+    family = Digits()
+    pools = [set(family.pool_classes(p)) for p in POOLS]
+    assert [len(p) for p in pools] == [24, 8, 8]
+    assert set().union(*pools) == set(range(DIGIT_CLASSES))
+    assert not (pools[0] & pools[2]) and not (pools[0] & pools[1]) and not (pools[1] & pools[2])
+
+
+def test_digits_meta_test_episodes_use_only_meta_test_classes() -> None:
+    family = Digits(n_way=5, k_shot=2, k_query=3)
+    images = _digit_images()
+    owner: dict[bytes, set[int]] = {}
+    for c, pics in enumerate(images):
+        for pic in pics:
+            owner.setdefault(pic.tobytes(), set()).add(c)
+    test_classes = set(family.pool_classes("meta_test"))
+    batch = _draw(family, "meta_test", n=20)
+    for x in torch.cat([batch.support_x, batch.query_x], dim=1).flatten(0, 1):
+        assert owner[np.ascontiguousarray(x.numpy()).tobytes()] & test_classes
+    assert batch.support_y.shape == (20, 10) and set(batch.query_y.unique().tolist()) == set(range(5))
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"k_shot": 200}, "k_shot"),
+        ({"n_way": 9}, "n_way"),
+        ({"n_way": 1}, "n_way"),
+        ({"train_classes": 30, "val_classes": 10}, "train_classes"),
+        ({"k_shot": 0}, "k_shot"),
+    ],
+)
+def test_digits_bad_options_name_their_key(options: dict[str, int], key: str) -> None:
+    with pytest.raises(FamilyError) as info:
+        _draw(Digits(**options), "meta_test")
+    assert info.value.key == key and key in str(info.value)
+
+
+def test_unknown_pool_and_bad_sinusoid_range_are_named() -> None:
+    with pytest.raises(FamilyError, match="pool"):
+        Sinusoid().sample("train", 2, torch.Generator())  # type: ignore[arg-type]
+    with pytest.raises(FamilyError, match="amplitude"):
+        Sinusoid(amplitude=(5.0, 1.0)).info()
+
+
+def _table(path: Path, tasks: int, rows: int = 12, label: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["store,x1,x2,sales" + (",kind" if label else "")]
+    for t in range(tasks):
+        for r in range(rows):
+            x1, x2 = rng.normal(size=2)
+            lines.append(f"s{t},{x1:.4f},{x2:.4f},{t * x1 + x2:.4f}" + (f",{'ab'[r % 2]}" if label else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_family_makes_one_task_per_value_and_keeps_pools_apart(tmp_path: Path) -> None:
+    path = _table(tmp_path / "t.csv", tasks=10)
+    family = CsvFamily(str(path), task_column="store", target="sales", k_shot=4, k_query=4)
+    with pytest.raises(FamilyError, match="feature columns must be numeric"):
+        family.info()
+    path.write_text("\n".join(line.rsplit(",", 1)[0] for line in path.read_text().splitlines()) + "\n")
+    family = CsvFamily(str(path), task_column="store", target="sales", k_shot=4, k_query=4)
+    assert family.info().input_shape == (2,)
+    batch = _draw(family, "meta_test", n=3)
+    assert batch.support_x.shape == (3, 4, 2) and batch.query_y.shape == (3, 4, 1)
+    assert _same(batch, _draw(family, "meta_test", n=3))
+
+
+def test_csv_family_errors_name_the_key(tmp_path: Path) -> None:
+    path = _table(tmp_path / "one.csv", tasks=1)
+    with pytest.raises(FamilyError) as info:
+        CsvFamily(str(path), task_column="store", target="sales").info()
+    assert info.value.key == "task_column"
+    with pytest.raises(FamilyError) as info:
+        CsvFamily(str(path), task_column="shop", target="sales").info()
+    assert info.value.key == "task_column" and "shop" in str(info.value)
+    many = _table(tmp_path / "many.csv", tasks=6, rows=5, label=False)
+    with pytest.raises(FamilyError) as info:
+        _draw(CsvFamily(str(many), task_column="store", target="sales", k_shot=4, k_query=4), "meta_train")
+    assert info.value.key == "k_shot"

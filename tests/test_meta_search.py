@@ -1,0 +1,110 @@
+"""A meta-mode search end to end on SQLite: spec checks, the meta study, the best listing, θ kept as
+safetensors and reloadable, and adaptation from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import engine
+from engine.errors import SpecError
+from engine.search import load_meta_search
+from engine.spec import SearchSpec
+
+SPEC = {
+    "search": {"name": "sin", "mode": "meta", "n_trials": 3, "seed": 0},
+    "family": {"name": "sinusoid", "k_shot": 5, "k_query": 5},
+    "meta": {
+        "strategies": ["maml", "fomaml", "scratch"],
+        "iterations": 60,
+        "checkpoints": 2,
+        "meta_batch": [4],
+        "val_tasks": 20,
+        "test_tasks": 50,
+        "steps": [0, 1, 5],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('meta') / 'meta.db'}"
+    result = engine.run(SearchSpec.from_dict(SPEC), storage=url)
+    assert result.trials_run == 3
+    return url
+
+
+def test_the_best_listing_names_the_best_meta_strategy_with_its_meta_test_curve(searched: str) -> None:
+    (best,) = engine.meta_best(storage=searched, search="sin")
+    assert best.study == "sin/meta" and best.family["name"] == "sinusoid"
+    assert best.strategy in ("maml", "fomaml", "scratch") and best.metric == "mse"
+    assert [p["steps"] for p in best.test] == [0, 1, 5]
+    assert all(p["n_tasks"] == 50 and p["ci95"] > 0 for p in best.test)
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli", "best", "--search", "sin", "--storage", searched, "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert report["meta"][0]["strategy"] == best.strategy and report["best"] == []
+
+
+def test_the_best_theta_round_trips_through_the_artifact_store(searched: str) -> None:
+    strategy, model, info, best = load_meta_search("sin", storage=searched)
+    assert strategy.name == best.strategy and info.input_shape == (1,)
+    assert Path(str(best.artifacts), str(best.artifact_id)).is_file()
+    x = torch.linspace(-4, 4, 7).reshape(-1, 1)
+    y = torch.sin(x)
+    again = load_meta_search("sin", storage=searched)[1]
+    assert torch.equal(strategy.adapt(model, x, y, 2)(x), strategy.adapt(again, x, y, 2)(x))
+
+
+def test_adapt_from_the_command_line_predicts_every_query_row(searched: str, tmp_path: Path) -> None:
+    (tmp_path / "support.csv").write_text("x,y\n-2,-0.9\n-1,-0.8\n0,0.0\n1,0.8\n2,0.9\n")
+    (tmp_path / "query.csv").write_text("x\n0.5\n1.5\n-3\n")
+    cmd = [sys.executable, "-m", "engine.cli", "adapt", "--search", "sin", "--storage", searched]
+    cmd += [
+        "--support",
+        str(tmp_path / "support.csv"),
+        "--target",
+        "y",
+        "--query",
+        str(tmp_path / "query.csv"),
+    ]
+    out = subprocess.run([*cmd, "--steps", "3", "--json"], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    assert data["steps"] == 3 and data["n_support"] == 5 and len(data["predictions"]) == 3
+    csv_out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert csv_out[0] == "prediction" and len(csv_out) == 4
+    bad = subprocess.run(
+        [*cmd[:-4], "--support", str(tmp_path / "query.csv"), "--target", "y"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "target column 'y' not found" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"family": {"name": "nope"}}, "family.name"),
+        ({"family": {"name": "digits", "k_shot": 500}}, "family.k_shot"),
+        ({"family": {"name": "digits", "n_way": 30}}, "family.n_way"),
+        ({"family": {"name": "sinusoid", "k_shot": 0}}, "family.k_shot"),
+        ({"meta": {"strategies": ["maml", "nope"]}}, "meta.strategies"),
+        ({"meta": {"strategies": ["protonet"]}}, "meta.strategies"),
+        ({"meta": {"steps": [-1]}}, "meta.steps"),
+        ({"meta": {"updaters": ["nope"]}}, "meta.updaters"),
+    ],
+)
+def test_bad_meta_specs_are_refused_naming_the_key(
+    change: dict[str, object], key: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        engine.run(SearchSpec.from_dict({**SPEC, **change}), storage=f"sqlite:///{tmp_path / 'x.db'}")
+    assert key in [k for k, _ in caught.value.problems], str(caught.value)

@@ -1,0 +1,142 @@
+"""The built-in updaters meta-train θ; meta-learning beats scratch; θ round-trips through safetensors."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.meta import (
+    MetaModel,
+    evaluate_adaptation,
+    load_meta_learner,
+    mean_ci95,
+    meta_problem,
+    save_meta_learner,
+)
+from engine.testing import UpdaterContract
+from plugins.meta import MAML, Digits, ProtoNet, Scratch, Sinusoid
+from plugins.updaters import GradientDescent, RandomSearch
+
+
+class TestRandomSearchAntitheticModeContract(UpdaterContract):
+    """The antithetic mode also passes the per-task conformance kit (on the full training loss)."""
+
+    updater = RandomSearch(sigma=0.05, iterations=60, report_every=20, mode="antithetic", pairs=4, lr=0.05)
+
+
+FAMILY = Sinusoid(k_shot=10, k_query=10)
+
+
+def _maml(seed: int = 0) -> tuple[MAML, MetaModel]:
+    strategy = MAML(hidden=(40, 40))
+    return strategy, strategy.build(FAMILY.info(), torch.Generator().manual_seed(seed))
+
+
+def test_maml_beats_training_from_scratch_on_sinusoid_after_a_short_run() -> None:
+    strategy, model = _maml()
+    problem = meta_problem(strategy, FAMILY, meta_batch=25, draws_per_epoch=100, val_tasks=50)
+    GradientDescent(optimizer="adam", lr=3e-3, epochs=3).fit(model, problem, lambda s, v: None)
+    maml = evaluate_adaptation(strategy, model, FAMILY, steps=(10,), n_tasks=200, query_size=100)
+    scratch_strategy = Scratch()
+    scratch_model = scratch_strategy.build(FAMILY.info(), torch.Generator().manual_seed(0))
+    scratch = evaluate_adaptation(
+        scratch_strategy, scratch_model, FAMILY, steps=(10,), n_tasks=200, query_size=100
+    )
+    assert maml.metric == "mse"
+    assert maml.at(10).mean + maml.at(10).ci95 < scratch.at(10).mean - scratch.at(10).ci95
+
+
+@pytest.mark.parametrize(
+    "updater",
+    [
+        GradientDescent(optimizer="adam", lr=3e-3, epochs=3),
+        RandomSearch(sigma=0.02, iterations=30, pairs=4, lr=3e-3),
+    ],
+    ids=["gradient_descent", "random_search"],
+)
+def test_the_per_task_updaters_serve_meta_training(updater: GradientDescent | RandomSearch) -> None:
+    strategy, model = _maml()
+    problem = meta_problem(strategy, FAMILY, meta_batch=10, draws_per_epoch=10, val_tasks=50)
+    assert problem.stochastic and type(updater).stochastic_objectives
+    before = problem.validate(model)
+    calls: list[tuple[int, float]] = []
+    result = updater.fit(model, problem, lambda step, value: calls.append((step, value)))
+    assert [s for s, _ in calls] == list(range(1, len(calls) + 1)) and len(calls) == 3
+    assert problem.validate(model) == pytest.approx(min(v for _, v in calls))
+    assert problem.validate(model) < before
+    assert math.isfinite(result.train_loss)
+
+
+def test_random_search_meta_training_is_reproducible_and_refuses_one_plus_one() -> None:
+    def run() -> dict[str, torch.Tensor]:
+        strategy, model = _maml()
+        problem = meta_problem(strategy, FAMILY, meta_batch=5, draws_per_epoch=5, val_tasks=10)
+        RandomSearch(sigma=0.02, iterations=5, pairs=2).fit(model, problem, lambda s, v: None)
+        return model.state_dict()
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strategy, model = _maml()
+    with pytest.raises(ValueError, match="mode='antithetic'"):
+        RandomSearch(mode="one_plus_one").fit(
+            model, meta_problem(strategy, FAMILY, val_tasks=5), lambda s, v: None
+        )
+
+
+def test_protonet_trains_on_digits_with_five_way_validation() -> None:
+    strategy = ProtoNet(hidden=(16, 16))
+    train = Digits(n_way=10, k_shot=1, k_query=3)
+    model = strategy.build(train.info(), torch.Generator().manual_seed(0))
+    problem = meta_problem(
+        strategy, train, meta_batch=1, draws_per_epoch=30, val_family=Digits(), val_tasks=50
+    )
+    assert problem.higher_is_better
+    before = problem.validate(model)
+    GradientDescent(optimizer="adam", lr=1e-3, epochs=2).fit(model, problem, lambda s, v: None)
+    assert problem.validate(model) > before
+
+
+def test_baselines_that_are_not_meta_trained_are_refused_by_meta_problem() -> None:
+    with pytest.raises(ValueError, match="not meta-trained"):
+        meta_problem(Scratch(), FAMILY)
+    with pytest.raises(ValueError, match="handles"):
+        meta_problem(ProtoNet(), FAMILY)
+
+
+def test_save_and_load_round_trip_rebuilds_the_same_adapted_predictor(tmp_path: Path) -> None:
+    strategy, model = _maml(seed=3)
+    path = tmp_path / "theta.safetensors"
+    save_meta_learner(path, strategy, model, FAMILY.info())
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    assert set(header) - {"__metadata__"} == set(model.state_dict())
+    loaded_strategy, loaded, info = load_meta_learner(path, {"maml": MAML})
+    assert loaded_strategy.get_params() == strategy.get_params() and info == FAMILY.info()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    task = FAMILY.sample("meta_test", 1, torch.Generator().manual_seed(0), query_size=20).task(0)
+    ours = strategy.adapt(model, task.support_x, task.support_y, steps=5)(task.query_x)
+    theirs = loaded_strategy.adapt(loaded, task.support_x, task.support_y, steps=5)(task.query_x)
+    assert ours.shape == (20, 1) and torch.equal(ours, theirs)
+
+
+def test_load_refuses_unknown_strategies_and_foreign_files(tmp_path: Path) -> None:
+    strategy, model = _maml()
+    path = tmp_path / "theta.safetensors"
+    save_meta_learner(path, strategy, model, FAMILY.info())
+    with pytest.raises(ValueError, match="not available"):
+        load_meta_learner(path, {})
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(ValueError, match="not a meta-learner file"):
+        load_meta_learner(bad, {"maml": MAML})
+
+
+def test_mean_ci95_is_the_normal_interval() -> None:
+    mean, ci = mean_ci95([1.0, 2.0, 3.0, 4.0])
+    assert mean == pytest.approx(2.5) and ci == pytest.approx(1.96 * math.sqrt(5 / 3) / 2)

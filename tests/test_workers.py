@@ -1,0 +1,308 @@
+"""Many workers on one search: real processes on a fresh SQLite file and a fresh PostgreSQL database.
+
+Each worker is ``python -m engine.cli run`` in its own process, as a user would start it. The figures
+asserted are the issue's: exactly ``n_trials`` finished trials per task however many workers run, no
+trial run twice, no traceback, and a killed worker's trial failed with the reason and run again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import create_engine, text
+
+from engine.errors import SearchFailed
+from engine.results import best, searches
+from engine.search import run
+from engine.search.trials import INTERRUPTED, STALE
+from engine.storage.optuna_adapter import open_optuna_storage
+from engine.vocabulary import FAILURE_ATTR, strategy_study_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPEC = """\
+[search]
+name = "many"
+n_trials = {n}
+strategies = ["{strategy}"]
+updaters = ["gradient_descent"]
+warm_start = false
+plugins = {plugins}
+
+[[tasks]]
+source = "sklearn"
+dataset = "iris"
+
+[[tasks]]
+source = "sklearn"
+dataset = "wine"
+"""
+
+# A strategy that writes a marker file when its trial starts and then hangs until killed, but only in
+# the process whose environment names the marker; elsewhere it is the linear model.
+HANGING_PLUGIN = """
+import os, time
+from pathlib import Path
+import engine
+from plugins.strategies import LinearModel
+
+class Hanging(LinearModel):
+    name = "hanging"
+
+    def build(self, info):
+        marker = os.environ.get("HANG_MARKER")
+        if marker:
+            Path(marker).write_text(str(os.getpid()))
+            while True:
+                time.sleep(0.05)
+        return super().build(info)
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(Hanging)
+"""
+
+
+def _spec(tmp_path: Path, n: int, plugins: tuple[str, ...] = ()) -> Path:
+    path = tmp_path / "many.toml"
+    quoted = "[" + ", ".join(f'"{p}"' for p in plugins) + "]"
+    path.write_text(SPEC.format(n=n, plugins=quoted, strategy="hanging" if plugins else "linear"))
+    return path
+
+
+def _worker(spec: Path, url: str, **env: str) -> subprocess.Popen[str]:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "STRATAGEM_HEARTBEAT": "1", **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(spec), "--storage", url, "--no-progress", "--json"],
+        cwd=spec.parent,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _states(url: str, task: str) -> list[TrialState]:
+    study = optuna.load_study(study_name=strategy_study_name("many", task), storage=url)
+    return [t.state for t in study.get_trials(deepcopy=False)]
+
+
+def _reasons(url: str, task: str) -> list[str]:
+    study = optuna.load_study(study_name=strategy_study_name("many", task), storage=url)
+    return [t.user_attrs.get(FAILURE_ATTR, "") for t in study.get_trials(states=(TrialState.FAIL,))]
+
+
+def _exactly_n_with_no_traceback(tmp_path: Path, url: str, workers: int, n: int) -> None:
+    spec = _spec(tmp_path, n)
+    procs = [_worker(spec, url, STRATAGEM_HEARTBEAT="5") for _ in range(workers)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert "Traceback" not in err, err
+        assert p.returncode == 0, err
+    for task in ("iris", "wine"):
+        states = _states(url, task)
+        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == n
+        assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+        assert _reasons(url, task) == []  # nothing died, so nothing was failed or run twice
+    visits = optuna.load_study(study_name="many", storage=url).get_trials(deepcopy=False)
+    assert all(v.state != TrialState.RUNNING for v in visits)
+    assert sum(v.user_attrs["stratagem"]["trials"] for v in visits) == 2 * n  # no trial run twice
+    assert {b.task: b.n_trials for b in best(storage=url, search="many")} == {"iris": n, "wine": n}
+
+
+@pytest.mark.slow
+def test_eight_workers_on_a_fresh_sqlite_file_run_exactly_n_trials(tmp_path: Path) -> None:
+    _exactly_n_with_no_traceback(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}", workers=8, n=6)
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of its own, empty: workers race to create both schemas in it."""
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"stratagem_workers_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        admin.dispose()
+        if os.environ.get("STRATAGEM_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from engine.storage.database import _engines
+
+        for write in (True, False):
+            engine = _engines.pop((url, write), None)
+            if engine is not None:
+                engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_eight_workers_on_a_fresh_postgres_database_run_exactly_n_trials(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    _exactly_n_with_no_traceback(tmp_path, fresh_postgres_url, workers=8, n=6)
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait until the hanging trial has started (the marker exists), or fail if the worker died."""
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the worker never started its trial"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_with_the_reason_and_run_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    plugin = tmp_path / "hanging.py"
+    plugin.write_text(HANGING_PLUGIN)
+    spec = _spec(tmp_path, 2, (str(plugin),))
+    marker = tmp_path / "started"
+    doomed = _worker(spec, url, HANG_MARKER=str(marker))
+    _wait_for(marker, doomed)
+    doomed.kill()  # kill -9: no handler runs, the trial stays RUNNING until its heartbeat is stale
+    doomed.communicate()
+
+    live = _worker(spec, url)
+    _out, err = live.communicate(timeout=600)
+    assert live.returncode == 0 and "Traceback" not in err, err
+
+    study = optuna.load_study(study_name=strategy_study_name("many", "iris"), storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].number == 0
+    assert failed[0].user_attrs[FAILURE_ATTR] == STALE
+    assert _states(url, "wine").count(TrialState.COMPLETE) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_fails_the_running_trial_and_marks_the_search_interrupted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    plugin = tmp_path / "hanging.py"
+    plugin.write_text(HANGING_PLUGIN)
+    spec = _spec(tmp_path, 2, (str(plugin),))
+    marker = tmp_path / "started"
+    worker = _worker(spec, url, HANG_MARKER=str(marker))
+    _wait_for(marker, worker)
+    worker.send_signal(signal.SIGTERM)
+    _out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 130 and "Traceback" not in err, err
+    assert "Interrupted" in err
+    study = optuna.load_study(study_name=strategy_study_name("many", "iris"), storage=url)
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.FAIL and trial.user_attrs[FAILURE_ATTR] == INTERRUPTED
+    assert [s.status for s in searches(storage=url)] == ["interrupted"]
+
+
+def test_a_rerun_repairs_a_best_row_that_names_a_worse_trial(sqlite_url: str, make_spec: object) -> None:
+    spec = make_spec("demo", ("iris",), n_trials=4)  # type: ignore[operator]
+    first = run(spec, storage=sqlite_url).best[0]
+    study = optuna.load_study(study_name="demo/iris", storage=sqlite_url)
+    worst = min(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value or 0.0)
+    assert worst.number != first.trial or worst.value == first.value
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:  # what a worker killed between a trial and the row's update leaves
+        conn.execute(
+            text("UPDATE stratagem_best SET trial_number = :n, value = :v"),
+            {"n": worst.number, "v": worst.value},
+        )
+    engine.dispose()
+    again = run(spec, storage=sqlite_url)
+    assert again.trials_run == 0
+    assert (again.best[0].trial, again.best[0].value) == (first.trial, first.value)
+
+
+BROKEN_PLUGIN = """
+import math
+import torch
+import engine
+from plugins.strategies import LinearModel
+
+class NoModel(LinearModel):
+    name = "no_model"
+
+    def build(self, info):
+        return None
+
+class NotANumber(LinearModel):
+    name = "not_a_number"
+
+    def build(self, info):
+        class Nan(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.zeros(1))
+
+            def forward(self, x):
+                return torch.full((x.shape[0], info.n_outputs), math.nan) + self.w
+        return Nan()
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(NoModel)
+    registry.add(NotANumber)
+"""
+
+
+@pytest.mark.parametrize(
+    ("strategy", "reason"),
+    [("no_model", "build() returned NoneType, not a torch.nn.Module"), ("not_a_number", "")],
+)
+def test_a_search_without_a_successful_trial_fails_and_says_why(
+    tmp_path: Path, sqlite_url: str, make_spec: object, strategy: str, reason: str
+) -> None:
+    plugin = tmp_path / "broken.py"
+    plugin.write_text(textwrap.dedent(BROKEN_PLUGIN))
+    spec = make_spec("broken", ("iris",), n_trials=2, strategies=(strategy,), plugins=(str(plugin),))  # type: ignore[operator]
+    with pytest.raises(SearchFailed, match="broken/iris: no successful trial, 2 failed") as info:
+        run(spec, storage=sqlite_url)
+    assert reason in str(info.value)
+    study = optuna.load_study(study_name="broken/iris", storage=sqlite_url)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert all(reason in t.user_attrs[FAILURE_ATTR] for t in trials)
+    assert best(storage=sqlite_url) == []
+    assert [s.status for s in searches(storage=sqlite_url)] == ["failed"]
+
+
+def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    assert best(storage=url) == []
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_reading_an_optuna_only_file_keeps_its_journal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="plain")
+    assert best(storage=f"sqlite:///{path}") == []
+    open_optuna_storage(f"sqlite:///{path}", create=False).get_all_studies()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+    engine.dispose()
