@@ -10,6 +10,7 @@ cross-task defaults.
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
             figures += 1
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if len(complete) >= 2 and len({p for t in complete for p in t.params}) >= 1:
-                fig = optuna.visualization.plot_param_importances(study)
+                with warnings.catch_warnings():  # "less than 2 trials in a regime": the figure says enough
+                    warnings.simplefilter("ignore", UserWarning)
+                    fig = optuna.visualization.plot_param_importances(study)
                 parts.append(_figure(fig, f"importances {b.task}"))
                 figures += 1
             else:
