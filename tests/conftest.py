@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.spec import SearchSpec, TaskSpec
+from engine.storage.database import _engines
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STRATAGEM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -31,16 +33,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database created for one test module and dropped after it, so that modules do not
-    see each other's searches.
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database named ``<prefix>_<random>``, yield its URL, drop it after.
 
     Skips when the server is unreachable, unless ``STRATAGEM_REQUIRE_POSTGRES=1`` (CI sets it).
     """
     sqlalchemy = pytest.importorskip("sqlalchemy")
     admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"stratagem_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -53,8 +54,6 @@ def postgres_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        from engine.storage.database import _engines
-
         for write in (True, False):
             engine = _engines.pop((url, write), None)
             if engine is not None:
@@ -66,6 +65,14 @@ def postgres_url() -> Iterator[str]:
             )
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database created for one test module and dropped after it, so that modules do not
+    see each other's searches."""
+    with fresh_postgres_database("stratagem_test") as url:
+        yield url
 
 
 @pytest.fixture

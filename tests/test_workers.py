@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from engine.search import run
 from engine.search.trials import INTERRUPTED, STALE
 from engine.storage.optuna_adapter import open_optuna_storage
 from engine.vocabulary import FAILURE_ATTR, strategy_study_name
+from tests.conftest import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,34 +129,8 @@ def test_eight_workers_on_a_fresh_sqlite_file_run_exactly_n_trials(tmp_path: Pat
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A PostgreSQL database of its own, empty: workers race to create both schemas in it."""
-    from tests.conftest import POSTGRES_ADMIN_URL
-
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"stratagem_workers_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("STRATAGEM_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database("stratagem_workers") as url:
         yield url
-    finally:
-        from engine.storage.database import _engines
-
-        for write in (True, False):
-            engine = _engines.pop((url, write), None)
-            if engine is not None:
-                engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            )
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
 
 
 @pytest.mark.slow

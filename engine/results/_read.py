@@ -153,10 +153,9 @@ def tasks(*, storage: str | None = None) -> list[StoredTask]:
     Args:
         storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
     """
-    db = _open(storage)
-    if db is None:
-        return []
-    with db.session() as s:
+    with _reading(storage, None) as s:
+        if s is None:
+            return []
         used = reads.searches_by_task(s)
         return [
             StoredTask(
