@@ -14,6 +14,7 @@ __all__ = [
     "ATTR",
     "DONE_STATES",
     "FAILURE_ATTR",
+    "KIND_COMPETENCE",
     "KIND_CROSS_TASK",
     "KIND_META",
     "KIND_STRATEGIES",
@@ -23,6 +24,7 @@ __all__ = [
     "WARM_START_ATTR",
     "SearchStatus",
     "StudyKind",
+    "competence_study_name",
     "cross_task_study_name",
     "meta_study_name",
     "strategy_study_name",
@@ -37,7 +39,7 @@ WARM_START_ATTR: Final = "stratagem.warm_start"
 FAILURE_ATTR: Final = "stratagem.failure"
 """Trial user attribute holding why a failed trial failed (optuna-dashboard shows it; so does ``best``)."""
 
-StudyKind = Literal["task_exploration", "strategy_exploration", "cross_task", "meta"]
+StudyKind = Literal["task_exploration", "strategy_exploration", "cross_task", "meta", "competence"]
 KIND_TASKS: Final = "task_exploration"
 """The study named after a search: each trial is a visit to a task."""
 KIND_STRATEGIES: Final = "strategy_exploration"
@@ -47,6 +49,10 @@ KIND_CROSS_TASK: Final = "cross_task"
 
 KIND_META: Final = "meta"
 """The study ``<search>/meta`` of a meta-mode search: each trial meta-trains one meta-strategy on a family."""
+
+KIND_COMPETENCE: Final = "competence"
+"""The study ``<search>/competence`` of a meta-mode search: each trial scores the best θ on meta-test tasks
+drawn with other family parameters (task exploration at the meta level: the competence map)."""
 
 META_ARTIFACT_ATTR: Final = "stratagem.meta_artifact"
 """Meta-trial user attribute: the artifact id of its θ (safetensors), set when it was the best so far."""
@@ -71,3 +77,8 @@ def cross_task_study_name(search: str) -> str:
 def meta_study_name(search: str) -> str:
     """Name of the one Optuna study of a meta-mode search."""
     return f"{search}/meta"
+
+
+def competence_study_name(search: str) -> str:
+    """Name of the competence-map study of a meta-mode search."""
+    return f"{search}/competence"

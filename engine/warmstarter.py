@@ -4,7 +4,8 @@ The engine finds the history (:class:`Source` per other task, cross-task default
 and hands it to the warm starter named by the spec (``search.warm_start_method``) in a
 :class:`WarmStartContext`; the warm starter enqueues configurations into the study and returns a
 :class:`WarmStart`: the :class:`WarmStartRecord` stored on the study (and shown by ``stratagem best``)
-plus optional callbacks that go on enqueuing while the study runs. Built-ins: ``transfer`` and ``knn``
+plus optional callbacks that go on enqueuing while the study runs, and optionally a sampler wrapper that
+guides every later trial of the run. Built-ins: ``transfer`` (the default), ``guided`` and ``knn``
 (:mod:`plugins.warm_starters`).
 """
 
@@ -20,6 +21,7 @@ from engine.task import TaskInfo, TaskKind
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
     from optuna.trial import FrozenTrial
 
 __all__ = [
@@ -175,10 +177,19 @@ class WarmStartRecord:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """A warm starter's answer: the record to store, and callbacks for the study's ``optimize``."""
+    """A warm starter's answer: the record to store, callbacks, and a sampler wrapper.
+
+    Attributes:
+        record: What was done, stored on the study.
+        callbacks: Called after each finished trial of the run (as Optuna's ``optimize`` callbacks).
+        sampler: Given the study's own sampler (the spec's ``[sampler]``), returns the sampler for the
+            rest of the run, which may delegate to it. Applies to the worker that warm-started the study;
+            other workers and resumed runs use the spec's sampler alone.
+    """
 
     record: WarmStartRecord
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = field(default_factory=tuple)
+    sampler: Callable[[BaseSampler], BaseSampler] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,5 +236,6 @@ class WarmStarter(ABC):
         """Enqueue configurations into ``context.study`` and say what was done.
 
         Called once, before the study's first trial, only when the study is empty. Return a record with
-        ``used=False`` and a reason when the history gives nothing to use.
+        ``used=False`` and a reason when the history gives nothing to use. To guide every trial rather
+        than enqueue, return a :attr:`WarmStart.sampler` that wraps the study's sampler.
         """

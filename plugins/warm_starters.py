@@ -1,4 +1,11 @@
-"""Built-in warm starters: ``transfer`` (the default) and ``knn``.
+"""Built-in warm starters: ``transfer`` (the default), ``guided`` and ``knn``.
+
+``guided``: the first trial runs the zero-shot recommendation's first configuration (a portfolio
+covering the sources, ranked for the task by a model learned across them, :func:`engine.ranked_portfolio`);
+every later trial is chosen by :class:`engine.GuidedSampler`, which wraps the study's sampler: among that
+sampler's proposals and the sources' configurations, the one that the source surrogates plus the task's
+own surrogate, weighted as ``transfer`` weights them, score highest. The task's own model takes over as
+its trials accumulate, so the past keeps guiding the search for the whole budget without holding it back.
 
 ``knn``: auto-sklearn's meta-learning baseline. The best configuration of each of the
 ``ceil(n_trials / 2)`` nearest sources (by meta-features) is enqueued before the first trial.
@@ -31,12 +38,13 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 import engine
 from engine import (
     NEAR_DUPLICATE,
     Candidate,
+    GuidedSampler,
     Registry,
     SourceEnsemble,
     WarmStart,
@@ -44,14 +52,16 @@ from engine import (
     WarmStarter,
     WarmStartRecord,
     conform_params,
+    ranked_portfolio,
 )
 
-__all__ = ["KnnWarmStarter", "TransferWarmStarter"]
+__all__ = ["GuidedWarmStarter", "KnnWarmStarter", "TransferWarmStarter"]
 
 
 @engine.hookimpl
 def stratagem_register_warm_starters(registry: Registry[WarmStarter]) -> None:
     registry.add(TransferWarmStarter())
+    registry.add(GuidedWarmStarter())
     registry.add(KnnWarmStarter())
 
 
@@ -184,7 +194,12 @@ class _TransferCallback:
         self.finished += 1
         if not self.active or self.finished >= self.context.n_trials:
             return
-        done = study.get_trials(deepcopy=False, states=engine.DONE_STATES)
+        slots = study.get_trials(
+            deepcopy=False, states=(*engine.DONE_STATES, TrialState.RUNNING, TrialState.WAITING)
+        )
+        if len(slots) >= self.context.n_trials:  # every trial is done, running or queued: none left to guide
+            return
+        done = [t for t in slots if t.state in engine.DONE_STATES]
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         weights, target_weight, target_pred = self.ensemble.reweight(done, maximize)
         stop = None
@@ -218,3 +233,50 @@ class _TransferCallback:
         if stop is not None:
             self.active = False
         self.context.persist(self.record)
+
+
+class GuidedWarmStarter(WarmStarter):
+    """The transfer ensemble guides every trial: a sampler wrapper over the study's own sampler."""
+
+    name = "guided"
+    description = "source surrogates plus the task's own surrogate choose every trial among TPE's proposals"
+
+    def start(self, context: WarmStartContext) -> WarmStart:
+        ensemble = _ensemble(context, self.name, context.defaults)
+        if isinstance(ensemble, WarmStartRecord):
+            return WarmStart(ensemble)
+        first, _ = ranked_portfolio(ensemble, context.target.meta_features, top=1)
+        context.study.enqueue_trial(ensemble.candidates[first[0]].params, skip_if_exists=True)
+        kind = context.target.kind
+        record = WarmStartRecord(
+            used=True,
+            method=self.name,
+            reason=(
+                f"{len(ensemble.sources)} other {kind} task(s) with history choose every trial among the "
+                "sampler's proposals and their configurations, weighted by meta-feature similarity and, "
+                "once trials finish here, by how well they rank this task's trials"
+                if context.sources
+                else "no other task's studies; enqueued the cross-task default"
+            ),
+            sources=ensemble.summary(ensemble.prior),
+            enqueued=1,
+            candidates=len(ensemble.candidates),
+            target_weight=0.0,
+        )
+        state = {"record": record}
+
+        def on_choice(target_weight: float, _n: int) -> None:
+            if state["record"].target_weight != round(target_weight, 4):
+                state["record"] = dataclasses.replace(state["record"], target_weight=round(target_weight, 4))
+                context.persist(state["record"])
+
+        def wrap(base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+            return GuidedSampler(
+                base,
+                ensemble,
+                strategies=context.target.strategies,
+                updaters=context.target.updaters,
+                on_choice=on_choice,
+            )
+
+        return WarmStart(record, sampler=wrap)

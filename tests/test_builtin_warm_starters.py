@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from engine.plugin import PluginHost
 from engine.testing import WarmStarterContract
-from plugins.warm_starters import KnnWarmStarter, TransferWarmStarter
+from plugins.warm_starters import GuidedWarmStarter, KnnWarmStarter, TransferWarmStarter
+
+
+class TestGuided(WarmStarterContract):
+    warm_starter = GuidedWarmStarter()
 
 
 class TestTransfer(WarmStarterContract):
@@ -17,5 +21,5 @@ class TestKnn(WarmStarterContract):
 
 def test_the_built_ins_are_registered_through_the_hook() -> None:
     host = PluginHost.load(entry_points=False)
-    assert host.warm_starters.names() == ["transfer", "knn"]
+    assert host.warm_starters.names() == ["transfer", "guided", "knn"]
     assert host.warm_starters.plugin_of("knn") == "plugins.warm_starters"

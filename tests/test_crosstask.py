@@ -11,13 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from engine.search.task_scale import LOSS_RANGE, TaskScale, racing_order, representative_info, task_scale
-from engine.vocabulary import cross_task_study_name
-from engine.results import defaults
 from engine.errors import SpecError, UnknownNameError
+from engine.results import defaults
 from engine.search import SearchResult, run
+from engine.search.task_scale import LOSS_RANGE, TaskScale, racing_order, representative_info, task_scale
 from engine.spec import SearchSpec, TaskSpec
 from engine.task import Dataset
+from engine.vocabulary import cross_task_study_name
 from plugins.evaluators import R2, Accuracy, LogLoss, MeanSquaredError, RocAuc
 
 SMALL_TASKS = (

@@ -29,8 +29,8 @@ from engine.errors import DuplicateNameError
 from engine.plugin.host import BUILTIN_PLUGINS, LOAD_ENV, PluginHost
 from engine.results import best
 from engine.search import run
-from engine.vocabulary import strategy_study_name
 from engine.spec import SearchSpec, TaskSpec, load_spec, resolve
+from engine.vocabulary import strategy_study_name
 
 EXAMPLE_DIST = "stratagem-example-plugin"
 EXAMPLE_ENTRY_POINT = "example"

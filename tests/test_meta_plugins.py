@@ -5,12 +5,31 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from engine.meta import TaskFamily
 from engine.plugin import PluginHost
 from engine.testing import TaskFamilyContract
-from plugins.meta import Digits, Sinusoid
+from plugins.meta import CsvFamily, Digits, Sinusoid
+
+
+def _stores_csv() -> str:
+    """A CSV family's table: 10 stores of 12 rows, sales = store number x x1 + x2."""
+    rng = np.random.default_rng(0)
+    lines = ["store,x1,x2,sales"]
+    for t in range(10):
+        for x1, x2 in rng.normal(size=(12, 2)):
+            lines.append(f"s{t},{x1:.4f},{x2:.4f},{t * x1 + x2:.4f}")
+    path = Path(tempfile.mkdtemp(prefix="stratagem-csv-family-")) / "stores.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+CSV = _stores_csv()
 
 
 class TestSinusoid(TaskFamilyContract):
@@ -21,6 +40,18 @@ class TestSinusoid(TaskFamilyContract):
 class TestDigits(TaskFamilyContract):
     family: ClassVar[TaskFamily] = Digits(n_way=5, k_shot=1, k_query=5)
     bad_options: ClassVar[dict[str, Any]] = {"k_shot": 500, "n_way": 30, "train_classes": 40}
+
+
+class TestCsvFamily(TaskFamilyContract):
+    family: ClassVar[TaskFamily] = CsvFamily(CSV, task_column="store", target="sales", k_shot=3, k_query=3)
+    bad_options: ClassVar[dict[str, Any]] = {"task_column": "nope", "k_shot": 100, "kind": "ranking"}
+
+
+def test_families_declare_what_a_competence_map_may_explore() -> None:
+    assert set(Sinusoid().explorable()) == {"amplitude", "phase", "k_shot", "noise"}
+    digits = Digits(n_way=5, k_shot=1, k_query=5).explorable()
+    assert digits["n_way"].high == len(Digits().pool_classes("meta_test")) and digits["n_way"].integer
+    assert Sinusoid().explore({"amplitude": 3.0}).get_params()["amplitude"] == (3.0, 3.0)
 
 
 def test_the_host_registers_the_built_in_families_and_meta_strategies() -> None:

@@ -15,6 +15,7 @@ import engine
 from engine.errors import SpecError
 from engine.search import load_meta_search
 from engine.spec import SearchSpec
+from plugins.meta import Digits
 
 SPEC = {
     "search": {"name": "sin", "mode": "meta", "n_trials": 3, "seed": 0},
@@ -108,3 +109,48 @@ def test_bad_meta_specs_are_refused_naming_the_key(
     with pytest.raises(SpecError) as caught:
         engine.run(SearchSpec.from_dict({**SPEC, **change}), storage=f"sqlite:///{tmp_path / 'x.db'}")
     assert key in [k for k, _ in caught.value.problems], str(caught.value)
+
+
+DIGITS = {
+    "search": {"name": "dig", "mode": "meta", "n_trials": 1, "seed": 0},
+    "family": {"name": "digits", "n_way": 5, "k_shot": 1, "k_query": 5},
+    "meta": {
+        "strategies": ["protonet"],
+        "train_family": {"n_way": 20},
+        "iterations": 100,
+        "checkpoints": 2,
+        "meta_batch": [2],
+        "val_tasks": 50,
+        "test_tasks": 200,
+        "steps": [0],
+    },
+}
+
+
+def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained_self(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digits.db'}"
+    engine.run(SearchSpec.from_dict(DIGITS), storage=url)
+    strategy, model, info, best = load_meta_search("dig", storage=url)
+    assert strategy.name == "protonet" and strategy.network == "conv" and info.n_outputs == 20
+    family = Digits(n_way=5, k_shot=1, k_query=5)
+    untrained = strategy.build(family.info(), torch.Generator().manual_seed(1))
+    before = engine.evaluate_adaptation(strategy, untrained, family, steps=[0], n_tasks=200).at(0)
+    after = best.test[0]
+    again = engine.evaluate_adaptation(strategy, model, family, steps=[0], n_tasks=200).at(0)
+    assert again.mean == pytest.approx(after["mean"])  # the kept θ is the one that was scored
+    assert after["mean"] - after["ci95"] > before.mean + before.ci95, (after, before)
+    assert after["mean"] > 0.2 + 3 * after["ci95"]  # 5-way chance is 20%
+
+
+@pytest.mark.parametrize(
+    ("train_family", "key"),
+    [({"n_way": 30}, "meta.train_family.n_way"), ({"name": "sinusoid"}, "meta.train_family")],
+)
+def test_bad_training_families_are_refused_naming_the_key(
+    train_family: dict[str, object], key: str, tmp_path: Path
+) -> None:
+    spec = {**DIGITS, "meta": {**DIGITS["meta"], "train_family": train_family}}
+    with pytest.raises(SpecError) as caught:
+        engine.run(SearchSpec.from_dict(spec), storage=f"sqlite:///{tmp_path / 'x.db'}")
+    assert key in [k for k, _ in caught.value.problems], str(caught.value)
+    assert not (tmp_path / "x.db").exists()

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.task.metafeatures import FEATURE_NAMES, compute_meta_features, meta_feature_vector
 from engine.task import Dataset
+from engine.task.metafeatures import FEATURE_NAMES, compute_meta_features, meta_feature_vector
 from plugins.tasks import SklearnSource
 
 

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.cli import cli
+from engine.errors import SpecError
 from engine.results import best
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
 from engine.storage import Database, SearchRow
 from engine.storage.models import DefaultRow
-from engine.errors import SpecError
 from engine.storage.optuna_adapter import open_optuna_storage
 from engine.transfer.sources import rank_normalise
 from engine.transfer.surrogate import _ranking_wins
@@ -143,8 +143,8 @@ def test_warm_start_false_and_the_cli_flag_turn_it_off(storage: str, tmp_path: P
 def _warm(
     storage: str, method: str, strategies: tuple[str, ...], n_trials: int = 6
 ) -> tuple[optuna.Study, Any]:
-    from engine.task.metafeatures import compute_meta_features
     from engine.task import fingerprint
+    from engine.task.metafeatures import compute_meta_features
     from plugins.tasks import SyntheticSource
 
     dataset = SyntheticSource().load(SYNTH.options, Path.cwd())
@@ -354,7 +354,8 @@ def test_an_unknown_warm_starter_is_refused_before_anything_is_written(storage: 
     spec = _spec("nope", (SYNTH,), warm_start=True, warm_start_method="magic")
 
     with pytest.raises(
-        SpecError, match=r"search.warm_start_method: unknown warm starter 'magic'; registered: transfer, knn"
+        SpecError,
+        match=r"search.warm_start_method: unknown warm starter 'magic'; registered: transfer, guided, knn",
     ):
         run(spec, storage=storage)
 

@@ -22,11 +22,11 @@ from optuna.trial import TrialState
 from sqlalchemy import create_engine, text
 
 from engine.errors import SearchFailed
-from engine.results import best, searches
+from engine.results import best, defaults, searches
 from engine.search import run
 from engine.search.trials import INTERRUPTED, STALE
 from engine.storage.optuna_adapter import open_optuna_storage
-from engine.vocabulary import FAILURE_ATTR, strategy_study_name
+from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, strategy_study_name
 from tests.conftest import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,46 @@ def test_a_killed_workers_trial_is_failed_with_the_reason_and_run_again(tmp_path
     assert _states(url, "wine").count(TrialState.COMPLETE) == 2
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_replaced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    spec = _spec(tmp_path, 1)
+    first = _worker(spec, url)
+    _out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    # A worker that asked for a trial and died before its first heartbeat: a RUNNING trial with none.
+    study = optuna.load_study(
+        study_name=strategy_study_name("many", "iris"), storage=open_optuna_storage(url)
+    )
+    orphan = study.ask()
+    time.sleep(3.5)  # longer than the grace period (three 1 s heartbeats)
+
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(spec),
+            "--storage",
+            url,
+            "--no-progress",
+            "--n-trials",
+            "2",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "STRATAGEM_HEARTBEAT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    trials = study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs[FAILURE_ATTR] == STALE
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert TrialState.RUNNING not in [t.state for t in trials]
+
+
 @pytest.mark.slow
 def test_sigterm_fails_the_running_trial_and_marks_the_search_interrupted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'term.db'}"
@@ -280,3 +320,89 @@ def test_reading_an_optuna_only_file_keeps_its_journal_mode(tmp_path: Path) -> N
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
     engine.dispose()
+
+
+def _stratagem(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args, "--no-progress", "--json"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "STRATAGEM_HEARTBEAT": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _worker_joins_a_running_search(tmp_path: Path, url: str) -> None:
+    spec = _spec(tmp_path, 8)
+    starter = _stratagem("run", str(spec), "--storage", url, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not [s for s in searches(storage=url) if s.name == "many"]:
+        assert starter.poll() is None, starter.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    elsewhere = tmp_path / "elsewhere"  # another machine: no spec file, only the database URL
+    elsewhere.mkdir()
+    joiner = _stratagem("worker", "--search", "many", "--storage", url, cwd=elsewhere)
+    for proc in (starter, joiner):
+        _out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    for task in ("iris", "wine"):
+        states = _states(url, task)
+        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 8
+        assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    visits = optuna.load_study(study_name="many", storage=url).get_trials(deepcopy=False)
+    assert sum(v.user_attrs["stratagem"]["trials"] for v in visits) == 16  # no trial run twice
+    assert {b.task: b.n_trials for b in best(storage=url, search="many")} == {"iris": 8, "wine": 8}
+
+
+def test_stratagem_worker_joins_a_running_search_on_sqlite(tmp_path: Path) -> None:
+    _worker_joins_a_running_search(tmp_path, f"sqlite:///{tmp_path / 'join.db'}")
+
+
+@pytest.mark.postgres
+def test_stratagem_worker_joins_a_running_search_on_postgres(tmp_path: Path, fresh_postgres_url: str) -> None:
+    _worker_joins_a_running_search(tmp_path, fresh_postgres_url)
+
+
+def test_stratagem_worker_on_an_unknown_search_lists_the_stored_ones(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'known.db'}"
+    spec = _spec(tmp_path, 1)
+    first = _stratagem("run", str(spec), "--storage", url, cwd=tmp_path)
+    assert first.wait(timeout=600) == 0
+    before = _states(url, "iris")
+    lost = _stratagem("worker", "--search", "mnay", "--storage", url, cwd=tmp_path)
+    _out, err = lost.communicate(timeout=120)
+    assert lost.returncode != 0 and "Traceback" not in err
+    assert "no search named 'mnay'" in err and "'many'" in err
+    assert _states(url, "iris") == before
+    missing = _stratagem(
+        "worker", "--search", "many", "--storage", f"sqlite:///{tmp_path / 'nope.db'}", cwd=tmp_path
+    )
+    _out, err = missing.communicate(timeout=120)
+    assert missing.returncode != 0 and "no search named 'many'" in err and "Traceback" not in err
+    assert not (tmp_path / "nope.db").exists()
+
+
+@pytest.mark.slow
+def test_four_workers_on_a_cross_task_search_run_exactly_n_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cross.db'}"
+    spec = tmp_path / "cross.toml"
+    spec.write_text(
+        SPEC.format(n=6, plugins="[]", strategy="linear").replace(
+            "[search]\n", '[search]\nmode = "cross_task"\n'
+        )
+    )
+    procs = [_worker(spec, url, STRATAGEM_HEARTBEAT="5") for _ in range(4)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    study = optuna.load_study(study_name=cross_task_study_name("many"), storage=url)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 6
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}  # none failed, none run twice
+    (default,) = defaults(storage=url, search="many")
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    best_trial = min(complete, key=lambda t: t.value)  # the study minimises the mean normalised loss
+    assert default.trial == best_trial.number and default.loss == pytest.approx(best_trial.value)
+    assert default.n_trials == 6

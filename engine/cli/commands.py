@@ -12,7 +12,9 @@ inside a function here.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,9 +24,30 @@ from engine.plugin.host import PluginHost
 from engine.settings import mask_password, resolve_storage
 
 if TYPE_CHECKING:
+    from engine.search import SearchResult
     from engine.task import TaskKind
 
-__all__ = ["best", "plugins", "recommend", "run", "searches", "tasks"]
+__all__ = ["best", "plugins", "recommend", "run", "searches", "tasks", "worker"]
+
+
+def parallel_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--n-jobs`` and ``--dask``, shared by ``run`` and ``worker``."""
+    command = click.option(
+        "--n-jobs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Trials at once, on a local Dask cluster (per-task mode; needs stratagem[dask]). With --dask: "
+        "trials in flight (default: one per thread of the cluster).",
+    )(command)
+    command = click.option(
+        "--dask",
+        "dask_address",
+        default=None,
+        metavar="ADDRESS",
+        help="Run trials on the Dask scheduler at ADDRESS (tcp://host:8786); this process samples and "
+        "stores.",
+    )(command)
+    return command
 
 
 @cli.command()
@@ -36,6 +59,7 @@ __all__ = ["best", "plugins", "recommend", "run", "searches", "tasks"]
 @plugin_option
 @json_option
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@parallel_options
 @errors
 def run(
     spec: str,
@@ -46,6 +70,8 @@ def run(
     plugins: tuple[str, ...],
     as_json: bool,
     no_progress: bool,
+    n_jobs: int | None,
+    dask_address: str | None,
 ) -> None:
     """Run (or resume) the search described by the TOML file SPEC."""
     from engine.search import run as run_search  # Optuna and torch
@@ -61,14 +87,73 @@ def run(
                 warm_start=False if no_warm_start else None,
                 plugins=plugins,
                 progress=sink,
+                n_jobs=n_jobs,
+                dask=dask_address,
             )
         except KeyboardInterrupt:
-            click.echo(
-                f"\nInterrupted. Finished trials are stored in {mask_password(url)}; run the same command "
-                "again to resume.",
-                err=True,
+            _interrupted(url)
+    _show_result(result, storage, as_json)
+
+
+@cli.command()
+@click.option("--search", "search", required=True, help="The stored search to work on.")
+@storage_option
+@click.option(
+    "--dir",
+    "base_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Folder the spec's relative paths (local plugins, CSV files) resolve from. Default: here.",
+)
+@plugin_option
+@json_option
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@parallel_options
+@errors
+def worker(
+    search: str,
+    storage: str | None,
+    base_dir: str | None,
+    plugins: tuple[str, ...],
+    as_json: bool,
+    no_progress: bool,
+    n_jobs: int | None,
+    dask_address: str | None,
+) -> None:
+    """Join a stored search as one more worker, from any machine that reaches its database.
+
+    Reads the spec the search was started with from the storage and runs trials until every study has
+    its n_trials, claiming each trial so that no count overshoots, however many workers run.
+    """
+    from engine.search import join  # Optuna and torch
+
+    url = resolve_storage(storage)
+    with render.progress_bars(not (as_json or no_progress) and sys.stderr.isatty()) as sink:
+        try:
+            result = join(
+                search,
+                storage=url,
+                base_dir=Path(base_dir) if base_dir else None,
+                plugins=plugins,
+                progress=sink,
+                n_jobs=n_jobs,
+                dask=dask_address,
             )
-            sys.exit(130)
+        except KeyboardInterrupt:
+            _interrupted(url)
+    _show_result(result, storage, as_json)
+
+
+def _interrupted(url: str) -> None:
+    click.echo(
+        f"\nInterrupted. Finished trials are stored in {mask_password(url)}; run the same command "
+        "again to resume.",
+        err=True,
+    )
+    sys.exit(130)
+
+
+def _show_result(result: SearchResult, storage: str | None, as_json: bool) -> None:
     if as_json:
         render.print_json(result.to_dict())
         return

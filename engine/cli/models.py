@@ -18,7 +18,7 @@ from engine.settings import resolve_storage
 if TYPE_CHECKING:
     pass
 
-__all__ = ["adapt", "delete", "export", "predict", "report"]
+__all__ = ["adapt", "competence", "delete", "export", "predict", "report"]
 
 
 @cli.command()
@@ -188,3 +188,32 @@ def adapt(
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["prediction"])
         writer.writerows([p] for p in result.predictions)
+
+
+@cli.command()
+@click.option("--search", required=True, help="A meta-mode search whose spec has a [competence] table.")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Also draw the map to FILE.svg.")
+@storage_option
+@json_option
+@errors
+def competence(search: str, plot: str | None, storage: str | None, as_json: bool) -> None:
+    """Show where a meta-mode search's best meta-learner stays competent across its family's parameters.
+
+    Each point is one set of family parameters with the query score (mean ± 95% CI over meta-test
+    tasks) after adaptation. --plot writes an SVG image (opens in any browser or image viewer).
+    """
+    from engine.results import competence as competence_map  # SQLAlchemy, Optuna
+    from engine.results import plot_competence
+
+    cmap = competence_map(search=search, storage=storage)
+    if plot is not None:
+        try:
+            written = plot_competence(cmap, plot)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if as_json:
+        render.print_json(cmap.to_dict())
+    else:
+        render.competence_table(cmap)
+    if plot is not None:
+        click.echo(f"Wrote {written}", err=as_json)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "best_tables",
+    "competence_table",
     "config_cell",
     "failures_table",
     "fmt",
@@ -199,6 +200,36 @@ def meta_table(rows: Sequence[Any]) -> None:
         ],
         wrap=("strategy", "updater", "meta-test"),
     )
+
+
+def competence_table(cmap: Any) -> None:
+    """The points of a competence map (a :class:`~engine.results.CompetenceMap`), by trial."""
+    names, judged = list(cmap.parameters), cmap.threshold is not None
+    better = "higher" if cmap.higher_is_better else "lower"
+    title = (
+        f"Competence of {cmap.strategy} (θ of meta trial {cmap.theta_trial}) on "
+        f"{cmap.family.get('name', '')} tasks: query {cmap.metric} after {cmap.steps} steps, mean ± 95% CI "
+        f"({better} is better)"
+    )
+    if judged:
+        title += f"; competent: {cmap.metric} {'≥' if cmap.higher_is_better else '≤'} {fmt(cmap.threshold)}"
+    zero = [f"{cmap.metric} (0 steps)"] if cmap.steps else []  # θ itself, for comparison
+    columns = ["trial", *names, f"{cmap.metric} ({cmap.steps} steps)", *zero, "tasks"]
+    columns += ["competent"] if judged else []
+    rows = [
+        (
+            p.trial,
+            *(p.params.get(n) for n in names),
+            f"{fmt(p.mean)} ± {fmt(p.ci95)}",
+            *([p.zero_steps] if zero else []),
+            p.n_tasks,
+            *([("yes" if p.competent else "no")] if judged else []),
+        )
+        for p in cmap.points
+    ]
+    table(title, columns, rows)
+    if cmap.failed:
+        click.echo(f"{cmap.failed} point(s) failed; their reasons are in the study {cmap.study!r}.", err=True)
 
 
 def tasks_table(rows: Sequence[StoredTask]) -> None:

@@ -10,13 +10,20 @@ adaptation steps, and :func:`save_meta_learner` / :func:`load_meta_learner` keep
 
 from __future__ import annotations
 
-from engine.meta.evaluate import AdaptationCurve, AdaptationPoint, evaluate_adaptation, mean_ci95
+from engine.meta.evaluate import (
+    AdaptationCurve,
+    AdaptationPoint,
+    adaptation_scores,
+    evaluate_adaptation,
+    mean_ci95,
+)
 from engine.meta.family import (
     POOLS,
     Episode,
     EpisodeBatch,
     FamilyError,
     FamilyInfo,
+    ParameterBounds,
     Pool,
     TaskFamily,
     check_int,
@@ -51,9 +58,11 @@ __all__ = [
     "MetaModel",
     "MetaStrategy",
     "NetworkName",
+    "ParameterBounds",
     "Params",
     "Pool",
     "TaskFamily",
+    "adaptation_scores",
     "build_network",
     "check_int",
     "check_pool",

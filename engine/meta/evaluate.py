@@ -16,7 +16,14 @@ import torch
 from engine.meta.family import EpisodeBatch, FamilyError, Pool, TaskFamily, check_int
 from engine.meta.learner import MetaModel, MetaStrategy, task_metric
 
-__all__ = ["AdaptationCurve", "AdaptationPoint", "evaluate_adaptation", "mean_ci95", "task_scores"]
+__all__ = [
+    "AdaptationCurve",
+    "AdaptationPoint",
+    "adaptation_scores",
+    "evaluate_adaptation",
+    "mean_ci95",
+    "task_scores",
+]
 
 Metric = Literal["mse", "accuracy"]
 
@@ -115,11 +122,44 @@ def evaluate_adaptation(
         FamilyError: ``n_tasks`` or ``chunk`` is not a positive integer, or the family cannot draw
             the tasks.
     """
+    scores = adaptation_scores(
+        strategy,
+        model,
+        family,
+        steps=steps,
+        n_tasks=n_tasks,
+        pool=pool,
+        query_size=query_size,
+        seed=seed,
+        chunk=chunk,
+    )
+    points = []
+    for s, values in scores.items():
+        mean, ci = mean_ci95(values)
+        points.append(AdaptationPoint(s, mean, ci, len(values)))
+    metric: Metric = "mse" if family.info().kind == "regression" else "accuracy"
+    return AdaptationCurve(strategy.name, family.name, pool, metric, tuple(points))
+
+
+def adaptation_scores(
+    strategy: MetaStrategy,
+    model: MetaModel,
+    family: TaskFamily,
+    *,
+    steps: Sequence[int] = (0, 1, 10),
+    n_tasks: int = 600,
+    pool: Pool = "meta_test",
+    query_size: int | None = None,
+    seed: int = 0,
+    chunk: int = 100,
+) -> dict[int, torch.Tensor]:
+    """The per-task scores behind :func:`evaluate_adaptation` (same arguments, same tasks):
+    ``{steps: tensor of n_tasks scores}``, by increasing steps, to pool over several families."""
     n = check_int(family.name, "n_tasks", n_tasks)
     size = check_int(family.name, "chunk", chunk)
     if not steps or any(int(s) != s or s < 0 for s in steps):
         raise FamilyError(family.name, "steps", f"must be non-negative integers, got {list(steps)!r}")
-    info = family.info()
+    family.info()
     wanted = sorted(set(int(s) for s in steps))
     generator = torch.Generator().manual_seed(int(seed))
     scores: dict[int, list[torch.Tensor]] = {s: [] for s in wanted}
@@ -129,9 +169,4 @@ def evaluate_adaptation(
         for s, values in task_scores(strategy, model, batch, wanted).items():
             scores[s].append(values)
         done += len(batch)
-    points = []
-    for s in wanted:
-        mean, ci = mean_ci95(torch.cat(scores[s]))
-        points.append(AdaptationPoint(s, mean, ci, n))
-    metric: Metric = "mse" if info.kind == "regression" else "accuracy"
-    return AdaptationCurve(strategy.name, family.name, pool, metric, tuple(points))
+    return {s: torch.cat(scores[s]) for s in wanted}

@@ -8,9 +8,11 @@ every draw is reproducible. Families follow the same hyperparameter contract as 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from engine.configurable import Configurable
 from engine.errors import TaskDataError
@@ -25,6 +27,7 @@ __all__ = [
     "EpisodeBatch",
     "FamilyError",
     "FamilyInfo",
+    "ParameterBounds",
     "Pool",
     "TaskFamily",
     "check_int",
@@ -67,6 +70,45 @@ class FamilyInfo:
     kind: TaskKind
     input_shape: tuple[int, ...]
     n_outputs: int
+
+
+@dataclass(frozen=True)
+class ParameterBounds:
+    """An option of a family that a competence map may explore, with the values the family accepts.
+
+    Attributes:
+        low: Smallest accepted value.
+        high: Largest accepted value (both inclusive, finite).
+        integer: Values are integers (``k_shot``, ``n_way``).
+        log: A sampler should spread values on a log scale (needs ``low > 0``).
+        description: What a value means, for listings and messages.
+    """
+
+    low: float
+    high: float
+    integer: bool = False
+    log: bool = False
+    description: str = ""
+
+    def check(self, family: str, key: str, value: object) -> float | int:
+        """``value`` if it lies within the bounds (an integer where one is wanted); else raise
+        :class:`FamilyError` naming ``key``."""
+        kind = "an integer" if self.integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise FamilyError(
+                family, key, f"must be {kind} from {self.low:g} to {self.high:g}, got {value!r}"
+            )
+        if self.integer and int(value) != value:
+            raise FamilyError(
+                family, key, f"must be an integer from {self.low:g} to {self.high:g}, got {value!r}"
+            )
+        if not self.low <= value <= self.high:
+            raise FamilyError(
+                family,
+                key,
+                f"{value!r} is outside the values the family accepts, {self.low:g} to {self.high:g}",
+            )
+        return int(value) if self.integer else float(value)
 
 
 @dataclass(frozen=True)
@@ -178,6 +220,36 @@ class TaskFamily(Configurable, ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+
+    def explorable(self) -> dict[str, ParameterBounds]:
+        """The options a competence map may explore, each with the values the family accepts.
+
+        Each is one number per task distribution (a range option such as the sinusoid's amplitude is
+        explored as a single value, see :meth:`explored_options`). Bounds may depend on the other
+        options (``n_way`` up to the meta-test pool's classes). None by default.
+        """
+        return {}
+
+    def explored_options(self, values: Mapping[str, float | int]) -> dict[str, Any]:
+        """The family options that give explored ``values`` (checked already); override to map a value
+        onto an option of another shape, e.g. an amplitude ``a`` onto the range ``(a, a)``."""
+        return dict(values)
+
+    def explore(self, values: Mapping[str, Any]) -> TaskFamily:
+        """A copy of the family with the explored options set to ``values``, the other options kept.
+
+        Raises:
+            FamilyError: A name is not explorable, or a value is outside its :meth:`explorable`
+                bounds; the error names the option.
+        """
+        bounds = self.explorable()
+        checked: dict[str, float | int] = {}
+        for key, value in values.items():
+            if key not in bounds:
+                known = ", ".join(bounds) or "none"
+                raise FamilyError(self.name, key, f"is not an explorable option; explorable: {known}")
+            checked[key] = bounds[key].check(self.name, key, value)
+        return type(self)(**{**self.get_params(), **self.explored_options(checked)})
 
     @abstractmethod
     def info(self) -> FamilyInfo:

@@ -114,6 +114,25 @@ class MetaStrategy(Configurable, ABC):
                 f"{info.name!r}; pick another strategy"
             )
 
+    def cannot_adapt(self, trained: FamilyInfo, info: FamilyInfo) -> str | None:
+        """Why θ built for ``trained`` cannot adapt to tasks shaped as ``info`` (``None`` if it can).
+
+        By default θ needs the same kind and input shape, and a classification head at least as wide
+        as the new tasks' classes (labels ``0..n_way-1`` fit a wider head). A strategy without a head
+        (prototypes) overrides this.
+        """
+        if (info.kind, info.input_shape) != (trained.kind, trained.input_shape):
+            return (
+                f"θ of {self.name!r} was built for {trained.kind} inputs of shape {trained.input_shape}, "
+                f"not {info.kind} inputs of shape {info.input_shape}"
+            )
+        if info.n_outputs > trained.n_outputs:
+            return (
+                f"θ of {self.name!r} has a {trained.n_outputs}-way head; {info.n_outputs}-way tasks need a "
+                "strategy without a fixed head (protonet) or a narrower range"
+            )
+        return None
+
     @abstractmethod
     def build(self, info: FamilyInfo, generator: torch.Generator | None = None) -> MetaModel:
         """A freshly initialised θ for ``info``'s family, seeded by ``generator``."""

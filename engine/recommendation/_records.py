@@ -60,7 +60,8 @@ class Recommended(HasConfiguration):
     Attributes:
         rank: 1 for the best recommendation.
         config: The strategy and updater with their hyperparameters.
-        score: Predicted rank score in [0, 1], the similarity-weighted mean of ``predicted_rank``.
+        score: Its predicted rank-normalised value on the task (1 = best), by the model learned across
+            the stored tasks (:func:`engine.transfer.portfolio.learned_ranking`).
         origin: Where the configuration was tried (study and trial number, or a cross-task search).
         evidence: The most similar neighbours' view of it, nearest first.
     """

@@ -1,4 +1,9 @@
-"""Scoring stored configurations for a task described by its meta-features, before any trial on it."""
+"""Scoring stored configurations for a task described by its meta-features, before any trial on it.
+
+The answer starts with a portfolio chosen to cover the stored tasks, ordered for this task by a model
+learned across them (:mod:`engine.transfer.portfolio`); each configuration comes with the evidence of
+the nearest stored tasks.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from engine.storage import Database, reads
 from engine.task import Dataset, TaskKind
 from engine.task.metafeatures import compute_meta_features
 from engine.transfer.history import load_history
+from engine.transfer.portfolio import ranked_portfolio
 from engine.transfer.surrogate import SourceEnsemble
 
 __all__ = ["EVIDENCE_PER_CONFIG", "recommend", "recommend_for_features"]
@@ -98,11 +104,11 @@ def recommend_for_features(
             f"updaters {list(updaters or [])}; widen the selection or run a search with them first"
         )
     weights = ensemble.prior
-    scores = ensemble.scores(weights)
+    order, scores = ranked_portfolio(ensemble, meta_features, top)
     tried = [{_params_key(t.params): t for t in src.trials if t.complete} for src in ensemble.sources]
     nearest = sorted(range(len(ensemble.sources)), key=lambda i: float(ensemble.distances[i]))
     configs = []
-    for rank, c in enumerate(ensemble.pick(scores, [], top=top), start=1):
+    for rank, c in enumerate(order, start=1):
         cand = ensemble.candidates[c]
         key = _params_key(cand.params)
         evidence = []

@@ -14,7 +14,9 @@ The queries are in :mod:`engine.storage.reads`; ``_read`` shapes their rows into
 
 from __future__ import annotations
 
+from engine.results._competence import CompetenceMap, CompetencePoint, competence
 from engine.results._meta import BestMeta, meta_best
+from engine.results._plot import competence_svg, plot_competence
 from engine.results._read import best, best_report, defaults, failures, searches, tasks
 from engine.results._records import (
     BestDefault,
@@ -31,15 +33,20 @@ __all__ = [
     "BestMeta",
     "BestReport",
     "BestStrategy",
+    "CompetenceMap",
+    "CompetencePoint",
     "HasConfiguration",
     "SearchSummary",
     "StoredTask",
     "TrialFailures",
     "best",
     "best_report",
+    "competence",
+    "competence_svg",
     "defaults",
     "failures",
     "meta_best",
+    "plot_competence",
     "searches",
     "tasks",
 ]

@@ -26,7 +26,7 @@ from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
 from engine.trained import open_store, resolve_artifacts
 
-__all__ = ["AdaptedTask", "adapt", "load_meta_search"]
+__all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -65,24 +65,46 @@ def load_meta_search(
     if not found:
         raise StratagemError(f"search {search!r} has no finished meta-mode trial; run a meta-mode spec first")
     best = found[0]
-    location = best.artifacts or resolve_artifacts(resolve_storage(storage))
-    if best.artifact_id is None or location is None:
-        raise StratagemError(
-            f"search {search!r} kept no θ for its best trial {best.trial}: give it an artifact directory "
-            "(search.artifacts or $STRATAGEM_ARTIFACTS) and run it again"
-        )
     host = PluginHost.load(tuple(plugins))
     classes = {r.name: r.item for r in host.meta_strategies.registrations()}
+    strategy, model, info = load_theta(best, classes, resolve_storage(storage))
+    return strategy, model, info, best
+
+
+def load_theta(
+    best: BestMeta, classes: Mapping[str, type[MetaStrategy]], storage: str
+) -> tuple[MetaStrategy, MetaModel, FamilyInfo]:
+    """Download the θ kept for ``best`` (safetensors) and rebuild it with the meta-strategy ``classes``.
+
+    Args:
+        best: The best meta trial of a search.
+        classes: Meta-strategy classes by name.
+        storage: The resolved storage URL (for the default artifact directory).
+
+    Raises:
+        StratagemError: No θ was kept, or its meta-strategy is not among ``classes``.
+    """
+    location = best.artifacts or resolve_artifacts(storage)
+    if best.artifact_id is None or location is None:
+        raise StratagemError(
+            f"search {best.search!r} kept no θ for its best trial {best.trial}: give it an artifact "
+            "directory (search.artifacts or $STRATAGEM_ARTIFACTS) and run it again"
+        )
     with tempfile.TemporaryDirectory(prefix="stratagem-adapt-") as tmp:
         path = Path(tmp) / "meta_learner.safetensors"
         download_artifact(
             artifact_store=open_store(location), artifact_id=best.artifact_id, file_path=str(path)
         )
         try:
-            strategy, model, info = load_meta_learner(path, classes)
+            return load_meta_learner(path, classes)
         except ValueError as exc:
             raise StratagemError(str(exc)) from None
-    return strategy, model, info, best
+
+
+def best_steps(best: BestMeta) -> int:
+    """The adaptation step count with the best meta-test score of ``best`` (0 without a curve)."""
+    better = max if best.metric == "accuracy" else min
+    return int(better(best.test, key=lambda p: p["mean"])["steps"]) if best.test else 0
 
 
 def adapt(
@@ -118,8 +140,7 @@ def adapt(
         X, y = _arrays(support, target, info, "support")
     q = X if query is None else _query(query, target, info)
     if steps is None:
-        better = max if best.metric == "accuracy" else min
-        steps = int(better(best.test, key=lambda p: p["mean"])["steps"]) if best.test else 0
+        steps = best_steps(best)
     if info.kind == "classification":
         labels = sorted(set(y.tolist()), key=str)
         if len(labels) > info.n_outputs:

@@ -267,6 +267,7 @@ def explore_cross_task(
                     n_trials=spec.n_trials,
                     limit=spec.n_trials,
                     timeout=left,
+                    trial_timeout=spec.trial_timeout,
                     on_told=lambda trial: _record(recorder, study, trial, progress),
                 )
                 ran, failures = ran + run.attempts, failures + len(run.failures)

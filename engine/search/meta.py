@@ -25,6 +25,7 @@ from optuna.artifacts import upload_artifact
 
 from engine.errors import SpecError
 from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_problem, save_meta_learner
+from engine.search.competence import check_competence_resumable, explore_competence
 from engine.search.progress import ProgressSink
 from engine.search.trials import run_trials, wait_a_moment
 from engine.spec import Plan
@@ -34,14 +35,21 @@ from engine.trained import open_store, resolve_artifacts
 from engine.updater import Updater
 from engine.vocabulary import ATTR, KIND_META, META_ARTIFACT_ATTR, meta_study_name
 
-__all__ = ["MetaObjective", "check_meta_resumable", "explore_meta", "suggest_meta_strategy"]
+__all__ = [
+    "MetaObjective",
+    "check_meta_resumable",
+    "explore_meta",
+    "suggest_meta_strategy",
+    "training_family",
+]
 
 WIDTHS = (20, 40, 64)
 """Hidden widths the sampler chooses from (every hidden layer gets the same width)."""
 
 
 def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
-    """Refuse, before writing anything, to resume a meta study with another family or other choices."""
+    """Refuse, before writing anything, to resume a meta study with another family or other choices
+    (or a competence map that cannot run or resume: :func:`check_competence_resumable`)."""
     name = meta_study_name(plan.spec.name)
     old: dict[str, Any] = next(
         (s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies() if s.study_name == name), {}
@@ -61,12 +69,14 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
                 source=plan.spec.source,
                 key="family" if key == "family" else f"meta.{key}",
             )
+    check_competence_resumable(plan, storage)
 
 
 def explore_meta(
     plan: Plan, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
 ) -> int:
-    """Run the meta study until it has ``n_trials`` finished trials (over every worker); return trials run."""
+    """Run the meta study until it has ``n_trials`` finished trials (over every worker), then the
+    competence map of its best θ if the spec asks for one; return the trials run."""
     spec, family = plan.spec, plan.family
     assert family is not None, "a meta-mode plan has a family"
     kind = family.info().kind
@@ -103,6 +113,7 @@ def explore_meta(
             n_trials=spec.n_trials,
             limit=spec.n_trials,
             timeout=spec.timeout,
+            trial_timeout=spec.trial_timeout,
             on_told=lambda _t: progress.trial_finished(name),
         )
         trials_run += run.attempts
@@ -112,7 +123,16 @@ def explore_meta(
         if run.status == "wait" and run.attempts == 0:
             wait_a_moment()
     progress.task_finished(name)
-    return trials_run
+    return trials_run + explore_competence(plan, db, storage, progress)
+
+
+def training_family(plan: Plan) -> TaskFamily:
+    """The family of meta-training episodes: ``[family]`` with ``[meta] train_family``'s options over
+    it (say 20-way episodes for a 5-way family); validation and test tasks keep ``[family]``."""
+    family = plan.family
+    assert family is not None, "a meta-mode plan has a family"
+    extra = plan.spec.meta.train_family
+    return type(family)(**{**family.get_params(), **extra}) if extra else family
 
 
 def suggest_meta_strategy(trial: Any, cls: type[MetaStrategy]) -> dict[str, Any]:
@@ -166,11 +186,13 @@ class MetaObjective:
         strategy = strategies[name](**suggest_meta_strategy(PrefixedTrial(trial, name), strategies[name]))
         seed = trial_seed(spec.seed, "meta", trial.number)
         torch.manual_seed(seed)
-        model = strategy.build(family.info(), torch.Generator().manual_seed(seed))
+        trainer = training_family(self.plan) if strategy.meta_trained else family
+        built_for = trainer.info()  # θ's shape: a head as wide as the training episodes' classes
+        model = strategy.build(built_for, torch.Generator().manual_seed(seed))
         record: dict[str, Any] = {"strategy": name, "strategy_params": _jsonable(strategy.get_params())}
         val_steps = int(getattr(strategy, "inner_steps", 0))
         if strategy.meta_trained:
-            value = self._train(trial, strategy, family, model, updaters, record)
+            value = self._train(trial, strategy, trainer, model, updaters, record)
         else:
             curve = evaluate_adaptation(
                 strategy,
@@ -192,7 +214,7 @@ class MetaObjective:
         if self.location is not None and self._improves(value):
             with tempfile.TemporaryDirectory(prefix="stratagem-meta-") as tmp:
                 path = Path(tmp) / "meta_learner.safetensors"
-                save_meta_learner(path, strategy, model, family.info())
+                save_meta_learner(path, strategy, model, built_for)
                 artifact_id = upload_artifact(
                     artifact_store=open_store(self.location), file_path=str(path), study_or_trial=trial
                 )
@@ -218,6 +240,7 @@ class MetaObjective:
             draws_per_epoch=max(1, meta.iterations // meta.checkpoints),
             val_tasks=meta.val_tasks,
             seed=self.plan.spec.seed,
+            val_family=self.plan.family,
         )
         fixed = {"epochs": meta.checkpoints, "iterations": meta.iterations, "batch_size": None}
         params = updaters[u_name].suggest(_BudgetTrial(PrefixedTrial(trial, u_name), fixed), problem.info)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ from engine.transfer.warmstart import store_record
 from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
 from engine.warmstarter import WarmStartRecord, WarmTarget
 
-__all__ = ["explore_per_task"]
+__all__ = ["Visit", "explore_per_task", "open_studies"]
 
 
 def explore_per_task(
@@ -45,18 +45,7 @@ def explore_per_task(
 ) -> int:
     """Visit tasks round-robin until each has ``n_trials`` finished strategy trials; return trials run."""
     spec = plan.spec
-    with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create them once
-        task_study = optuna.create_study(
-            storage=storage,
-            study_name=spec.name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.RandomSampler(seed=spec.seed),
-        )
-        _set_study_attrs(
-            task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]}
-        )
-        studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
+    task_study, studies = open_studies(plan, db, storage, tasks)
     keys = [t.key for t in tasks]
     failures = {t.key: 0 for t in tasks}
     open_tasks = list(tasks)
@@ -64,7 +53,7 @@ def explore_per_task(
     while open_tasks:
         waiting = moved = False
         for task in list(open_tasks):
-            visit = _Visit(plan, host, db, storage, task_study, studies[task.key], task, progress)
+            visit = Visit(plan, host, db, storage, task_study, studies[task.key], task, progress)
             run = visit.run(keys, spec.trials_per_visit or spec.n_trials)
             trials_run += run.attempts
             failures[task.key] += len(run.failures)
@@ -79,8 +68,32 @@ def explore_per_task(
     return trials_run
 
 
-class _Visit:
-    """One task-exploration trial: ``n`` strategy trials on one task, then its competence."""
+def open_studies(
+    plan: Plan, db: Database, storage: optuna.storages.BaseStorage, tasks: list[SearchTask]
+) -> tuple[optuna.Study, dict[str, optuna.Study]]:
+    """Create (or load) the task-exploration study and one strategy study per task, once over workers."""
+    spec = plan.spec
+    with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create them once
+        task_study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.RandomSampler(seed=spec.seed),
+        )
+        _set_study_attrs(
+            task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]}
+        )
+        studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
+    return task_study, studies
+
+
+class Visit:
+    """One task-exploration trial: ``n`` strategy trials on one task, then its competence.
+
+    :mod:`engine.search.parallel` uses its parts (objective, keeper, warm start, record) for a visit
+    whose trials run on Dask workers.
+    """
 
     def __init__(
         self,
@@ -96,10 +109,11 @@ class _Visit:
         self.plan, self.host, self.db, self.storage = plan, host, db, storage
         self.task_study, self.study, self.task, self.progress = task_study, study, task, progress
 
-    def run(self, keys: list[str], n: int) -> TrialsRun:
-        spec, task, study = self.plan.spec, self.task, self.study
+    def objective(self, plugin_of: Callable[[str, str], str] | None = None) -> StrategyObjective:
+        """The task's strategy objective; ``plugin_of`` names plugins in errors (default: the host)."""
+        spec, task = self.plan.spec, self.task
         resolved = task.resolved
-        objective = StrategyObjective(
+        return StrategyObjective(
             task_key=task.key,
             dataset=resolved.dataset,
             split=task.split,
@@ -110,14 +124,21 @@ class _Visit:
             validation=spec.evaluation.validation,
             folds=spec.evaluation.folds,
             device=resolve_device(spec.device),
-            plugin_of=lambda kind, name: (
-                self.host.strategies if kind == "strategy" else self.host.updaters
-            ).plugin_of(name),
+            plugin_of=plugin_of
+            or (
+                lambda kind, name: (
+                    self.host.strategies if kind == "strategy" else self.host.updaters
+                ).plugin_of(name)
+            ),
         )
+
+    def run(self, keys: list[str], n: int) -> TrialsRun:
+        spec, task, study = self.plan.spec, self.task, self.study
+        objective = self.objective()
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         recorder = StrategyRecorder(self.db, task.search_task_id, maximize)
         observed = _ObservedObjective(
-            objective, recorder, study, lambda: self.progress.trial_finished(task.key), self._keeper()
+            objective, recorder, study, lambda: self.progress.trial_finished(task.key), self.keeper()
         )
         recorder.repair(study)  # a worker killed between a trial and the best row left it behind
         self.progress.task_started(task.key, n)
@@ -129,14 +150,22 @@ class _Visit:
                 n_trials=spec.n_trials,
                 limit=n,
                 timeout=spec.timeout,
-                prepare=lambda: self._warm_start(n),
+                trial_timeout=spec.trial_timeout,
+                prepare=lambda: self.warm_start(n),
                 on_told=lambda _trial: observed.flush(),
             )
         finally:
             observed.flush()
             self.progress.task_finished(task.key)
+        self.record(keys, run, recorder)
+        return run
+
+    def record(self, keys: list[str], run: TrialsRun, recorder: StrategyRecorder) -> None:
+        """Store the visit (if it ran any trial) in the task-exploration study, with its competence."""
+        task, study = self.task, self.study
+        resolved = task.resolved
         if run.attempts == 0:
-            return run
+            return
         recorder.finish(study)
         best = recorder.best_value
         record = {
@@ -159,9 +188,8 @@ class _Visit:
                 user_attrs=attrs,
             )
         )
-        return run
 
-    def _keeper(self) -> ModelKeeper | None:
+    def keeper(self) -> ModelKeeper | None:
         """Keeps the task's best trained model (or every one), if an artifact directory is configured."""
         spec, task = self.plan.spec, self.task
         location = resolve_artifacts(self.db.url, spec.base_dir / spec.artifacts if spec.artifacts else None)
@@ -184,7 +212,7 @@ class _Visit:
             plugin_of=self.host.strategies.plugin_of,
         )
 
-    def _warm_start(self, n_trials: int) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
+    def warm_start(self, n_trials: int) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
         """Seed the new strategy study from other tasks' history; record what was used and why."""
         plan, task = self.plan, self.task
         resolved = task.resolved

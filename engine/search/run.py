@@ -31,6 +31,7 @@ from engine.results import defaults as query_defaults
 from engine.results import meta_best as query_meta_best
 from engine.search.cross_task import explore_cross_task
 from engine.search.meta import check_meta_resumable, explore_meta
+from engine.search.parallel import check_parallel, explore_per_task_parallel
 from engine.search.per_task import explore_per_task
 from engine.search.progress import ProgressSink
 from engine.search.register import check_resumable, register
@@ -79,6 +80,8 @@ def run(
     warm_start: bool | None = None,
     plugins: tuple[str, ...] = (),
     progress: ProgressSink | None = None,
+    n_jobs: int | None = None,
+    dask: str | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and return the best strategy per task.
 
@@ -90,6 +93,11 @@ def run(
         warm_start: Overrides ``search.warm_start``.
         plugins: Extra local plugin modules, added to ``search.plugins``.
         progress: Receives progress events.
+        n_jobs: Trials run at once, on a local Dask cluster when above 1 (per-task mode; see
+            :mod:`engine.search.parallel`). With ``dask``: trials in flight, by default one per
+            thread of the cluster.
+        dask: Address of a Dask scheduler whose workers run the trials; the driver (this process)
+            keeps the samplers and the database.
 
     Raises:
         SpecError: The spec is invalid (nothing has been written then).
@@ -107,6 +115,9 @@ def run(
     for problem in host.problems:
         log.warning("plugin %s was not loaded: %s", problem.plugin, problem.message)
     plan = resolve(spec, host)
+    parallel = (n_jobs or 1) > 1 or dask is not None
+    if parallel or n_jobs is not None:
+        check_parallel(plan, storage, n_jobs)
     db = Database(storage)
     started = time.perf_counter()
     optuna_storage = open_optuna_storage(db.url)
@@ -122,6 +133,10 @@ def run(
                 trials_run = explore_meta(plan, db, optuna_storage, sink)
             elif spec.mode == "cross_task":
                 trials_run = explore_cross_task(plan, host, db, optuna_storage, tasks, search_id, sink)
+            elif parallel:
+                trials_run = explore_per_task_parallel(
+                    plan, host, db, optuna_storage, tasks, sink, n_jobs=n_jobs, address=dask
+                )
             else:
                 trials_run = explore_per_task(plan, host, db, optuna_storage, tasks, sink)
         best = query_best(storage=db.url, search=spec.name)

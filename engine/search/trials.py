@@ -10,7 +10,8 @@ worker to claim after the grace period fails it with the reason and runs one in 
 ends with exactly ``n_trials`` finished trials, however many workers ran it and whatever killed them.
 
 A failed trial keeps why in its user attribute :data:`~engine.vocabulary.FAILURE_ATTR`; a non-finite
-value is a failure, never a result.
+value is a failure, never a result, and so is a trial that runs past ``trial_timeout``
+(:mod:`engine.search.deadline`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,22 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.errors import StratagemError
+from engine.search.deadline import TrialTimedOut, trial_deadline
 from engine.settings import heartbeat_interval
 from engine.storage import Database
 from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials
 from engine.study import TrialFailed
 from engine.vocabulary import DONE_STATES, FAILURE_ATTR
 
-__all__ = ["INTERRUPTED", "STALE", "RunStatus", "TrialsRun", "run_trials", "wait_a_moment"]
+__all__ = [
+    "INTERRUPTED",
+    "STALE",
+    "RunStatus",
+    "TrialsRun",
+    "failure_reason",
+    "run_trials",
+    "wait_a_moment",
+]
 
 log = logging.getLogger("stratagem")
 
@@ -74,6 +84,7 @@ def run_trials(
     n_trials: int,
     limit: int,
     timeout: float | None = None,
+    trial_timeout: float | None = None,
     prepare: Callable[[], Sequence[Callback]] | None = None,
     on_told: Callable[[FrozenTrial], None] | None = None,
 ) -> TrialsRun:
@@ -86,6 +97,7 @@ def run_trials(
         n_trials: Finished (complete or pruned) trials the study wants in all, over every worker.
         limit: Most trials this call runs (finished or failed).
         timeout: Seconds after which this call starts no new trial.
+        trial_timeout: Seconds after which a running trial is stopped and failed.
         prepare: Called under the claim lock when the study has no trial yet (warm start); returns
             callbacks to call after each trial this call tells.
         on_told: Called with each trial this call told, after Optuna stored it.
@@ -101,15 +113,17 @@ def run_trials(
             out.status = "timeout"
             return out
         with db.lock(f"stratagem.claim:{study.study_name}"):
-            fail_stale_trials(study, STALE)
             slots = study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
+            running = [t for t in slots if t.state == TrialState.RUNNING]
+            if running and fail_stale_trials(study, STALE, running):
+                slots = study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
             if sum(t.state in DONE_STATES for t in slots) >= n_trials:
                 out.status = "done"
                 return out
             if len(slots) >= n_trials:
                 out.status = "wait"
                 return out
-            if prepare is not None and not study.get_trials(deepcopy=False):
+            if prepare is not None and not slots and not study.get_trials(deepcopy=False):
                 callbacks.extend(prepare())
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize": we beat
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
@@ -117,7 +131,7 @@ def run_trials(
             beat = Heartbeat(study, trial)
             beat.start()
         try:
-            frozen, reason = _run_one(study, trial, objective)
+            frozen, reason = _run_one(study, trial, objective, trial_timeout)
         finally:
             beat.stop()
         if reason is not None:
@@ -134,24 +148,31 @@ def run_trials(
 
 
 def _run_one(
-    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
+    study: optuna.Study,
+    trial: optuna.Trial,
+    objective: Callable[[optuna.Trial], float],
+    trial_timeout: float | None = None,
 ) -> tuple[FrozenTrial | None, str | None]:
     """Run and tell one trial: return it as stored (``None``: another worker failed it), and why it failed."""
     try:
-        value = objective(trial)
+        with trial_deadline(trial_timeout):
+            value = objective(trial)
+    except TrialTimedOut as exc:
+        return _fail(study, trial, str(exc) or f"the trial ran longer than {trial_timeout:g} s")
     except optuna.TrialPruned:
         return _tell(study, trial, TrialState.PRUNED), None
     except (KeyboardInterrupt, SystemExit):
         _fail(study, trial, INTERRUPTED)
         raise
     except Exception as exc:
-        return _fail(study, trial, _reason(exc))
+        return _fail(study, trial, failure_reason(exc))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return _fail(study, trial, f"the objective's value is {value!r}, not a finite number")
     return _tell(study, trial, TrialState.COMPLETE, float(value)), None
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """Why a trial failed, for its stored reason: our errors as they read, others with their type."""
     if isinstance(exc, TrialFailed | StratagemError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -42,6 +42,7 @@ SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "seed": (int, lambda v: v >= 0, "must be a non-negative integer"),
     "n_trials": (int, lambda v: v >= 1, "must be a positive integer"),
     "timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),
+    "trial_timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),
     "strategies": (list, lambda v: bool(v) and _str_list(v), "must be a non-empty list of strategy names"),
     "updaters": (list, lambda v: bool(v) and _str_list(v), "must be a non-empty list of updater names"),
     "plugins": (list, _str_list, "must be a list of module paths or .py files"),
@@ -93,6 +94,12 @@ META_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "val_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
     "test_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
     "steps": (list, _int_list, "must be a non-empty list of non-negative integers"),
+    "train_family": (
+        dict,
+        lambda v: bool(v) and "name" not in v,
+        "must be a table of [family] options that meta-training episodes use instead, such as "
+        "{ n_way = 20 } (the family's name cannot change)",
+    ),
 }
 """The ``[meta]`` table of a meta-mode spec: key -> (types, check, hint)."""
 

@@ -7,6 +7,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     seed = 0
     n_trials = 20              # strategy trials per task
     timeout = 120              # seconds per task visit (optional)
+    trial_timeout = 60         # seconds per trial; a trial running longer is stopped and failed (optional)
     strategies = ["linear", "mlp"]               # default: every registered one that fits the task
     updaters = ["gradient_descent", "random_search"]
     plugins = ["my_plugins.py"]                  # local plugin modules or files
@@ -14,7 +15,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     threads = 1                # torch threads per worker (0: torch's default)
     trials_per_visit = 0       # 0: each task gets all its trials in one visit
     warm_start = true          # seed new strategy studies from other tasks' history
-    warm_start_method = "transfer"  # or "knn" (default: $STRATAGEM_WARM_START, else "transfer")
+    warm_start_method = "transfer"  # or "guided", "knn" (default: $STRATAGEM_WARM_START, else "transfer")
     mode = "per_task"          # or "cross_task": one study for the best default over all tasks
     keep = "best"              # trained models kept: "best" (current best per task) or "all"
     artifacts = "models/"      # where they go (default: $STRATAGEM_ARTIFACTS, else beside a SQLite file)
@@ -55,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import SpecError
 from engine.spec.checks import META_KEYS, NAME_RE, PRUNERS, SAMPLERS, SEARCH_KEYS, Problems, is_type
+from engine.spec.competence import CompetenceSpec, parse_competence
 
 if TYPE_CHECKING:
     from engine.task import TaskKind
@@ -97,6 +99,8 @@ class MetaSpec:
         val_tasks: Meta-validation tasks scored at each checkpoint.
         test_tasks: Meta-test tasks of the final evaluation (mean ± 95% CI).
         steps: Adaptation steps at which meta-test tasks are scored.
+        train_family: Family options that meta-training episodes use instead of ``[family]``'s, e.g.
+            ``{"n_way": 20}`` for higher-way episodes (validation and test tasks keep ``[family]``).
     """
 
     strategies: Sequence[str] | None = None
@@ -107,6 +111,7 @@ class MetaSpec:
     val_tasks: int = 50
     test_tasks: int = 600
     steps: Sequence[int] = (0, 1, 10)
+    train_family: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class SearchSpec:
     seed: int = 0
     n_trials: int = 20
     timeout: float | None = None
+    trial_timeout: float | None = None
     strategies: Sequence[str] | None = None
     updaters: Sequence[str] | None = None
     plugins: Sequence[str] = ()
@@ -139,6 +145,7 @@ class SearchSpec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     family: Mapping[str, Any] | None = None
     meta: MetaSpec = field(default_factory=MetaSpec)
+    competence: CompetenceSpec | None = None
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -164,6 +171,7 @@ class SearchSpec:
                 "seed": self.seed,
                 "n_trials": self.n_trials,
                 "timeout": self.timeout,
+                "trial_timeout": self.trial_timeout,
                 "strategies": list(self.strategies) if self.strategies is not None else None,
                 "updaters": list(self.updaters) if self.updaters is not None else None,
                 "plugins": list(self.plugins),
@@ -182,6 +190,7 @@ class SearchSpec:
             "evaluation": dataclasses.asdict(self.evaluation),
             **({"family": dict(self.family)} if self.family is not None else {}),
             **({"meta": _jsonable(dataclasses.asdict(self.meta))} if self.mode == "meta" else {}),
+            **({"competence": self.competence.to_dict()} if self.competence is not None else {}),
             "tasks": [
                 {"source": t.source, **({"name": t.name} if t.name else {}), **dict(t.options)}
                 for t in self.tasks
@@ -199,7 +208,10 @@ class SearchSpec:
         """
         p = Problems(source)
         p.unknown(
-            data, {"search", "sampler", "pruner", "evaluation", "tasks", "cross_task", "family", "meta"}, ""
+            data,
+            {"search", "sampler", "pruner", "evaluation", "tasks", "cross_task", "family", "meta"}
+            | {"competence"},
+            "",
         )
         search = p.table(data, "search", required=True)
         p.unknown(search, set(SEARCH_KEYS), "search.")
@@ -251,6 +263,7 @@ class SearchSpec:
             else:
                 p.add("evaluation.folds", f"must be an integer from 2 to 20; got {folds!r}")
         family, meta = _meta_tables(data, kw.get("mode") == "meta", p)
+        competence = parse_competence(data, kw.get("mode") == "meta", p)
         tasks_raw = data.get("tasks")
         tasks: list[TaskSpec] = []
         if kw.get("mode") == "meta":
@@ -287,6 +300,7 @@ class SearchSpec:
             evaluation=EvaluationSpec(**ev),
             family=family,
             meta=meta,
+            competence=competence,
             source=source,
             base_dir=base_dir or Path.cwd(),
             **kw,

@@ -14,6 +14,7 @@ from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
 from engine.spec.checks import MAX_NAME, Problems
+from engine.spec.competence import check_competence
 from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
 from engine.study.factories import make_pruner, make_sampler, sampler_problem
@@ -187,6 +188,16 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
                 p.add(f"family.{key}" if key else "family", str(exc))
                 family = None
     meta = spec.meta
+    if family is not None and meta.train_family:
+        try:
+            trainer = type(family)(**{**family.get_params(), **meta.train_family})
+            trainer.info()
+            trainer.sample("meta_train", 1, _generator())
+        except TypeError as exc:
+            p.add("meta.train_family", f"bad options for task family {name!r}: {exc}")
+        except (StratagemError, ValueError) as exc:
+            key = getattr(exc, "key", None)
+            p.add(f"meta.train_family.{key}" if key else "meta.train_family", str(exc))
     strategies: list[type[MetaStrategy]] = []
     for s_name in meta.strategies or host.meta_strategies.names():
         if s_name not in host.meta_strategies:
@@ -214,6 +225,8 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
             updaters.append(host.updaters.get(u_name))
     if family is not None and not strategies:
         p.add("meta.strategies", "no meta-strategy handles this family")
+    if family is not None and spec.competence is not None:
+        check_competence(spec.competence, family, p)
     p.raise_if_any()
     return Plan(spec, (), None, family, tuple(strategies), tuple(updaters))
 

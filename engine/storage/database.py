@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ from engine.settings import resolve_storage
 from engine.storage import queries
 from engine.storage.models import SCHEMA_VERSION, Base, SchemaRow
 
-__all__ = ["Database", "file_lock", "sqlite_path", "tune_sqlite"]
+__all__ = ["Database", "check_local_file", "file_lock", "filesystem_type", "sqlite_path", "tune_sqlite"]
 
 _engines: dict[tuple[str, bool], Engine] = {}
+_warned: set[str] = set()
+log = logging.getLogger("stratagem")
 
 
 def _engine(url: str, write: bool = True) -> Engine:
@@ -106,6 +109,56 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs"}
+)
+"""File systems on which SQLite's locks do not hold between machines (SQLite's own FAQ warns of them)."""
+
+ALLOW_NETWORK_ENV = "STRATAGEM_ALLOW_NETWORK_SQLITE"
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the file system that holds ``path`` (Linux ``/proc/mounts``; ``None`` elsewhere).
+
+    Args:
+        path: A file or folder; it need not exist (its nearest existing parent is looked at).
+        mounts: The text of a mount table, for tests (default: ``/proc/mounts``).
+    """
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = path.resolve()
+    best: tuple[int, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if target == point or point in target.parents:
+            depth = len(point.parts)
+            if best is None or depth >= best[0]:
+                best = (depth, fields[2])
+    return None if best is None else best[1]
+
+
+def check_local_file(path: Path, mounts: str | None = None) -> None:
+    """Refuse an SQLite file on a network share, where its locks fail and concurrent writers corrupt it.
+
+    Raises:
+        StorageError: Naming the file system and the fix (PostgreSQL, or a local disk).
+    """
+    kind = filesystem_type(path, mounts)
+    if kind in NETWORK_FILESYSTEMS and os.environ.get(ALLOW_NETWORK_ENV) != "1":
+        raise StorageError(
+            f"the SQLite file {path} is on a network file system ({kind}), where SQLite's locks do not "
+            "work and workers writing at once corrupt it. Use a PostgreSQL URL "
+            "(postgresql+psycopg://user@host/db) for workers on several machines, or put the file on a "
+            f"local disk. Set {ALLOW_NETWORK_ENV}=1 to use it anyway (one process at a time)."
+        )
+
+
 class Database:
     """The engine's tables in the database at ``url`` (created if missing).
 
@@ -122,6 +175,8 @@ class Database:
         path = sqlite_path(self.url)
         self.missing = not create and path is not None and not path.is_file()
         """A reader of an SQLite file that does not exist: it holds nothing, and is not created."""
+        if create and path is not None:
+            check_local_file(path)
         self.engine = _engine(self.url, write=create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if create:
@@ -132,18 +187,31 @@ class Database:
         """Hold the lock ``name``, shared by every process working on this database.
 
         PostgreSQL: an advisory lock, released with its transaction or when the holder dies.
+        MySQL and MariaDB: a named lock (``GET_LOCK``), released at the end or when the connection drops.
         SQLite: an exclusive lock on the database's folder (one machine). Used to create the schema and
-        to claim trials, so that counts and creation are safe with many workers.
+        to claim trials, so that counts and creation are safe with many workers. Other databases have
+        no lock here: a warning says that only one worker at a time is safe on them.
         """
         path = sqlite_path(self.url)
-        if self.engine.dialect.name == "postgresql":
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
             with self.session() as s:
                 queries.advisory_xact_lock(s, zlib.crc32(name.encode()))
+                yield
+        elif dialect in ("mysql", "mariadb"):
+            with self.session() as s, queries.named_lock(s, f"stratagem:{zlib.crc32(name.encode()):08x}"):
                 yield
         elif path is not None:
             with file_lock(path.resolve().parent):
                 yield
         else:
+            if dialect not in _warned and ":memory:" not in self.url and self.url != "sqlite://":
+                _warned.add(dialect)
+                log.warning(
+                    "%s has no lock that Stratagem knows: run one worker at a time on it, or use "
+                    "PostgreSQL for many",
+                    dialect,
+                )
             yield
 
     def _ensure_schema(self) -> None:

@@ -10,7 +10,9 @@ it is kept in one module so that an Optuna upgrade that changes them is mended i
 * :func:`planned_params`: a trial's parameters, including those of a waiting trial, which Optuna keeps
   in the ``fixed_params`` system attribute that ``enqueue_trial`` writes (there is no public accessor).
 * :func:`fail_stale_trials`: Optuna's own ``fail_stale_trials``, but storing why on each trial it
-  fails and returning them (it needs the storage's private list of stale trials).
+  fails and returning them (it needs the storage's private list of stale trials), and also failing a
+  running trial that never recorded a heartbeat (its worker died between asking for it and its first
+  beat), which Optuna leaves running forever; that one reads Optuna's ``trial_heartbeats`` table.
 * :class:`Heartbeat`: a running trial's heartbeat thread (Optuna starts one only inside ``optimize``).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +29,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StorageError
@@ -100,18 +104,29 @@ def _safe(url: str) -> str:
         return "<storage URL>"
 
 
-def fail_stale_trials(study: optuna.Study, reason: str) -> list[int]:
+def fail_stale_trials(
+    study: optuna.Study, reason: str, running: list[FrozenTrial] | None = None
+) -> list[int]:
     """Fail the study's running trials whose worker stopped sending heartbeats; return their numbers.
 
     Each failed trial gets ``reason`` in its :data:`~engine.vocabulary.FAILURE_ATTR` user attribute.
     A trial that another worker failed or finished first is skipped. Callers hold the study's claim
-    lock, so two workers never fail the same trial.
+    lock, so two workers never fail the same trial. A running trial without any heartbeat that started
+    more than a grace period ago is stale too: workers ask for a trial and record its first heartbeat
+    under the claim lock, so such a trial's worker died in between.
+
+    ``running``, if given, is the study's running trials as the caller just read them (saves a read).
     """
     storage = study._storage  # an RDBStorage wrapped in Optuna's cache, a BaseHeartbeat too
     if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
         return []
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale = set(storage._get_stale_trial_ids(study._study_id)) | set(_never_beaten(storage, running))
     failed: list[int] = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in sorted(stale):
         try:
             number = storage.get_trial_number_from_id(trial_id)
             storage.set_trial_user_attr(trial_id, FAILURE_ATTR, reason)
@@ -120,6 +135,33 @@ def fail_stale_trials(study: optuna.Study, reason: str) -> list[int]:
         except UpdateFinishedTrialError:
             continue
     return failed
+
+
+def _never_beaten(storage: BaseHeartbeat, running: list[FrozenTrial]) -> list[int]:
+    """Ids of the ``running`` trials older than the grace period that have no heartbeat row at all."""
+    interval = storage.get_heartbeat_interval() or heartbeat_interval()
+    grace = timedelta(seconds=GRACE_INTERVALS * interval)
+    now = datetime.now()  # Optuna stamps ``datetime_start`` with the worker's local clock
+    old = {
+        t._trial_id: t
+        for t in running
+        if t.state == TrialState.RUNNING and t.datetime_start is not None and now - t.datetime_start > grace
+    }
+    if not old:
+        return []
+    backend: Any = getattr(storage, "_backend", storage)  # the RDBStorage behind Optuna's cache
+    engine = backend.engine
+    with engine.connect() as conn:
+        beaten = {
+            row[0]
+            for row in conn.execute(
+                text("SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": list(old)},
+            )
+        }
+    return [trial_id for trial_id in old if trial_id not in beaten]
 
 
 class Heartbeat:

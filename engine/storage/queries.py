@@ -7,11 +7,14 @@ recommendations is in :mod:`engine.storage.reads`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.orm import Session
 
+from engine.errors import StorageError
 from engine.storage.models import ArtifactRow, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 from engine.vocabulary import SearchStatus
 
@@ -24,6 +27,7 @@ __all__ = [
     "delete_search_rows",
     "drop_artifacts",
     "fingerprints_by_search",
+    "named_lock",
     "set_search_status",
     "set_warm_start",
     "tasks_of_kind",
@@ -92,6 +96,21 @@ def advisory_xact_lock(s: Session, key: int) -> None:
     The server releases it when the transaction ends or the connection drops (a killed worker).
     """
     s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+@contextmanager
+def named_lock(s: Session, name: str) -> Iterator[None]:
+    """MySQL / MariaDB: hold the named lock ``name`` (``GET_LOCK``) on the session's connection.
+
+    The server releases it on ``RELEASE_LOCK`` or when the connection drops (a killed worker).
+    """
+    got = s.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name}).scalar()
+    if got != 1:
+        raise StorageError(f"could not take the database lock {name!r} (GET_LOCK returned {got!r})")
+    try:
+        yield
+    finally:
+        s.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 def drop_artifacts(s: Session, search_task_id: int, *, keep_trial: int) -> list[tuple[str, str]]:

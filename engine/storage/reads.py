@@ -8,6 +8,8 @@ rows or plain values; turning them into records is left to :mod:`engine.results`
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -24,6 +26,7 @@ __all__ = [
     "search_studies",
     "searches_by_task",
     "searches_newest_first",
+    "stored_spec",
     "task_names",
     "task_rows",
     "tasks_matching",
@@ -83,6 +86,12 @@ def searches_by_task(s: Session) -> dict[int, list[str]]:
     for task_id, name in s.execute(stmt):
         used.setdefault(task_id, []).append(name)
     return {task_id: sorted(names) for task_id, names in used.items()}
+
+
+def stored_spec(s: Session, name: str) -> dict[str, Any] | None:
+    """The spec the search ``name`` was last run with (as :meth:`SearchSpec.to_dict` wrote it), if stored."""
+    spec = s.scalar(select(SearchRow.spec).where(SearchRow.name == name))
+    return dict(spec) if spec is not None else None
 
 
 def searches_newest_first(s: Session) -> list[SearchRow]:

@@ -3,11 +3,14 @@
 A family must draw the same episodes from the same generator state, keep its pools apart (for a
 classification family no input of a meta-test episode appears in a meta-train episode), give support
 and query sets of the shapes its :meth:`~engine.meta.TaskFamily.info` announces, and refuse each bad
-option with a :class:`~engine.meta.FamilyError` that names the option.
+option with a :class:`~engine.meta.FamilyError` that names the option. The options it declares
+explorable (for competence maps) must have finite bounds at which it really draws tasks, and
+:meth:`~engine.meta.TaskFamily.explore` must refuse unknown names and values out of bounds by name.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -83,3 +86,29 @@ class TaskFamilyContract:
                 _draw(family, "meta_train", 0)
             assert caught.value.key == key, f"{key}={value!r} was reported under {caught.value.key!r}"
             assert key in str(caught.value)
+
+    def test_explorable_bounds_are_finite_and_draw_tasks_at_both_ends(self) -> None:
+        for key, bounds in self.family.explorable().items():
+            assert math.isfinite(bounds.low) and math.isfinite(bounds.high), key
+            assert bounds.low <= bounds.high, f"{key}: low {bounds.low} > high {bounds.high}"
+            if bounds.integer:
+                assert int(bounds.low) == bounds.low and int(bounds.high) == bounds.high, key
+            for value in (bounds.low, bounds.high):
+                variant = self.family.explore({key: int(value) if bounds.integer else value})
+                info = variant.info()
+                batch = _draw(variant, "meta_test", 0)
+                assert tuple(batch.support_x.shape[2:]) == info.input_shape, f"{key}={value}"
+                changed = set(variant.explored_options({key: value}))
+                old, new = self.family.get_params(), variant.get_params()
+                assert {k: v for k, v in old.items() if k not in changed} == {
+                    k: v for k, v in new.items() if k not in changed
+                }, f"exploring {key} changed other options"
+
+    def test_explore_refuses_unknown_names_and_values_out_of_bounds_naming_them(self) -> None:
+        with pytest.raises(FamilyError) as caught:
+            self.family.explore({"no_such_option": 1})
+        assert caught.value.key == "no_such_option"
+        for key, bounds in self.family.explorable().items():
+            with pytest.raises(FamilyError) as caught:
+                self.family.explore({key: bounds.high + 1})
+            assert caught.value.key == key

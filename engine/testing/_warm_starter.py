@@ -4,7 +4,8 @@ The kit builds a small history by hand: three source tasks (random subsets of ir
 meta-features) whose studies tried ``linear`` and ``mlp`` configurations with ``gradient_descent``, plus
 one cross-task default, and a target that may use only ``linear``. A warm starter must enqueue only
 configurations the target can run, inside the distributions the sources used, say what it did in a
-record that round-trips through storage, and start cold (with a reason) when there is no history.
+record that round-trips through storage, start cold (with a reason) when there is no history, and, if it
+returns a sampler wrapper, keep every trial inside the study's space.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import optuna
+import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from engine.task import Dataset, fingerprint
@@ -177,6 +179,26 @@ class WarmStarterContract:
         assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
         for record in persisted:
             assert isinstance(record, WarmStartRecord) and record.enqueued <= 6
+
+    def test_its_sampler_keeps_the_search_valid(self) -> None:
+        """A warm starter that returns a sampler wrapper must keep every trial inside the study's space."""
+        study, warm, _ = self._start(8)
+        if warm.sampler is None:
+            pytest.skip(f"{self.warm_starter.name} returns no sampler wrapper")
+        base = study.sampler
+        study.sampler = warm.sampler(base)
+        assert isinstance(study.sampler, optuna.samplers.BaseSampler) and study.sampler is not base
+
+        def objective(trial: optuna.Trial) -> float:
+            trial.suggest_categorical("strategy", ["linear"])
+            trial.suggest_float("linear.input_dropout", 0.0, 0.5)
+            trial.suggest_categorical("updater", ["gradient_descent"])
+            return -abs(np.log10(trial.suggest_float("gradient_descent.lr", 1e-4, 1e-1, log=True)) + 2)
+
+        study.optimize(objective, n_trials=8, callbacks=list(warm.callbacks))
+        assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 8
+        for t in study.trials:
+            assert set(t.params) == {"strategy", "linear.input_dropout", "updater", "gradient_descent.lr"}
 
     def test_it_is_deterministic(self) -> None:
         first, _, _ = self._start(6)

@@ -27,7 +27,7 @@ from engine.storage import Database, SearchRow, queries, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelError, read_card
 from engine.trained._store import remove_artifact
-from engine.vocabulary import cross_task_study_name
+from engine.vocabulary import competence_study_name, cross_task_study_name, meta_study_name
 
 __all__ = ["Deleted", "delete_search", "export"]
 
@@ -154,7 +154,12 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
         link_ids = [t.id for t in links]
         studies = {t.study_name for t in links}
         if task is None:
-            studies |= {search, cross_task_study_name(search)}
+            studies |= {
+                search,
+                cross_task_study_name(search),
+                meta_study_name(search),
+                competence_study_name(search),
+            }
         elif any(t.study_name == cross_task_study_name(search) for t in links):
             studies.discard(cross_task_study_name(search))  # shared by every task: not one task's to delete
         artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]

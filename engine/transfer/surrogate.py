@@ -23,7 +23,7 @@ from engine.transfer.sources import is_strategy_trial, rank_normalise
 from engine.transfer.space import NEAR_DUPLICATE, ConfigSpace, conform_params, param_key, restrict
 from engine.warmstarter import Candidate, Source, SourceUse
 
-__all__ = ["SourceEnsemble"]
+__all__ = ["SourceEnsemble", "fit_surrogate"]
 
 MIN_TARGET_TRIALS = 3
 PRIOR_STRENGTH = 5.0
@@ -33,7 +33,8 @@ MAX_TARGET_TRIALS = 60
 _BOOTSTRAPS = 200
 
 
-def _surrogate(X: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 48) -> Any:
+def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 48) -> Any:
+    """Extra trees predicting a rank-normalised value from encoded configurations (and features)."""
     from sklearn.ensemble import ExtraTreesRegressor
 
     return ExtraTreesRegressor(
@@ -88,7 +89,7 @@ class SourceEnsemble:
         ]
         for i, src in enumerate(self.sources):
             X = self.space.encode([t.params for t in src.trials])
-            self.models.append(_surrogate(X, np.array([t.rank for t in src.trials]), seed + i))
+            self.models.append(fit_surrogate(X, np.array([t.rank for t in src.trials]), seed + i))
         self.candidates = self._candidates(extra, strategies, updaters)
         self.X = self.space.encode([c.params for c in self.candidates])
         self.predictions = self.predict([c.params for c in self.candidates])
@@ -173,6 +174,30 @@ class SourceEnsemble:
             Source weights, the weight of the target's own surrogate, and that surrogate's prediction
             for every candidate (``None`` while the target has fewer than 3 usable trials).
         """
+        weights, target_weight, model = self.target_model(trials, maximize)
+        if model is None or not self.candidates:
+            return weights, target_weight, None
+        return weights, target_weight, np.asarray(model.predict(self.X))
+
+    def target_model(
+        self, trials: Sequence[FrozenTrial], maximize: bool, *, folds: int | None = None
+    ) -> tuple[np.ndarray, float, Any]:
+        """Weights given the target's own finished trials, and the target's own surrogate.
+
+        Over bootstrap resamples of the target's trials, each model (every source surrogate, and the
+        target's surrogate judged out of fold) counts the pairs of trials it ranks wrongly; its data
+        weight is the share of resamples in which it ranks best, blended with the prior by
+        ``n / (n + 5)`` for ``n`` target trials.
+
+        Args:
+            trials: The target study's trials (unfinished ones are ignored; pruned ones rank last).
+            maximize: The target study's direction.
+            folds: Folds to judge the target's surrogate (``None``: leave one out).
+
+        Returns:
+            Source weights, the weight of the target's own surrogate, and that surrogate (``None``, with
+            the prior weights, while the target has fewer than 3 usable trials).
+        """
         trials = [t for t in trials if is_strategy_trial(t)][-MAX_TARGET_TRIALS:]
         complete = [
             t
@@ -190,18 +215,18 @@ class SourceEnsemble:
         )
         X = self.space.encode([t.params for t in complete + pruned])
         n = len(y)
-        loo = np.empty(n)
-        for i in range(n):
-            rest = np.arange(n) != i
-            loo[i] = _surrogate(X[rest], y[rest], self.seed + i, n_estimators=16).predict(X[i : i + 1])[0]
-        preds = np.vstack([*(m.predict(X) for m in self.models), loo])
+        k = n if folds is None else min(n, folds)
+        fold = np.arange(n) % k
+        held_out = np.empty(n)
+        for i in range(k):
+            rest = fold != i
+            model = fit_surrogate(X[rest], y[rest], self.seed + i, n_estimators=16)
+            held_out[~rest] = model.predict(X[~rest])
+        preds = np.vstack([*(m.predict(X) for m in self.models), held_out])
         wins = _ranking_wins(preds, y, np.random.default_rng(self.seed + n))
         gamma = n / (n + PRIOR_STRENGTH)
         weights = (1.0 - gamma) * self.prior + gamma * wins[:-1]
-        target_pred = (
-            _surrogate(X, y, self.seed, n_estimators=32).predict(self.X) if self.candidates else None
-        )
-        return weights, float(gamma * wins[-1]), target_pred
+        return weights, float(gamma * wins[-1]), fit_surrogate(X, y, self.seed, n_estimators=32)
 
     def summary(self, weights: np.ndarray, top: int = 10) -> tuple[SourceUse, ...]:
         """The ``top`` sources by weight, as recorded in the warm-start record."""

@@ -44,6 +44,9 @@ def warm_start_study(
 ) -> WarmStart:
     """Let ``starter`` enqueue configurations into the empty ``study``; store and return what it did.
 
+    If the starter returns a sampler wrapper, ``study.sampler`` becomes the wrapped sampler for the rest
+    of this run.
+
     Args:
         db: The engine's tables.
         storage: Optuna storage of the same database.
@@ -73,4 +76,6 @@ def warm_start_study(
     )
     warm = starter.start(context)
     store_record(db, study, search_task_id, warm.record)
+    if warm.sampler is not None:
+        study.sampler = warm.sampler(study.sampler)
     return warm

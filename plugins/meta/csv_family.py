@@ -13,6 +13,7 @@ from engine import (
     EpisodeBatch,
     FamilyError,
     FamilyInfo,
+    ParameterBounds,
     Pool,
     TaskFamily,
     TaskKind,
@@ -140,6 +141,17 @@ class CsvFamily(TaskFamily):
         _, n_features = self._load()
         n_out = check_int(self.name, "n_way", self.n_way, 2) if self.kind == "classification" else 1
         return FamilyInfo(self.name, self.kind, (n_features,), n_out)
+
+    def explorable(self) -> dict[str, ParameterBounds]:
+        """``k_shot`` up to what the largest meta-test task leaves beside ``k_query`` query rows (per
+        class for classification)."""
+        pools, _ = self._load()
+        q = check_int(self.name, "k_query", self.k_query)
+        if self.kind == "regression":
+            most = max(len(y) for _, y in pools["meta_test"])
+        else:
+            most = max(int(np.unique(y, return_counts=True)[1].max()) for _, y in pools["meta_test"])
+        return {"k_shot": ParameterBounds(1, max(1, most - q), integer=True, description="support rows")}
 
     def sample(
         self, pool: Pool, n_tasks: int, generator: torch.Generator, *, query_size: int | None = None

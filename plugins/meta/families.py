@@ -7,8 +7,9 @@ generator, the family's ``seed`` and the pool, so draws are reproducible and poo
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from engine import (
     EpisodeBatch,
     FamilyError,
     FamilyInfo,
+    ParameterBounds,
     Pool,
     TaskFamily,
     check_int,
@@ -43,7 +45,8 @@ class Sinusoid(TaskFamily):
     """K-shot regression of ``y = A sin(x - phase)``, ``A``, ``phase`` and ``x`` uniform (Finn et al. 2017).
 
     The three pools draw tasks from independent streams of the same distribution (disjoint with
-    probability one).
+    probability one). A competence map may explore ``amplitude`` and ``phase`` (one value ``a`` gives
+    tasks of amplitude exactly ``a``), ``k_shot`` and ``noise``.
 
     Args:
         amplitude: Range of ``A``.
@@ -52,6 +55,8 @@ class Sinusoid(TaskFamily):
         k_shot: Support points per task.
         k_query: Query points per task (evaluation usually asks for more through ``query_size``).
         seed: Seed of the family's streams.
+        noise: Standard deviation of Gaussian noise on the support targets (the query targets stay
+            clean, so the query MSE is the error against the true function).
     """
 
     name: ClassVar[str] = "sinusoid"
@@ -65,6 +70,7 @@ class Sinusoid(TaskFamily):
         k_shot: int = 10,
         k_query: int = 10,
         seed: int = 0,
+        noise: float = 0.0,
     ) -> None:
         self.amplitude = amplitude
         self.phase = phase
@@ -72,10 +78,23 @@ class Sinusoid(TaskFamily):
         self.k_shot = k_shot
         self.k_query = k_query
         self.seed = seed
+        self.noise = noise
 
     def info(self) -> FamilyInfo:
         self._check()
         return FamilyInfo(self.name, "regression", (1,), 1)
+
+    def explorable(self) -> dict[str, ParameterBounds]:
+        return {
+            "amplitude": ParameterBounds(0.0, 20.0, description="amplitude A of every task"),
+            "phase": ParameterBounds(0.0, 2 * math.pi, description="phase of every task"),
+            "k_shot": ParameterBounds(1, 200, integer=True, description="support points per task"),
+            "noise": ParameterBounds(0.0, 10.0, description="std of the noise on support targets"),
+        }
+
+    def explored_options(self, values: Mapping[str, float | int]) -> dict[str, Any]:
+        ranges = ("amplitude", "phase")
+        return {k: (float(v), float(v)) if k in ranges else v for k, v in values.items()}
 
     def _check(self) -> None:
         _check_range(self.name, "amplitude", self.amplitude, low=0.0)
@@ -83,6 +102,9 @@ class Sinusoid(TaskFamily):
         _check_range(self.name, "x_range", self.x_range)
         check_int(self.name, "k_shot", self.k_shot)
         check_int(self.name, "k_query", self.k_query)
+        ok = isinstance(self.noise, int | float) and not isinstance(self.noise, bool)
+        if not (ok and math.isfinite(self.noise) and self.noise >= 0):
+            raise FamilyError(self.name, "noise", f"must be a finite number >= 0, got {self.noise!r}")
 
     def sample(
         self, pool: Pool, n_tasks: int, generator: torch.Generator, *, query_size: int | None = None
@@ -99,7 +121,10 @@ class Sinusoid(TaskFamily):
         phase = p0 + (p1 - p0) * torch.rand(n, 1, 1, generator=gen)
         x = x0 + (x1 - x0) * torch.rand(n, k + q, 1, generator=gen)
         y = amp * torch.sin(x - phase)
-        return EpisodeBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], "regression")
+        support_y = y[:, :k]
+        if self.noise:
+            support_y = support_y + float(self.noise) * torch.randn(n, k, 1, generator=gen)
+        return EpisodeBatch(x[:, :k], support_y, x[:, k:], y[:, k:], "regression")
 
 
 DIGIT_CLASSES = 40
@@ -163,6 +188,19 @@ class Digits(TaskFamily):
         return FamilyInfo(
             self.name, "classification", (1, 8, 8), check_int(self.name, "n_way", self.n_way, 2)
         )
+
+    def explorable(self) -> dict[str, ParameterBounds]:
+        """``n_way`` up to the meta-test classes, ``k_shot`` up to what the smallest of them leaves
+        beside ``k_query`` query images."""
+        classes = self.pool_classes("meta_test")
+        smallest = min(len(_digit_images()[c]) for c in classes)
+        k_query = check_int(self.name, "k_query", self.k_query)
+        return {
+            "n_way": ParameterBounds(2, len(classes), integer=True, description="classes per episode"),
+            "k_shot": ParameterBounds(
+                1, max(1, smallest - k_query), integer=True, description="support images per class"
+            ),
+        }
 
     def pool_classes(self, pool: Pool) -> tuple[int, ...]:
         """The class ids (``digit * 4 + quarter_turns``) of ``pool``; raises on bad split options."""

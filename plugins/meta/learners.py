@@ -183,6 +183,10 @@ class ProtoNet(MetaStrategy):
     def meta_trained(self) -> bool:  # type: ignore[override]
         return self.network != "identity"
 
+    def cannot_adapt(self, trained: FamilyInfo, info: FamilyInfo) -> str | None:
+        """Prototypes work for any number of classes: only the kind and input shape must match."""
+        return super().cannot_adapt(trained, FamilyInfo(info.name, info.kind, info.input_shape, 0))
+
     def build(self, info: FamilyInfo, generator: torch.Generator | None = None) -> MetaModel:
         self.check_family(info)
         hidden = tuple(self.hidden)

@@ -1,0 +1,34 @@
+"""An SQLite file on a network share is refused before anything is written (its locks do not hold there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import StorageError
+from engine.storage.database import ALLOW_NETWORK_ENV, check_local_file, filesystem_type
+
+MOUNTS = """\
+/dev/sda1 / ext4 rw,relatime 0 0
+server:/export/home /mnt/shared nfs4 rw,relatime,vers=4.2 0 0
+//nas/team /mnt/shared/smb\\040share cifs rw 0 0
+tmpfs /mnt/shared/local tmpfs rw 0 0
+"""
+
+
+def test_the_deepest_mount_point_decides() -> None:
+    assert filesystem_type(Path("/home/me/study.db"), MOUNTS) == "ext4"
+    assert filesystem_type(Path("/mnt/shared/runs/study.db"), MOUNTS) == "nfs4"
+    assert filesystem_type(Path("/mnt/shared/smb share/study.db"), MOUNTS) == "cifs"
+    assert filesystem_type(Path("/mnt/shared/local/study.db"), MOUNTS) == "tmpfs"
+    assert filesystem_type(Path("/mnt/shared"), MOUNTS) == "nfs4"
+
+
+def test_a_file_on_nfs_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_NETWORK_ENV, raising=False)
+    with pytest.raises(StorageError, match=r"network file system \(nfs4\).*postgresql\+psycopg"):
+        check_local_file(Path("/mnt/shared/runs/study.db"), MOUNTS)
+    check_local_file(Path("/home/me/study.db"), MOUNTS)  # a local disk is fine
+    monkeypatch.setenv(ALLOW_NETWORK_ENV, "1")
+    check_local_file(Path("/mnt/shared/runs/study.db"), MOUNTS)  # the user said so

@@ -1,0 +1,157 @@
+"""The ``guided`` warm starter: the source ensemble and the task's own surrogate choose every trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from engine.results import best
+from engine.search import run
+from engine.spec import SearchSpec, TaskSpec
+from engine.testing import kit_history
+from engine.transfer import GuidedSampler, SourceEnsemble
+from engine.vocabulary import WARM_START_ATTR
+from engine.warmstarter import Source, WarmStartRecord
+
+FAST = {"strategies": ("linear",), "updaters": ("gradient_descent",)}
+
+
+def _objective(trial: optuna.Trial) -> float:
+    """Best at lr = 1e-2; the kit's sources know nothing of that (their values are random)."""
+    trial.suggest_categorical("strategy", ["linear"])
+    trial.suggest_float("linear.input_dropout", 0.0, 0.5)
+    trial.suggest_categorical("updater", ["gradient_descent"])
+    return -abs(math.log10(trial.suggest_float("gradient_descent.lr", 1e-4, 1e-1, log=True)) + 2)
+
+
+def _ensemble(sources: tuple[Source, ...]) -> SourceEnsemble:
+    target, _, _ = kit_history()
+    return SourceEnsemble(
+        sources, target.meta_features, [s.meta_features for s in sources], strategies=("linear",), seed=0
+    )
+
+
+def _guided(sources: tuple[Source, ...], weights: list[float] | None = None, seed: int = 0) -> optuna.Study:
+    def on_choice(target_weight: float, _n: int) -> None:
+        if weights is not None:
+            weights.append(target_weight)
+
+    sampler = GuidedSampler(
+        optuna.samplers.TPESampler(seed=seed),
+        _ensemble(sources),
+        strategies=("linear",),
+        updaters=("gradient_descent",),
+        on_choice=on_choice,
+    )
+    return optuna.create_study(direction="maximize", sampler=sampler)
+
+
+def _knowing(sources: tuple[Source, ...], sign: float = 1.0) -> tuple[Source, ...]:
+    """The kit's sources, with ranks that say what the target's objective says (lr = 1e-2 is best), or
+    the opposite with ``sign=-1``."""
+    out = []
+    for src in sources:
+        trials = []
+        for t in src.trials:
+            distance = abs(math.log10(float(t.params["gradient_descent.lr"])) + 2) / 2
+            trials.append(dataclasses.replace(t, rank=1.0 - distance if sign > 0 else distance))
+        out.append(dataclasses.replace(src, trials=tuple(trials)))
+    return tuple(out)
+
+
+def test_every_trial_gets_a_configuration_inside_the_studys_space_and_none_repeats() -> None:
+    _, sources, _ = kit_history()
+    study = _guided(sources)
+    study.optimize(_objective, n_trials=12)
+
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 12
+    for i, a in enumerate(trials):
+        assert set(a.params) == {"strategy", "linear.input_dropout", "updater", "gradient_descent.lr"}
+        assert 1e-4 <= a.params["gradient_descent.lr"] <= 1e-1
+        assert 0.0 <= a.params["linear.input_dropout"] <= 0.5
+        assert all(a.params != b.params for b in trials[:i])
+
+
+def test_sources_that_know_the_task_lead_the_first_trials_to_it() -> None:
+    _, sources, _ = kit_history()
+    guided = _guided(_knowing(sources))
+    guided.optimize(_objective, n_trials=3)
+
+    # a log-uniform draw lands within half a decade of 1e-2 one time in three: all three did
+    assert all(t.value is not None and t.value > -0.5 for t in guided.trials)
+
+
+def test_the_tasks_own_model_takes_the_weight_from_sources_that_mislead() -> None:
+    _, sources, _ = kit_history()
+    weights: list[float] = []
+    study = _guided(_knowing(sources, sign=-1.0), weights)  # sources that rank lr = 1e-2 worst
+    study.optimize(_objective, n_trials=20)
+
+    assert weights[:3] == [0.0, 0.0, 0.0]  # the prior alone until 3 trials have finished
+    assert max(weights) >= 0.5  # then the wrapped sampler alone decides
+    assert study.best_value > -0.15
+
+
+def test_an_enqueued_trial_runs_what_it_was_given() -> None:
+    _, sources, _ = kit_history()
+    study = _guided(sources)
+    given = {"strategy": "linear", "linear.input_dropout": 0.25, "updater": "gradient_descent"}
+    study.enqueue_trial({**given, "gradient_descent.lr": 0.001})
+    study.optimize(_objective, n_trials=1)
+
+    assert study.trials[0].params == {**given, "gradient_descent.lr": 0.001}
+
+
+# ----------------------------------------------------------------------------- through the engine
+
+
+def _spec(name: str, tasks: tuple[TaskSpec, ...], **kw: Any) -> SearchSpec:
+    options: dict[str, Any] = {"n_trials": 4, "warm_start": False, **FAST}
+    options.update(kw)
+    return SearchSpec(name=name, tasks=tasks, **options)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A storage holding finished cold searches of iris and wine."""
+    path = tmp_path_factory.mktemp("guided") / "history.db"
+    tasks = tuple(TaskSpec("sklearn", {"dataset": n}) for n in ("iris", "wine"))
+    run(_spec("hist", tasks), storage=f"sqlite:///{path}")
+    return f"sqlite:///{path}"
+
+
+def test_a_search_with_guided_warm_start_records_it_and_runs_its_budget(history: str) -> None:
+    task = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 3}, name="synth")
+    spec = _spec("guided", (task,), warm_start=True, warm_start_method="guided", n_trials=6)
+    result = run(spec, storage=history)
+
+    info = result.best[0].warm_start
+    assert info is not None and info.used and info.method == "guided" and info.enqueued == 1
+    assert {s.task for s in info.sources} == {"iris", "wine"}
+    study = optuna.load_study(study_name="guided/synth", storage=history)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    assert len(trials) == 6
+    assert sum("fixed_params" in t.system_attrs for t in study.trials) == 1  # the rest were sampled
+    stored = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
+    assert stored.target_weight is not None and 0.0 <= stored.target_weight <= 1.0
+    assert next(b.warm_start for b in best(storage=history, search="guided")) == stored
+
+
+def test_the_ensemble_judges_the_tasks_model_out_of_fold_on_few_folds_as_on_one_out() -> None:
+    _, sources, _ = kit_history()
+    ens = _ensemble(_knowing(sources, sign=-1.0))  # sources that rank the task's trials wrongly
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(_objective, n_trials=12)
+    trials = study.get_trials()
+
+    w_loo, t_loo, m_loo = ens.target_model(trials, True)
+    w_k, t_k, m_k = ens.target_model(trials, True, folds=5)
+    assert m_loo is not None and m_k is not None
+    assert math.isclose(float(np.sum(w_loo)) + t_loo, 1.0) and math.isclose(float(np.sum(w_k)) + t_k, 1.0)
+    assert t_loo > 0.3 and t_k > 0.3  # on both counts the task's own model ranks its trials best
