@@ -13,7 +13,8 @@ it is kept in one module so that an Optuna upgrade that changes them is mended i
   fails and returning them (it needs the storage's private list of stale trials), and also failing a
   running trial that never recorded a heartbeat (its worker died between asking for it and its first
   beat), which Optuna leaves running forever; that one reads Optuna's ``trial_heartbeats`` table.
-* :class:`Heartbeat`: a running trial's heartbeat thread (Optuna starts one only inside ``optimize``).
+* :class:`Heartbeat`: a running trial's heartbeat thread (Optuna starts one only inside ``optimize``);
+  :class:`Heartbeats`: one thread beating for every trial a parallel driver has in flight.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from engine.vocabulary import FAILURE_ATTR
 
 __all__ = [
     "Heartbeat",
+    "Heartbeats",
     "fail_stale_trials",
     "open_optuna_storage",
     "planned_params",
@@ -206,6 +208,53 @@ class Heartbeat:
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class Heartbeats:
+    """One thread that records a heartbeat for every trial in flight, every interval."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage) -> None:
+        self.storage = storage
+        self.interval = storage.get_heartbeat_interval()
+        self.ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="stratagem-heartbeats", daemon=True)
+
+    def add(self, trial_id: int) -> None:
+        if self.interval:
+            self.storage.record_heartbeat(trial_id)
+        with self._lock:
+            self.ids.add(trial_id)
+
+    def track(self, trial_id: int) -> None:
+        """Beat for a trial whose first heartbeat is already stored."""
+        with self._lock:
+            self.ids.add(trial_id)
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self.ids.discard(trial_id)
+
+    def __enter__(self) -> Heartbeats:
+        if self.interval:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval or 1):
+            with self._lock:
+                ids = list(self.ids)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as exc:  # the database may be briefly unreachable; the next beat retries
+                    log.warning("heartbeat of trial %d not recorded: %s", trial_id, exc)
 
 
 def study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
