@@ -18,13 +18,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages._rdb import models as optuna_models
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sqlalchemy_inspect
 
 from engine.errors import SearchFailed
 from engine.results import best, defaults, searches
 from engine.search import run
 from engine.search.trials import INTERRUPTED, STALE
+from engine.storage import Database
 from engine.storage.optuna_adapter import open_optuna_storage
 from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, strategy_study_name
 from tests.conftest import fresh_postgres_database
@@ -406,3 +409,22 @@ def test_four_workers_on_a_cross_task_search_run_exactly_n_trials(tmp_path: Path
     best_trial = min(complete, key=lambda t: t.value)  # the study minimises the mean normalised loss
     assert default.trial == best_trial.number and default.loss == pytest.approx(best_trial.value)
     assert default.n_trials == 6
+
+
+@pytest.mark.postgres
+def test_a_reader_during_schema_creation_writes_nothing(fresh_postgres_url: str) -> None:
+    # The first worker has created the engine's tables and Optuna's, but Optuna has not stamped its
+    # schema version yet: a reader (stratagem searches, best) must neither fail nor stamp it, which
+    # would race the worker (a duplicate-key error in PostgreSQL's catalogue) and write on a read.
+    Database(fresh_postgres_url)
+    engine_ = create_engine(fresh_postgres_url)
+    try:
+        optuna_models.BaseModel.metadata.create_all(engine_)  # Optuna's tables, not yet stamped
+        assert searches(storage=fresh_postgres_url) == []
+        assert best(storage=fresh_postgres_url) == []
+        tables = set(sqlalchemy_inspect(engine_).get_table_names())
+        assert "alembic_version" not in tables
+        with engine_.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM version_info")).scalar() == 0
+    finally:
+        engine_.dispose()

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
+from engine.errors import StorageError
 from engine.results import BestStrategy, best, defaults, searches
 from engine.settings import resolve_storage
 from engine.storage.optuna_adapter import open_optuna_storage, was_enqueued
@@ -35,8 +36,11 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
     url = resolve_storage(storage)
     rows = best(storage=url, search=search)
     names = [search] if search else [s.name for s in searches(storage=url)]
-    optuna_storage = open_optuna_storage(url, create=False)
-    present = {s.study_name for s in optuna_storage.get_all_studies()} if names else set()
+    try:
+        optuna_storage = open_optuna_storage(url, create=False)
+        present = {s.study_name for s in optuna_storage.get_all_studies()} if names else set()
+    except StorageError:  # no study has run yet: tables only, no figures
+        present = set()
     parts: list[str] = []
     figures = 0
     for name in names:

@@ -213,7 +213,7 @@ def _trials_per_study(url: str) -> dict[str, int]:
             st.study_name: storage.get_n_trials(study_id(storage, st.study_name))
             for st in storage.get_all_studies()
         }
-    except (SQLAlchemyError, OptunaError):  # Optuna's tables do not exist (yet): no study, no trial
+    except (SQLAlchemyError, OptunaError, StorageError):  # Optuna's tables are not there (yet): none
         return {}
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from engine.configuration import Configuration
 from engine.storage import BestRow, Database, DefaultRow, queries
+from engine.storage.optuna_adapter import trial_counts
 from engine.vocabulary import ATTR, DONE_STATES
 
 __all__ = ["BestRecorder", "DefaultRecorder", "Outcome", "StrategyRecorder", "better"]
@@ -142,7 +143,8 @@ class StrategyRecorder(BestRecorder[BestRow]):
         self._apply(row, counts)
 
     def _counts(self, study: optuna.Study) -> dict[str, int]:
-        return {"n_trials": len(study.get_trials(deepcopy=False, states=DONE_STATES))}
+        counts = trial_counts(study)
+        return {"n_trials": sum(counts.get(state, 0) for state in DONE_STATES)}
 
     def _apply(self, row: BestRow, counts: dict[str, int]) -> None:
         row.n_trials = counts["n_trials"]

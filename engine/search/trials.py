@@ -32,7 +32,7 @@ from engine.errors import StratagemError
 from engine.search.deadline import TrialTimedOut, trial_deadline
 from engine.settings import heartbeat_interval
 from engine.storage import Database
-from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials
+from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials, trial_counts
 from engine.study import TrialFailed
 from engine.vocabulary import DONE_STATES, FAILURE_ATTR
 
@@ -113,17 +113,17 @@ def run_trials(
             out.status = "timeout"
             return out
         with db.lock(f"stratagem.claim:{study.study_name}"):
-            slots = study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
-            running = [t for t in slots if t.state == TrialState.RUNNING]
-            if running and fail_stale_trials(study, STALE, running):
-                slots = study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
-            if sum(t.state in DONE_STATES for t in slots) >= n_trials:
+            counts = trial_counts(study)
+            if counts.get(TrialState.RUNNING) and fail_stale_trials(study, STALE):
+                counts = trial_counts(study)
+            finished = sum(counts.get(state, 0) for state in DONE_STATES)
+            if finished >= n_trials:
                 out.status = "done"
                 return out
-            if len(slots) >= n_trials:
+            if finished + counts.get(TrialState.RUNNING, 0) >= n_trials:
                 out.status = "wait"
                 return out
-            if prepare is not None and not slots and not study.get_trials(deepcopy=False):
+            if prepare is not None and not counts:
                 callbacks.extend(prepare())
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize": we beat
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)

@@ -5,6 +5,8 @@ it is kept in one module so that an Optuna upgrade that changes them is mended i
 
 * :func:`open_optuna_storage`: Optuna's relational storage on the engine's own database, with the same
   SQLite settings as the engine's connections.
+* :func:`trial_counts`: a study's trials by state in one ``GROUP BY`` (:mod:`.optuna_batch`), where
+  ``get_trials`` would read every trial with its parameters and attributes.
 * :func:`study_id`: the storage-level id of a study by name (``BaseStorage.get_study_id_from_name``),
   for reading trials through the storage without loading a :class:`optuna.Study` per source.
 * :func:`planned_params`: a trial's parameters, including those of a waiting trial, which Optuna keeps
@@ -30,12 +32,13 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StorageError
 from engine.settings import heartbeat_interval
 from engine.storage.database import Database, sqlite_path, tune_sqlite
+from engine.storage.optuna_batch import count_trials
 from engine.vocabulary import FAILURE_ATTR
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "open_optuna_storage",
     "planned_params",
     "study_id",
+    "trial_counts",
     "was_enqueued",
 ]
 
@@ -75,6 +79,8 @@ def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDB
     if not create and path is not None and not path.is_file():
         raise StorageError(f"no study database at {path}: check the path in --storage")
     if not create:  # a reader: Optuna's own errors (no tables yet) reach the caller as they are
+        if not _optuna_tables_ready(url):
+            raise StorageError(f"{_safe(url)} holds no Optuna studies (yet): Optuna's tables are not there")
         storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
         tune_sqlite(storage.engine, write=False)
         return storage
@@ -95,6 +101,26 @@ def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDB
         ) from None
     tune_sqlite(storage.engine, write=True)
     return storage
+
+
+def _optuna_tables_ready(url: str) -> bool:
+    """Whether Optuna's tables exist and are stamped, so that opening them writes nothing.
+
+    Optuna's ``RDBStorage`` stamps its schema version (``version_info``, ``alembic_version``) when it
+    finds it missing, even with ``skip_table_creation``: a reader that opened a database whose first
+    worker is still creating the tables would race it (on PostgreSQL: a duplicate-key error in the
+    catalogue) or write to a database it only meant to read.
+    """
+    engine = Database(url, create=False).engine
+    try:
+        if not inspect(engine).has_table("alembic_version") or not inspect(engine).has_table("version_info"):
+            return False
+        with engine.connect() as conn:
+            stamped = conn.execute(text("SELECT count(*) FROM alembic_version")).scalar()
+            versioned = conn.execute(text("SELECT count(*) FROM version_info")).scalar()
+        return bool(stamped) and bool(versioned)
+    except SQLAlchemyError:
+        return False
 
 
 def _safe(url: str) -> str:
@@ -255,6 +281,12 @@ class Heartbeats:
                     self.storage.record_heartbeat(trial_id)
                 except Exception as exc:  # the database may be briefly unreachable; the next beat retries
                     log.warning("heartbeat of trial %d not recorded: %s", trial_id, exc)
+
+
+def trial_counts(study: optuna.Study) -> dict[TrialState, int]:
+    """The study's trials by state, counted by the database in one query (not read back one by one)."""
+    backend: Any = getattr(study._storage, "_backend", study._storage)  # RDBStorage behind Optuna's cache
+    return count_trials(backend, study._study_id)
 
 
 def study_id(storage: optuna.storages.BaseStorage, name: str) -> int:

@@ -22,7 +22,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from engine.errors import UnknownNameError
+from engine.errors import StorageError, UnknownNameError
 from engine.storage import Database, SearchRow, queries, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelError, read_card
@@ -163,8 +163,11 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
         elif any(t.study_name == cross_task_study_name(search) for t in links):
             studies.discard(cross_task_study_name(search))  # shared by every task: not one task's to delete
         artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]
-    optuna_storage = open_optuna_storage(db.url, create=False)
-    present = {st.study_name for st in optuna_storage.get_all_studies()}
+    try:
+        optuna_storage = open_optuna_storage(db.url, create=False)
+        present = {st.study_name for st in optuna_storage.get_all_studies()}
+    except StorageError:  # registered, but no study ever ran: only the engine's rows to delete
+        present = set()
     deleted: list[str] = []
     trials = 0
     for name in sorted(studies):
