@@ -27,6 +27,7 @@ from engine import Updater
 from engine.meta import (
     MetaModel,
     MetaStrategy,
+    NetworkName,
     TaskFamily,
     adaptation_scores,
     evaluate_adaptation,
@@ -219,6 +220,8 @@ def digits_section(
     maml_iters: int,
     proto_hidden: tuple[int, ...] = (64, 64),
     proto_query: int = 5,
+    proto_network: NetworkName = "conv",
+    proto_shift: int = 0,
 ) -> list[str]:
     """5-way 1- and 5-shot accuracy, pooled over the meta-test tasks of several class splits.
 
@@ -226,15 +229,15 @@ def digits_section(
     pretraining on 5-way 1-shot episodes) and tested at both shots on the same meta-test tasks.
     """
     n_test = tasks_per_split * len(splits)
-    net = "-".join(str(h) for h in proto_hidden)
-    proto = f"prototypical network (conv {net}, 20-way episodes)"
+    net = f"{proto_network} " + "-".join(str(h) for h in proto_hidden)
+    proto = f"prototypical network ({net}, 20-way episodes)"
     labels = ("nearest centroid, raw pixels", proto, "MAML (conv 32-32)", "pretrain + fine-tune (conv 32-32)")
     scores: dict[tuple[str, int, int], list[torch.Tensor]] = {}
     seconds = dict.fromkeys(labels, 0.0)
     per_split: list[str] = []
     for split in splits:
         tests = {shot: Digits(n_way=5, k_shot=shot, k_query=15, seed=split) for shot in (1, 5)}
-        ncc, protonet = ProtoNet(network="identity"), ProtoNet(hidden=proto_hidden)
+        ncc, protonet = ProtoNet(network="identity"), ProtoNet(proto_network, proto_hidden, proto_shift)
         train20 = Digits(n_way=20, k_shot=1, k_query=proto_query, seed=split)
         adam = GradientDescent(optimizer="adam", lr=1e-3, epochs=max(proto_episodes // 100, 1))
         models: dict[str, tuple[MetaStrategy, MetaModel]] = {
@@ -264,8 +267,10 @@ def digits_section(
         "40 classes = 10 digits x 4 rotations (class = 4 x digit + quarter turns); each class split puts "
         f"24 classes in meta-train, 8 in meta-val, 8 in meta-test. Split seeds {list(splits)}, "
         f"{tasks_per_split} meta-test tasks each: accuracy on 15 query images per class, mean ± 95% CI "
-        f"over the {n_test} pooled tasks; one CPU thread. ProtoNet: conv {net} embedding trained on 20-way "
-        f"1-shot episodes ({proto_query} query/class), Adam 1e-3, {proto_episodes} episodes per split, one "
+        f"over the {n_test} pooled tasks; one CPU thread. ProtoNet: {net} embedding trained on 20-way "
+        f"1-shot episodes ({proto_query} query/class"
+        + (f", training images shifted by up to {proto_shift} px" if proto_shift else "")
+        + f"), Adam 1e-3, {proto_episodes} episodes per split, one "
         f"model tested at both shots. MAML: conv 32-32, inner lr 0.4, 1 step (10 at test), meta-batch 8, "
         f"Adam 1e-3, {maml_iters} iterations on 5-way 1-shot episodes per split. Pretrain: the same net "
         "trained on those episodes without adaptation, fine-tuned with lr 0.4. Train CPU s: summed over "
@@ -365,6 +370,10 @@ def main() -> None:
         "--proto-hidden", type=int, nargs="+", default=[64, 64], help="ProtoNet conv channels"
     )
     parser.add_argument("--proto-query", type=int, default=5, help="ProtoNet training query images per class")
+    parser.add_argument(
+        "--proto-network", choices=("conv", "convnorm"), default="conv", help="ProtoNet embedding network"
+    )
+    parser.add_argument("--proto-shift", type=int, default=0, help="ProtoNet training shift (pixels)")
     parser.add_argument("--maml-iterations", type=int, default=300, help="digits MAML/pretrain iterations")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks_fewshot.md"))
     args = parser.parse_args()
@@ -389,6 +398,8 @@ def main() -> None:
                 40 if q else args.maml_iterations,
                 tuple(args.proto_hidden),
                 args.proto_query,
+                args.proto_network,
+                args.proto_shift,
             )
         )
     text = args.out.read_text(encoding="utf-8") if args.out.exists() else PREAMBLE

@@ -732,7 +732,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Path(f"{path}{extra}").unlink(missing_ok=True)
             with ctx.Pool(args.workers) as pool:
                 list(pool.imap_unordered(run_job, again))
-            recorded["rerun"] = {"methods": args.rerun, "wall": time.perf_counter() - started}
+            before = recorded.get("rerun", {})  # reruns add up: each one's methods and wall time
+            recorded["rerun"] = {
+                "methods": [*_as_list(before.get("methods", [])), args.rerun],
+                "wall": float(before.get("wall", 0.0)) + time.perf_counter() - started,
+            }
             (work / "run.json").write_text(json.dumps(recorded))
         results = [_stored(job) for job in first + second]
         wall = float(recorded["wall"]) + float(recorded.get("rerun", {}).get("wall", 0.0))
@@ -782,15 +786,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f" --workers {args.workers}" if args.workers != 2 else "")
             + "`"
             + (
-                f", then the same with `--rescore --rerun '{args.rerun}'` (those methods run again on the "
-                "same history after a change to them; the wall time includes both)"
-                if args.rerun
+                ", then the same with "
+                + ", then ".join(f"`--rescore --rerun '{m}'`" for m in _as_list(recorded["rerun"]["methods"]))
+                + " (those methods run again on the same history after a change to them; the wall time "
+                "includes every run)"
+                if args.rescore and args.rerun
                 else ""
             ),
         }
         replace_section(Path(args.docs), SECTION, render(summaries, budget, meta))
         print(f"wrote the section {SECTION!r} of {args.docs}")
     return 0
+
+
+def _as_list(methods: str | list[str]) -> list[str]:
+    """Rerun methods as recorded in ``run.json``: a list, or one string (older runs)."""
+    return [methods] if isinstance(methods, str) else list(methods)
 
 
 def _shape(ds: Any) -> str:

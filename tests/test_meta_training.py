@@ -101,6 +101,49 @@ def test_protonet_trains_on_digits_with_five_way_validation() -> None:
     assert problem.validate(model) > before
 
 
+def test_a_group_normalised_protonet_with_shifted_training_images_trains_and_round_trips(
+    tmp_path: Path,
+) -> None:
+    strategy = ProtoNet(network="convnorm", hidden=(8, 8, 8), shift=1)
+    train = Digits(n_way=10, k_shot=1, k_query=3)
+    model = strategy.build(train.info(), torch.Generator().manual_seed(0))
+    batch = train.sample("meta_train", 2, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    shifted = strategy.meta_loss(model, batch)
+    assert not torch.equal(shifted, ProtoNet("convnorm", (8, 8, 8)).meta_loss(model, batch))
+    plain = ProtoNet("convnorm", (8, 8, 8))
+    fixed = train.sample("meta_train", 20, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = float(plain.meta_loss(model, fixed))
+    problem = meta_problem(
+        strategy, train, meta_batch=1, draws_per_epoch=30, val_family=Digits(), val_tasks=50
+    )
+    GradientDescent(optimizer="adam", lr=1e-3, epochs=2).fit(model, problem, lambda s, v: None)
+    with torch.no_grad():
+        assert float(plain.meta_loss(model, fixed)) < before
+    assert problem.validate(model) > 0.5  # 5-way chance is 20%
+    save_meta_learner(tmp_path / "theta.safetensors", strategy, model, train.info())
+    loaded_strategy, loaded, _ = load_meta_learner(tmp_path / "theta.safetensors", {"protonet": ProtoNet})
+    task = Digits().sample("meta_test", 1, torch.Generator().manual_seed(0)).task(0)
+    ours = strategy.adapt(model, task.support_x, task.support_y, steps=0)(task.query_x)
+    assert torch.equal(ours, loaded_strategy.adapt(loaded, task.support_x, task.support_y, 0)(task.query_x))
+    with pytest.raises(ValueError, match="shift must be a non-negative integer"):
+        ProtoNet(shift=-1).meta_loss(model, batch)
+
+
+def test_maml_adapts_a_group_normalised_conv_net_per_task() -> None:
+    strategy = MAML(network="convnorm", hidden=(8, 8), inner_lr=0.4)
+    family = Digits(n_way=5, k_shot=1, k_query=3)
+    model = strategy.build(family.info(), torch.Generator().manual_seed(0))
+    batch = family.sample("meta_train", 3, torch.Generator().manual_seed(0))
+    loss = strategy.meta_loss(model, batch)  # second order, through vmap(functional_call)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+    states = strategy.adapt_batch(model, batch.support_x, batch.support_y, [1])[0]
+    one = strategy.adapt(model, batch.support_x[1], batch.support_y[1], steps=1).state
+    assert all(torch.allclose(states[k][1], one[k][0], atol=1e-6) for k in one)
+
+
 def test_baselines_that_are_not_meta_trained_are_refused_by_meta_problem() -> None:
     with pytest.raises(ValueError, match="not meta-trained"):
         meta_problem(Scratch(), FAMILY)

@@ -1,7 +1,8 @@
-"""Networks a meta-strategy adapts: a ReLU MLP, a small convolutional net for images, the identity.
+"""Networks a meta-strategy adapts: a ReLU MLP, small convolutional nets for images, the identity.
 
-None uses batch normalisation or any other running state, so every network is a pure function of its
-parameters and runs under :func:`torch.func.vmap` over a meta-batch of tasks.
+None uses batch normalisation or any other running state (``convnorm`` normalises each image on its
+own, with group normalisation), so every network is a pure function of its parameters and runs under
+:func:`torch.func.vmap` over a meta-batch of tasks.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from torch import nn
 
 __all__ = ["NETWORKS", "NetworkName", "batched_call", "build_network"]
 
-NetworkName = Literal["mlp", "conv", "identity"]
-NETWORKS: tuple[NetworkName, ...] = ("mlp", "conv", "identity")
+NetworkName = Literal["mlp", "conv", "convnorm", "identity"]
+NETWORKS: tuple[NetworkName, ...] = ("mlp", "conv", "convnorm", "identity")
 
 
 class _Flatten(nn.Module):
@@ -80,15 +81,27 @@ def batched_call(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tenso
 
 
 class _ConvNet(nn.Module):
-    """``conv3x3 -> ReLU -> maxpool2`` blocks (padding 1), then flatten and an optional linear head."""
+    """``conv3x3 -> ReLU -> maxpool2`` blocks (padding 1), then flatten and an optional linear head.
 
-    def __init__(self, input_shape: tuple[int, ...], channels: tuple[int, ...], n_outputs: int) -> None:
+    With ``norm``: ``conv3x3 -> GroupNorm -> ReLU`` blocks and a max-pool after every second block
+    only, so small images keep a spatial map (8x8 inputs: 4x4 after two or three blocks).
+    """
+
+    def __init__(
+        self, input_shape: tuple[int, ...], channels: tuple[int, ...], n_outputs: int, norm: bool = False
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         blocks: list[nn.Module] = []
-        for out in channels:
-            blocks += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
-            c, h, w = out, math.ceil(h / 2), math.ceil(w / 2)
+        for i, out in enumerate(channels):
+            blocks.append(nn.Conv2d(c, out, 3, padding=1))
+            if norm:
+                blocks.append(nn.GroupNorm(math.gcd(out, _GROUPS), out))
+            blocks.append(nn.ReLU())
+            if not norm or i % 2 == 1:
+                blocks.append(nn.MaxPool2d(2, ceil_mode=True))
+                h, w = math.ceil(h / 2), math.ceil(w / 2)
+            c = out
         self.features = nn.Sequential(*blocks)
         self.head: nn.Module = nn.Linear(c * h * w, n_outputs) if n_outputs > 0 else nn.Identity()
         self.input_shape = input_shape
@@ -97,6 +110,10 @@ class _ConvNet(nn.Module):
         lead = x.shape[: x.dim() - len(self.input_shape)]
         z = self.features(x.reshape(-1, *self.input_shape)).flatten(start_dim=1)
         return self.head(z).reshape(*lead, -1)
+
+
+_GROUPS = 8
+"""Groups of a ``convnorm`` block's group normalisation (fewer when they do not divide its channels)."""
 
 
 def build_network(
@@ -112,7 +129,9 @@ def build_network(
     Args:
         name: ``mlp`` (flatten, then ``Linear``/``ReLU`` layers of widths ``hidden``), ``conv`` (one
             ``conv3x3-ReLU-maxpool`` block per entry of ``hidden``, as channels; needs a
-            ``(channels, height, width)`` input shape) or ``identity`` (flattened inputs, no parameters).
+            ``(channels, height, width)`` input shape), ``convnorm`` (``conv3x3-GroupNorm-ReLU`` blocks,
+            a max-pool after every second one: for small images such as 8x8 digits) or ``identity``
+            (flattened inputs, no parameters).
         input_shape: Shape of one input.
         n_outputs: Output width; 0 gives an embedding network without a head (``mlp`` and ``conv``).
         hidden: Hidden widths (``mlp``) or channels (``conv``).
@@ -126,14 +145,14 @@ def build_network(
         return _Flatten(len(input_shape))
     if name == "mlp":
         net: nn.Module = _MLP(input_shape, hidden, n_outputs)
-    elif name == "conv":
+    elif name in ("conv", "convnorm"):
         if len(input_shape) != 3:
             raise ValueError(
-                "network 'conv' needs image inputs (channels, height, width), got input shape "
+                f"network {name!r} needs image inputs (channels, height, width), got input shape "
                 f"{input_shape}; "
                 "use network='mlp'"
             )
-        net = _ConvNet(input_shape, hidden, n_outputs)
+        net = _ConvNet(input_shape, hidden, n_outputs, norm=name == "convnorm")
     else:
         raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
     if generator is not None:

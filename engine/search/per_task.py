@@ -28,6 +28,7 @@ from engine.storage import Database
 from engine.study import StrategyObjective, resolve_device
 from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
 from engine.transfer import warm_start_study
+from engine.transfer.handover import own_trials_pruner
 from engine.transfer.warmstart import store_record
 from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
 from engine.warmstarter import WarmStartRecord, WarmTarget
@@ -255,7 +256,7 @@ def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: Sear
         direction=task.resolved.evaluator.direction,
         load_if_exists=True,
         sampler=plan.sampler(seed),
-        pruner=plan.pruner(),
+        pruner=own_trials_pruner(plan.pruner()),  # warm trials are no yardstick, in every worker
     )
     _set_study_attrs(
         study,

@@ -45,7 +45,10 @@ def warm_start_study(
     """Let ``starter`` enqueue configurations into the empty ``study``; store and return what it did.
 
     If the starter returns a sampler wrapper, ``study.sampler`` becomes the wrapped sampler for the rest
-    of this run.
+    of this run. The strategy study's pruner does not judge later trials by the enqueued ones
+    (:func:`~engine.transfer.handover.own_trials_pruner`, set where the study is opened, for every
+    worker): they are the best of similar tasks, and as the pruner's reference they pruned nearly every
+    later trial.
 
     Args:
         db: The engine's tables.

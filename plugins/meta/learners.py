@@ -167,17 +167,25 @@ class ProtoNet(MetaStrategy):
     ``network="identity"`` nothing is learned and it is the nearest class centroid on raw inputs.
 
     Args:
-        network: Embedding network: ``conv``, ``mlp`` or ``identity``.
-        hidden: Channels (``conv``) or hidden widths (``mlp``); the last one is the embedding width.
+        network: Embedding network: ``conv``, ``convnorm``, ``mlp`` or ``identity``.
+        hidden: Channels (``conv``, ``convnorm``) or hidden widths (``mlp``); the last one is the
+            embedding width.
+        shift: Meta-training augmentation for image families: each support and query image of a
+            training episode is moved by up to ``shift`` pixels along each axis (drawn per image from
+            torch's global generator, zeros fill in); 0 turns it off. Adaptation and evaluation see the
+            images as they are.
     """
 
     name: ClassVar[str] = "protonet"
     kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
     description: ClassVar[str] = "Prototypical networks: nearest class mean in a learned embedding."
 
-    def __init__(self, network: NetworkName = "conv", hidden: tuple[int, ...] = (64, 64)) -> None:
+    def __init__(
+        self, network: NetworkName = "conv", hidden: tuple[int, ...] = (64, 64), shift: int = 0
+    ) -> None:
         self.network = network
         self.hidden = hidden
+        self.shift = shift
 
     @property
     def meta_trained(self) -> bool:  # type: ignore[override]
@@ -208,8 +216,14 @@ class ProtoNet(MetaStrategy):
         return -_sq_distances(_embed(model, x), states["prototypes"])
 
     def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
-        protos = _prototypes(_embed(model, batch.support_x), batch.support_y, batch.n_way)
-        logits = -_sq_distances(_embed(model, batch.query_x), protos)
+        shift = int(self.shift)
+        if shift < 0 or shift != self.shift:
+            raise ValueError(f"protonet: shift must be a non-negative integer, got {self.shift!r}")
+        support_x, query_x = batch.support_x, batch.query_x
+        if shift and support_x.dim() >= 4:  # images: (tasks, n, channels, height, width)
+            support_x, query_x = _shifted(support_x, shift), _shifted(query_x, shift)
+        protos = _prototypes(_embed(model, support_x), batch.support_y, batch.n_way)
+        logits = -_sq_distances(_embed(model, query_x), protos)
         return nn.functional.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
 
 
@@ -228,3 +242,15 @@ def _prototypes(z: torch.Tensor, y: torch.Tensor, n_way: int | None) -> torch.Te
 def _sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances between rows of ``a`` (``(..., n, d)``) and ``b`` (``(..., m, d)``)."""
     return (a.unsqueeze(-2) - b.unsqueeze(-3)).pow(2).sum(dim=-1)
+
+
+def _shifted(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Images ``x`` (``(..., height, width)``) each moved by its own random offset in
+    ``[-shift, shift]`` along both axes, zeros filling in."""
+    h, w = x.shape[-2:]
+    flat = x.reshape(-1, h, w)
+    padded = nn.functional.pad(flat, (shift, shift, shift, shift))
+    n = flat.shape[0]
+    rows = torch.randint(0, 2 * shift + 1, (n, 1, 1)) + torch.arange(h).view(1, h, 1)
+    cols = torch.randint(0, 2 * shift + 1, (n, 1, 1)) + torch.arange(w).view(1, 1, w)
+    return padded[torch.arange(n).view(n, 1, 1), rows, cols].reshape(x.shape)
