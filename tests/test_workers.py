@@ -428,3 +428,24 @@ def test_a_reader_during_schema_creation_writes_nothing(fresh_postgres_url: str)
             assert conn.execute(text("SELECT count(*) FROM version_info")).scalar() == 0
     finally:
         engine_.dispose()
+
+
+@pytest.mark.slow
+def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    plugin = tmp_path / "hanging.py"
+    plugin.write_text(HANGING_PLUGIN)
+    spec = _spec(tmp_path, 2, (str(plugin),))
+    first, second = tmp_path / "first", tmp_path / "second"
+    a = _worker(spec, url, HANG_MARKER=str(first))
+    _wait_for(first, a)
+    b = _worker(spec, url, HANG_MARKER=str(second))
+    _wait_for(second, b)
+    a.send_signal(signal.SIGTERM)
+    _out, err = a.communicate(timeout=120)
+    assert a.returncode == 130 and "Traceback" not in err, err
+    assert [s.status for s in searches(storage=url)] == ["running"]  # b is still at work
+    b.send_signal(signal.SIGTERM)
+    _out, err = b.communicate(timeout=120)
+    assert b.returncode == 130 and "Traceback" not in err, err
+    assert [s.status for s in searches(storage=url)] == ["interrupted"]  # the last one to stop says so

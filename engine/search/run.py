@@ -37,7 +37,7 @@ from engine.search.progress import ProgressSink
 from engine.search.register import check_resumable, register
 from engine.spec import Plan, SearchSpec, load_spec, resolve
 from engine.storage import Database, queries
-from engine.storage.optuna_adapter import open_optuna_storage
+from engine.storage.optuna_adapter import open_optuna_storage, trial_counts
 from engine.study import quiet_optuna, torch_threads
 from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, meta_study_name, strategy_study_name
 
@@ -144,10 +144,11 @@ def run(
         meta = query_meta_best(storage=db.url, search=spec.name)
         check_succeeded(plan, optuna_storage, best, defaults, meta)
     except BaseException as exc:
-        with db.session() as s:
-            queries.set_search_status(
-                s, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            )
+        if not _others_at_work(plan, optuna_storage):  # else the last worker to stop says how it ended
+            with db.session() as s:
+                queries.set_search_status(
+                    s, search_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                )
         raise
     with db.session() as s:
         queries.set_search_status(s, search_id, "finished")
@@ -160,6 +161,32 @@ def run(
         defaults=defaults,
         meta=meta,
     )
+
+
+def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:
+    """Whether a study of this search has a running trial: another worker is still at work on it.
+
+    Called after this worker failed its own running trial, so whatever still runs is someone else's (or
+    a dead worker's, which the next claim fails).
+    """
+    spec = plan.spec
+    if spec.mode == "meta":
+        names = [meta_study_name(spec.name)]
+    elif spec.mode == "cross_task":
+        names = [cross_task_study_name(spec.name)]
+    else:
+        names = [strategy_study_name(spec.name, t.key) for t in plan.tasks]
+    try:
+        for name in names:
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:  # not created yet
+                continue
+            if trial_counts(study).get(TrialState.RUNNING):
+                return True
+    except Exception:  # the database is what failed: say how this worker ended
+        return False
+    return False
 
 
 @contextmanager
