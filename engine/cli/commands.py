@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -24,7 +24,7 @@ from engine.plugin.host import PluginHost
 from engine.settings import mask_password, resolve_storage
 
 if TYPE_CHECKING:
-    from engine.search import SearchResult
+    from engine.search import ProgressSink, SearchResult
     from engine.task import TaskKind
 
 __all__ = ["best", "plugins", "recommend", "run", "searches", "tasks", "worker"]
@@ -76,23 +76,22 @@ def run(
     """Run (or resume) the search described by the TOML file SPEC."""
     from engine.search import run as run_search  # Optuna and torch
 
-    url = resolve_storage(storage)
-    with render.progress_bars(not (as_json or no_progress) and sys.stderr.isatty()) as sink:
-        try:
-            result = run_search(
-                spec,
-                storage=url,
-                n_trials=n_trials,
-                seed=seed,
-                warm_start=False if no_warm_start else None,
-                plugins=plugins,
-                progress=sink,
-                n_jobs=n_jobs,
-                dask=dask_address,
-            )
-        except KeyboardInterrupt:
-            _interrupted(url)
-    _show_result(result, storage, as_json)
+    _search_and_show(
+        lambda url, sink: run_search(
+            spec,
+            storage=url,
+            n_trials=n_trials,
+            seed=seed,
+            warm_start=False if no_warm_start else None,
+            plugins=plugins,
+            progress=sink,
+            n_jobs=n_jobs,
+            dask=dask_address,
+        ),
+        storage,
+        as_json,
+        no_progress,
+    )
 
 
 @cli.command()
@@ -127,24 +126,36 @@ def worker(
     """
     from engine.search import join  # Optuna and torch
 
+    _search_and_show(
+        lambda url, sink: join(
+            search,
+            storage=url,
+            base_dir=Path(base_dir) if base_dir else None,
+            plugins=plugins,
+            progress=sink,
+            n_jobs=n_jobs,
+            dask=dask_address,
+        ),
+        storage,
+        as_json,
+        no_progress,
+    )
+
+
+def _search_and_show(
+    search: Callable[[str, ProgressSink], SearchResult], storage: str | None, as_json: bool, no_progress: bool
+) -> None:
+    """Run ``search(url, progress)`` under progress bars (on a terminal), then print its result."""
     url = resolve_storage(storage)
     with render.progress_bars(not (as_json or no_progress) and sys.stderr.isatty()) as sink:
         try:
-            result = join(
-                search,
-                storage=url,
-                base_dir=Path(base_dir) if base_dir else None,
-                plugins=plugins,
-                progress=sink,
-                n_jobs=n_jobs,
-                dask=dask_address,
-            )
+            result = search(url, sink)
         except KeyboardInterrupt:
             _interrupted(url)
     _show_result(result, storage, as_json)
 
 
-def _interrupted(url: str) -> None:
+def _interrupted(url: str) -> NoReturn:
     click.echo(
         f"\nInterrupted. Finished trials are stored in {mask_password(url)}; run the same command "
         "again to resume.",

@@ -22,7 +22,7 @@ from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, evaluat
 from engine.results import BestMeta, meta_best
 from engine.search.adapt import best_steps, load_theta
 from engine.search.progress import ProgressSink
-from engine.search.trials import run_trials, wait_a_moment
+from engine.search.trials import run_study, set_study_attrs
 from engine.spec import CompetenceSpec, Plan
 from engine.storage import Database
 from engine.trained import resolve_artifacts
@@ -106,27 +106,18 @@ def explore_competence(
             "threshold": comp.threshold,
             "sampler": comp.sampler,
         }
-        if study.user_attrs.get(ATTR) != attrs:
-            study.set_user_attr(ATTR, attrs)
+        set_study_attrs(study, attrs)
     objective = CompetenceObjective(comp, family, strategy, model, trained, best, steps, spec.seed)
     progress.task_started(name, comp.n_trials)
-    trials_run = failures = 0
-    while True:
-        run = run_trials(
-            db,
-            study,
-            objective,
-            n_trials=comp.n_trials,
-            limit=comp.n_trials,
-            timeout=spec.timeout,
-            on_told=lambda _t: progress.trial_finished(name),
-        )
-        trials_run += run.attempts
-        failures += len(run.failures)
-        if run.status in ("done", "timeout") or failures >= comp.n_trials:
-            break
-        if run.status == "wait" and run.attempts == 0:
-            wait_a_moment()
+    trials_run = run_study(
+        db,
+        study,
+        objective,
+        n_trials=comp.n_trials,
+        timeout=spec.timeout,
+        trial_timeout=spec.trial_timeout,
+        on_told=lambda _t: progress.trial_finished(name),
+    )
     progress.task_finished(name)
     return trials_run
 

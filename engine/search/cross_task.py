@@ -58,7 +58,7 @@ from engine.search.progress import ProgressSink
 from engine.search.recorder import DefaultRecorder, Outcome
 from engine.search.register import SearchTask
 from engine.search.task_scale import TaskScale, racing_order, representative_info, task_scale
-from engine.search.trials import run_trials, wait_a_moment
+from engine.search.trials import run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.strategy import Strategy
@@ -235,8 +235,7 @@ def explore_cross_task(
             "order": order,
             "first_stage": spec.first_stage,
         }
-        if study.user_attrs.get(ATTR) != attrs:
-            study.set_user_attr(ATTR, attrs)
+        set_study_attrs(study, attrs)
 
     by_key = {t.key: t for t in tasks}
     device = resolve_device(spec.device)

@@ -27,7 +27,7 @@ from engine.errors import SpecError
 from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_problem, save_meta_learner
 from engine.search.competence import check_competence_resumable, explore_competence
 from engine.search.progress import ProgressSink
-from engine.search.trials import run_trials, wait_a_moment
+from engine.search.trials import run_study, set_study_attrs
 from engine.spec import Plan
 from engine.storage import Database
 from engine.study import PrefixedTrial, trial_seed
@@ -100,28 +100,18 @@ def explore_meta(
             "updaters": [u.name for u in plan.meta_updaters],
             "artifacts": location,
         }
-        if study.user_attrs.get(ATTR) != attrs:
-            study.set_user_attr(ATTR, attrs)
+        set_study_attrs(study, attrs)
     objective = MetaObjective(plan, study, location)
     progress.task_started(name, spec.n_trials)
-    trials_run = failures = 0
-    while True:
-        run = run_trials(
-            db,
-            study,
-            objective,
-            n_trials=spec.n_trials,
-            limit=spec.n_trials,
-            timeout=spec.timeout,
-            trial_timeout=spec.trial_timeout,
-            on_told=lambda _t: progress.trial_finished(name),
-        )
-        trials_run += run.attempts
-        failures += len(run.failures)
-        if run.status in ("done", "timeout") or failures >= spec.n_trials:
-            break
-        if run.status == "wait" and run.attempts == 0:
-            wait_a_moment()
+    trials_run = run_study(
+        db,
+        study,
+        objective,
+        n_trials=spec.n_trials,
+        timeout=spec.timeout,
+        trial_timeout=spec.trial_timeout,
+        on_told=lambda _t: progress.trial_finished(name),
+    )
     progress.task_finished(name)
     return trials_run + explore_competence(plan, db, storage, progress)
 

@@ -22,7 +22,7 @@ from engine.plugin import PluginHost
 from engine.search.progress import ProgressSink
 from engine.search.recorder import Outcome, StrategyRecorder, better
 from engine.search.register import SearchTask
-from engine.search.trials import TrialsRun, run_trials, wait_a_moment
+from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.study import StrategyObjective, resolve_device
@@ -82,7 +82,7 @@ def open_studies(
             load_if_exists=True,
             sampler=optuna.samplers.RandomSampler(seed=spec.seed),
         )
-        _set_study_attrs(
+        set_study_attrs(
             task_study, {"kind": KIND_TASKS, "search": spec.name, "tasks": [t.key for t in tasks]}
         )
         studies = {t.key: _strategy_study(plan, storage, t) for t in tasks}
@@ -258,7 +258,7 @@ def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: Sear
         sampler=plan.sampler(seed),
         pruner=own_trials_pruner(plan.pruner()),  # warm trials are no yardstick, in every worker
     )
-    _set_study_attrs(
+    set_study_attrs(
         study,
         {
             "kind": KIND_STRATEGIES,
@@ -271,11 +271,6 @@ def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: Sear
         },
     )
     return study
-
-
-def _set_study_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
-    if study.user_attrs.get(ATTR) != attrs:
-        study.set_user_attr(ATTR, attrs)
 
 
 class _ObservedObjective:

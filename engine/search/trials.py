@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -34,7 +34,7 @@ from engine.settings import heartbeat_interval
 from engine.storage import Database
 from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials, trial_counts
 from engine.study import TrialFailed
-from engine.vocabulary import DONE_STATES, FAILURE_ATTR
+from engine.vocabulary import ATTR, DONE_STATES, FAILURE_ATTR
 
 __all__ = [
     "INTERRUPTED",
@@ -42,7 +42,9 @@ __all__ = [
     "RunStatus",
     "TrialsRun",
     "failure_reason",
+    "run_study",
     "run_trials",
+    "set_study_attrs",
     "wait_a_moment",
 ]
 
@@ -202,6 +204,46 @@ def _tell(
         )
         return None
     return frozen
+
+
+def run_study(
+    db: Database,
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    trial_timeout: float | None = None,
+    on_told: Callable[[FrozenTrial], None] | None = None,
+) -> int:
+    """Run trials of one study until it has ``n_trials`` finished ones, time is up, or ``n_trials`` of
+    this call's trials failed (so a study whose every trial fails stops and says why); return the trials
+    run. Waits while the missing trials run in other workers (one may die and leave them to us).
+    """
+    trials_run = failures = 0
+    while True:
+        run = run_trials(
+            db,
+            study,
+            objective,
+            n_trials=n_trials,
+            limit=n_trials,
+            timeout=timeout,
+            trial_timeout=trial_timeout,
+            on_told=on_told,
+        )
+        trials_run += run.attempts
+        failures += len(run.failures)
+        if run.status in ("done", "timeout") or failures >= n_trials:
+            return trials_run
+        if run.status == "wait" and run.attempts == 0:
+            wait_a_moment()
+
+
+def set_study_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
+    """Store the engine's description of ``study`` (user attribute :data:`ATTR`) unless it is there."""
+    if study.user_attrs.get(ATTR) != attrs:
+        study.set_user_attr(ATTR, attrs)
 
 
 def wait_a_moment() -> None:
