@@ -147,7 +147,7 @@ class StrategyRecorder(BestRecorder[BestRow]):
         return {"n_trials": sum(counts.get(state, 0) for state in DONE_STATES)}
 
     def _apply(self, row: BestRow, counts: dict[str, int]) -> None:
-        row.n_trials = counts["n_trials"]
+        row.n_trials = _grown(row.n_trials, counts["n_trials"])
 
 
 class DefaultRecorder(BestRecorder[DefaultRow]):
@@ -190,8 +190,13 @@ class DefaultRecorder(BestRecorder[DefaultRow]):
         }
 
     def _apply(self, row: DefaultRow, counts: dict[str, int]) -> None:
-        row.n_trials = counts["n_trials"]
-        row.task_evaluations = counts["task_evaluations"]
+        row.n_trials = _grown(row.n_trials, counts["n_trials"])
+        row.task_evaluations = _grown(row.task_evaluations, counts["task_evaluations"])
+
+
+def _grown(stored: int | None, counted: int) -> int:
+    """A count only grows: a worker that counted before another's trial finished must not lower it."""
+    return max(stored or 0, counted)
 
 
 def _finite(value: Any) -> float | None:

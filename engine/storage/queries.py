@@ -81,13 +81,17 @@ def set_search_status(s: Session, search_id: int, status: SearchStatus) -> None:
 
 
 def best_row(s: Session, search_task_id: int) -> BestRow | None:
-    """The best-so-far row of a search's task, if it has one."""
-    return s.scalar(select(BestRow).where(BestRow.search_task_id == search_task_id))
+    """The best-so-far row of a search's task, if it has one, locked until the transaction ends.
+
+    (``FOR UPDATE`` on PostgreSQL; an SQLite writer holds the whole database from ``BEGIN IMMEDIATE``.)
+    Workers read it to decide what to write, so two of them must not both act on the same old row.
+    """
+    return s.scalar(select(BestRow).where(BestRow.search_task_id == search_task_id).with_for_update())
 
 
 def default_row(s: Session, search_id: int) -> DefaultRow | None:
-    """The best-default row of a cross-task search, if it has one."""
-    return s.scalar(select(DefaultRow).where(DefaultRow.search_id == search_id))
+    """The best-default row of a cross-task search, if it has one, locked like :func:`best_row`."""
+    return s.scalar(select(DefaultRow).where(DefaultRow.search_id == search_id).with_for_update())
 
 
 def advisory_xact_lock(s: Session, key: int) -> None:
