@@ -22,12 +22,14 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +47,7 @@ from engine.updater import FitResult, Report, TrainingProblem
 SLEEP_S = 0.5
 ADMIN_URL = os.environ.get("STRATAGEM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+EXTERNAL = "stratagem, own cluster"
 HEADING = "## Many workers: trials that sleep 0.5 s (bench/scale.py)"
 
 
@@ -141,10 +144,10 @@ def _measure(path: str, concurrency: int, n: int, url: str, study_name: str, bod
     return row
 
 
-def run_stratagem(url: str, address: str, c: int, n: int) -> Row:
+def run_stratagem(url: str, address: str, c: int, n: int, path: str = "stratagem") -> Row:
     from engine.spec import SearchSpec, TaskSpec
 
-    name = f"scale{c}"
+    name = f"scale{c}" if path == "stratagem" else f"scale{c}_external"
     spec = SearchSpec(
         name=name,
         tasks=(TaskSpec("sklearn", {"dataset": "iris"}),),
@@ -157,8 +160,61 @@ def run_stratagem(url: str, address: str, c: int, n: int) -> Row:
         artifacts=None,
     )
     return _measure(
-        "stratagem", c, n, url, f"{name}/iris", lambda: engine.run(spec, storage=url, dask=address, n_jobs=c)
+        path, c, n, url, f"{name}/iris", lambda: engine.run(spec, storage=url, dask=address, n_jobs=c)
     )
+
+
+@contextlib.contextmanager
+def external_cluster(workdir: Path) -> Iterator[str]:
+    """A Dask scheduler and 2 worker processes x 16 threads started with Dask's own command line, as
+    for ``stratagem run --dask ADDRESS``; yields the scheduler's address."""
+    file = workdir / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--scheduler-file",
+            str(file),
+            "--port",
+            "0",
+            "--no-dashboard",
+        ],
+        **quiet,
+    )
+    workers = None
+    try:
+        for _ in range(300):
+            if file.exists() and file.stat().st_size:
+                break
+            time.sleep(0.1)
+        workers = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                str(file),
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "16",
+                "--no-dashboard",
+            ],
+            **quiet,
+        )
+        from dask.distributed import Client
+
+        with Client(scheduler_file=str(file)) as client:
+            client.wait_for_workers(2, timeout=120)
+            address = client.scheduler.address
+        yield address
+    finally:
+        for proc in (workers, scheduler):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
 
 
 def run_optuna_processes(url: str, c: int, n: int) -> Row:
@@ -242,11 +298,14 @@ def main() -> None:
         with (
             LocalCluster(n_workers=2, threads_per_worker=16, dashboard_address=None) as cluster,
             Client(cluster) as client,
+            tempfile.TemporaryDirectory() as tmp,
+            external_cluster(Path(tmp)) as external,
         ):
             address = client.scheduler.address
             for c in levels:
                 n = max(8, per_slot * c)
                 rows.append(run_stratagem(url, address, c, n))
+                rows.append(run_stratagem(url, external, c, n, EXTERNAL))
                 rows.append(run_optuna_processes(url, c, n))
                 rows.append(run_optuna_ask_tell(url, c, n))
     finally:
@@ -256,7 +315,7 @@ def main() -> None:
 
 
 def _write(rows: list[Row], levels: tuple[int, ...], per_slot: int, wall: float, quick: bool) -> None:
-    paths = ("stratagem", "optuna processes", "optuna ask/tell")
+    paths = ("stratagem", EXTERNAL, "optuna processes", "optuna ask/tell")
     header = (
         "| concurrent | " + " | ".join(f"{p}: efficiency (CPU ms/trial, PostgreSQL ms)" for p in paths) + " |"
     )

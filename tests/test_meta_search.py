@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ import engine
 from engine.errors import SpecError
 from engine.search import load_meta_search
 from engine.spec import SearchSpec
+from engine.vocabulary import WARM_START_ATTR
 from plugins.meta import Digits
 
 SPEC = {
@@ -154,3 +156,41 @@ def test_bad_training_families_are_refused_naming_the_key(
         engine.run(SearchSpec.from_dict(spec), storage=f"sqlite:///{tmp_path / 'x.db'}")
     assert key in [k for k, _ in caught.value.problems], str(caught.value)
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_new_meta_search_starts_from_the_best_of_the_nearest_family_and_delete_removes_its_theta(
+    searched: str,
+) -> None:
+    (source,) = engine.meta_best(storage=searched, search="sin")
+    near = {
+        **SPEC,
+        "search": {**SPEC["search"], "name": "sin-near", "n_trials": 1},
+        "family": {**SPEC["family"], "k_shot": 10},
+    }
+    engine.run(SearchSpec.from_dict(near), storage=searched)
+    study = optuna.load_study(study_name="sin-near/meta", storage=searched)
+    first = study.trials[0]
+    assert (
+        first.params == optuna.load_study(study_name="sin/meta", storage=searched).trials[source.trial].params
+    )
+    record = study.user_attrs[WARM_START_ATTR]
+    assert record["used"] and record["enqueued"] == 1 and record["method"] == "meta_best"
+    assert [s["search"] for s in record["sources"]] == ["sin"] and 0 < record["sources"][0]["distance"] < 1
+
+    # a space without the source's meta-strategy: nothing is enqueued, and the record says why
+    other = next(s for s in ("maml", "fomaml", "scratch") if s != source.strategy)
+    apart = {
+        **near,
+        "search": {**near["search"], "name": "sin-apart"},
+        "meta": {**SPEC["meta"], "strategies": [other]},
+    }
+    engine.run(SearchSpec.from_dict(apart), storage=searched)
+    record = optuna.load_study(study_name="sin-apart/meta", storage=searched).user_attrs[WARM_START_ATTR]
+    assert not record["used"] and "meta.strategies" in record["reason"]
+
+    (kept,) = engine.meta_best(storage=searched, search="sin-near")
+    theta = Path(str(kept.artifacts), str(kept.artifact_id))
+    assert theta.is_file()
+    engine.delete_search("sin-near", storage=searched)
+    assert not theta.exists()
+    assert Path(str(source.artifacts), str(source.artifact_id)).is_file()  # another search's θ stays

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -30,7 +31,7 @@ from engine.search.trials import INTERRUPTED, STALE, TrialsRun, failure_reason, 
 from engine.spec import Plan
 from engine.storage import Database
 from engine.storage.optuna_adapter import Heartbeats, fail_stale_trials, planned_params
-from engine.storage.optuna_batch import count_trials, create_running_trials
+from engine.storage.optuna_batch import complete_trial, count_trials, create_running_trials
 from engine.study import PrefixedTrial, StrategyObjective, TrialFailed
 from engine.trained import KeptModel, ModelKeeper
 from engine.vocabulary import ATTR, DONE_STATES, FAILURE_ATTR
@@ -99,6 +100,7 @@ class Driver:
         self.spec, self.db, self.storage, self.client = plan.spec, db, storage, client
         self.lanes, self.progress, self.capacity = lanes, progress, capacity
         self.flights: dict[Any, Flight] = {}
+        self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures done, from their callbacks
         self.writes: dict[Future[KeptModel | None], tuple[Flight, float, TrialResult]] = {}
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="stratagem-writer")
         self.beats = Heartbeats(storage)
@@ -107,8 +109,6 @@ class Driver:
         self._turn = itertools.cycle(range(len(lanes)))
 
     def run(self) -> None:
-        from distributed import wait
-
         for lane in self.lanes:
             self.progress.task_started(lane.visit.task.key, self.spec.n_trials)
         try:
@@ -124,14 +124,7 @@ class Driver:
                             return
                         wait_a_moment()  # the missing trials run elsewhere; one may die and leave them
                         continue
-                    try:
-                        timeout = 0.05 if self.writes else 1
-                        done, _ = wait(list(self.flights), timeout=timeout, return_when="FIRST_COMPLETED")
-                    except TimeoutError:
-                        continue
-                    except Exception:  # a future was cancelled: a worker died with the task's data
-                        done = {f for f in self.flights if f.done()}
-                    self._collect(done)
+                    self._collect(self._done(timeout=0.05 if self.writes else 1))
         except BaseException as exc:
             reason = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"the driver stopped: {exc!r}"
             wait_threads(list(self.writes))  # finished trials being written are kept
@@ -175,6 +168,19 @@ class Driver:
             if kept is not None and lane.keeper is not None:
                 lane.keeper.settle(kept)
             self._told(flight)
+
+    def _done(self, timeout: float) -> set[Any]:
+        """The futures in flight that are done (finished, failed or cancelled), waiting up to ``timeout``
+        for the first: each future's done-callback queues it, so a wait costs the same however many fly."""
+        try:
+            done = {self.finished.get(timeout=timeout)}
+        except queue.Empty:
+            return {f for f in self.flights if f.done()}  # a belt to the callbacks' braces
+        while True:
+            try:
+                done.add(self.finished.get_nowait())
+            except queue.Empty:
+                return {f for f in done if f in self.flights}  # not one already resubmitted or failed
 
     def _collect(self, done: set[Any]) -> None:
         """Store the trials whose futures are done; results come in one round trip to the cluster."""
@@ -294,6 +300,7 @@ class Driver:
             pure=False,
         )
         self.flights[flight.future] = flight
+        flight.future.add_done_callback(self.finished.put)
         lane.flying += 1
 
     def _finish(self, flight: Flight, result: TrialResult | BaseException | None) -> None:
@@ -321,16 +328,15 @@ class Driver:
         lane, storage, trial_id = flight.lane, self.storage, flight.trial_id
         if flight.enqueued:
             self._write_params(flight)
-        for step, inter in sorted(result.intermediate.items()):
-            storage.set_trial_intermediate_value(trial_id, step, inter)
-        storage.set_trial_user_attr(trial_id, ATTR, result.record)
         kept = None
         keeper = lane.keeper
         if keeper is not None and result.trained is not None:
             best = lane.recorder.best_value
             if keeper.wants(best is None or better(value, best, lane.recorder.maximize)):
                 kept = keeper.upload(optuna.Trial(lane.study, trial_id), result.trained, value, result.record)
-        if not storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value]):
+        if not complete_trial(
+            storage, trial_id, value, intermediate=result.intermediate, user_attrs={ATTR: result.record}
+        ):
             raise UpdateFinishedTrialError(f"trial {flight.number} was finished elsewhere")
         return kept
 

@@ -6,9 +6,10 @@ rate; the budget keys are fixed by ``[meta]``) and a ``meta_batch``; builds
 :func:`engine.meta.meta_problem`, trains θ with the updater (each report is a meta-validation value the
 pruner sees), and evaluates θ on meta-test tasks with :func:`engine.meta.evaluate_adaptation`. The
 trial's value is the meta-validation value; the meta-test curve (mean ± 95% CI per step count) is in its
-``stratagem`` user attribute, never used to choose. θ of a trial that is the best so far is kept as a
-safetensors file in Optuna's artifact store (the same store as per-task models), its id in
-:data:`~engine.vocabulary.META_ARTIFACT_ATTR`.
+``stratagem`` user attribute, never used to choose. A new meta study is warm-started from other
+searches' meta studies on the nearest families (:mod:`engine.search.meta_warm`). θ of a trial that is
+the best so far is kept as a safetensors file in Optuna's artifact store (the same store as per-task
+models), its id in :data:`~engine.vocabulary.META_ARTIFACT_ATTR`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from optuna.artifacts import upload_artifact
 from engine.errors import SpecError
 from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_problem, save_meta_learner
 from engine.search.competence import check_competence_resumable, explore_competence
+from engine.search.meta_warm import warm_start_meta
 from engine.search.progress import ProgressSink
 from engine.search.trials import run_study, set_study_attrs
 from engine.spec import Plan
@@ -91,16 +93,19 @@ def explore_meta(
             sampler=plan.sampler(spec.seed),
             pruner=plan.pruner(),
         )
+        family_attrs = {"name": family.name, **_jsonable(family.get_params())}
         attrs = {
             "kind": KIND_META,
             "search": spec.name,
-            "family": {"name": family.name, **_jsonable(family.get_params())},
+            "family": family_attrs,
             "metric": "accuracy" if kind == "classification" else "mse",
             "strategies": [s.name for s in plan.meta_strategies],
             "updaters": [u.name for u in plan.meta_updaters],
             "artifacts": location,
         }
         set_study_attrs(study, attrs)
+        if spec.warm_start and not study.get_trials(deepcopy=False):
+            warm_start_meta(db, storage, study, plan, family_attrs)
     objective = MetaObjective(plan, study, location)
     progress.task_started(name, spec.n_trials)
     trials_run = run_study(

@@ -12,6 +12,7 @@ without one. Like :mod:`engine.storage.optuna_adapter`, it is the place to mend 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 from sqlalchemy import func
 
-__all__ = ["Planned", "count_trials", "create_running_trials"]
+__all__ = ["Planned", "complete_trial", "count_trials", "create_running_trials"]
 
 Planned = tuple[Mapping[str, Any], Mapping[str, BaseDistribution]]
 """A trial to create: its parameters (external values) and their distributions."""
@@ -93,6 +94,49 @@ def create_running_trials(
             session.add(models.TrialHeartbeatModel(trial_id=trial.trial_id))
         created = [(int(t.trial_id), int(t.number)) for t in trials]
     return created
+
+
+def complete_trial(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    value: float,
+    *,
+    intermediate: Mapping[int, float],
+    user_attrs: Mapping[str, Any],
+) -> bool:
+    """Store a RUNNING trial's intermediate values, user attributes and value, and complete it, in one
+    transaction (through Optuna's public API that is one per call); ``False`` if it had already finished
+    (another worker failed it)."""
+    with _create_scoped_session(storage.scoped_session) as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        if trial.state.is_finished():
+            return False
+        for step, inter in sorted(intermediate.items()):
+            stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(inter)
+            old = models.TrialIntermediateValueModel.find_by_trial_and_step(trial, step, session)
+            if old is None:
+                session.add(
+                    models.TrialIntermediateValueModel(
+                        trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
+                    )
+                )
+            else:
+                old.intermediate_value, old.intermediate_value_type = stored, kind
+        for key, attr in user_attrs.items():
+            row = models.TrialUserAttributeModel.find_by_trial_and_key(trial, key, session)
+            if row is None:
+                session.add(
+                    models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(attr))
+                )
+            else:
+                row.value_json = json.dumps(attr)
+        stored_value, value_type = models.TrialValueModel.value_to_stored_repr(value)
+        session.add(
+            models.TrialValueModel(trial_id=trial_id, objective=0, value=stored_value, value_type=value_type)
+        )
+        trial.state = TrialState.COMPLETE
+        trial.datetime_complete = datetime.now()
+    return True
 
 
 def _previous_distribution(session: Any, study_id: int, name: str) -> BaseDistribution | None:

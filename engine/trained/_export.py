@@ -27,7 +27,13 @@ from engine.storage import Database, SearchRow, queries, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelError, read_card
 from engine.trained._store import remove_artifact
-from engine.vocabulary import competence_study_name, cross_task_study_name, meta_study_name
+from engine.vocabulary import (
+    ATTR,
+    META_ARTIFACT_ATTR,
+    competence_study_name,
+    cross_task_study_name,
+    meta_study_name,
+)
 
 __all__ = ["Deleted", "delete_search", "export"]
 
@@ -173,9 +179,21 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
     for name in sorted(studies):
         if name in present:
             trials += optuna_storage.get_n_trials(study_id(optuna_storage, name))
+            if name == meta_study_name(search):
+                artifacts += _meta_artifacts(optuna_storage, name)
             optuna.delete_study(study_name=name, storage=optuna_storage)
             deleted.append(name)
     removed = sum(remove_artifact(store, artifact_id) for artifact_id, store in artifacts)
     with db.session() as s:
         queries.delete_search_rows(s, search_id, None if task is None else link_ids)
     return Deleted(search, task, deleted, trials, removed)
+
+
+def _meta_artifacts(storage: optuna.storages.BaseStorage, name: str) -> list[tuple[str, str]]:
+    """The θ files a meta study kept (one per trial that was best when it ended), with their store."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    location = study.user_attrs.get(ATTR, {}).get("artifacts")
+    if not location:
+        return []
+    ids = (t.user_attrs.get(META_ARTIFACT_ATTR) for t in study.get_trials(deepcopy=False))
+    return [(artifact_id, location) for artifact_id in ids if isinstance(artifact_id, str)]
