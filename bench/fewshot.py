@@ -354,7 +354,7 @@ def main() -> None:
         "--part", nargs="+", choices=("all", "sinusoid", "speed", "digits"), default=["all"], help="sections"
     )
     parser.add_argument("--iterations", type=int, default=20000, help="sinusoid meta-iterations (gradient)")
-    parser.add_argument("--es-iterations", type=int, default=2000, help="sinusoid ES iterations")
+    parser.add_argument("--es-iterations", type=int, default=10000, help="sinusoid ES iterations")
     parser.add_argument(
         "--digits-splits",
         type=int,

@@ -81,6 +81,12 @@ def test_two_jobs_on_postgres_run_exactly_n_trials_per_task(postgres_url: str, p
     again = run(tiny_spec("par_pg", ("iris", "wine"), n_trials=4), storage=postgres_url, dask=processes)
     assert again.trials_run == 2  # resumed: one more per task, in a second visit
     _assert_exact(postgres_url, "par_pg", ("iris", "wine"), 4, visits=2)
+    # 8 slots on a 2-thread cluster: one trial more is claimed ahead and waits ready for a slot
+    ahead = run(
+        tiny_spec("par_pg_ahead", ("iris",), n_trials=14), storage=postgres_url, dask=processes, n_jobs=8
+    )
+    assert ahead.trials_run == 14
+    _assert_exact(postgres_url, "par_pg_ahead", ("iris",), 14)
     warm = tiny_spec("par_pg_warm", ("iris",), n_trials=3, warm_start=True)
     run(warm, storage=postgres_url, dask=processes)  # seeded from the first search's history
     _assert_exact(postgres_url, "par_pg_warm", ("iris",), 3)
@@ -164,7 +170,7 @@ def test_sigterm_fails_the_trials_in_flight_and_keeps_the_finished(tmp_path: Pat
     )
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", str(spec), "--storage", sqlite_url, "--n-jobs", "2"],
+        [sys.executable, "-m", "engine.cli", "run", str(spec), "--storage", sqlite_url, "--n-jobs", "8"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,

@@ -2,12 +2,14 @@
 
 A :class:`Lane` is one task's strategy study as the driver runs it (the study, its in-memory mirror, the
 objective scattered to the workers, the best-row recorder); a :class:`Flight` is one trial in flight. The
-:class:`Driver` keeps ``capacity`` trials in flight over all lanes, claims them in batches under each
-study's claim lock, and stores each finished one from a writer thread before counting it.
+:class:`Driver` keeps ``capacity`` trials in flight over all lanes (and an eighth more claimed and ready
+to start), claims them in batches under each study's claim lock, and stores each finished one from a
+writer thread before counting it.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -79,7 +81,7 @@ class Lane:
     keeper: ModelKeeper | None
     run: TrialsRun = field(default_factory=TrialsRun)
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = field(default_factory=list)
-    flying: int = 0
+    flying: int = 0  # claimed by this driver and not yet stored or failed: ready, in flight or writing
     closed: bool = False
     waiting: bool = False
 
@@ -100,6 +102,8 @@ class Driver:
         self.spec, self.db, self.storage, self.client = plan.spec, db, storage, client
         self.lanes, self.progress, self.capacity = lanes, progress, capacity
         self.flights: dict[Any, Flight] = {}
+        self.ready: collections.deque[Flight] = collections.deque()  # claimed, waiting for a free slot
+        self.lead = capacity // 8  # trials claimed ahead, so a freed slot starts one at once
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()  # futures done, from their callbacks
         self.writes: dict[Future[KeptModel | None], tuple[Flight, float, TrialResult]] = {}
         self.writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="stratagem-writer")
@@ -116,7 +120,7 @@ class Driver:
                 while True:
                     self._settle(block=False)
                     self._fill()
-                    if not self.flights:
+                    if not self.flights and not self.ready:
                         if self.writes:
                             self._settle(block=True)
                             continue
@@ -131,7 +135,10 @@ class Driver:
             for future, flight in list(self.flights.items()):
                 future.cancel()
                 self._fail(flight, reason, count=False)
+            for flight in self.ready:
+                self._fail(flight, reason, count=False)
             self.flights.clear()
+            self.ready.clear()
             raise
         finally:
             self.writers.shutdown(wait=True)
@@ -175,7 +182,7 @@ class Driver:
         try:
             done = {self.finished.get(timeout=timeout)}
         except queue.Empty:
-            return {f for f in self.flights if f.done()}  # a belt to the callbacks' braces
+            return {f for f in list(self.flights) if f.done()}  # a belt to the callbacks' braces
         while True:
             try:
                 done.add(self.finished.get_nowait())
@@ -192,7 +199,6 @@ class Driver:
             flight = self.flights.get(future)
             if flight is not None and future.cancelled() and flight.resubmitted < MAX_RESUBMITS:
                 del self.flights[future]  # lost with another trial's worker: not its fault, run it again
-                flight.lane.flying -= 1
                 flight.resubmitted += 1
                 self._submit(flight)
             elif flight is not None:
@@ -203,15 +209,20 @@ class Driver:
                 self._finish(self.flights.pop(future), error)
 
     def _fill(self) -> None:
-        """Claim trials for open lanes, in turn, until every slot is in flight.
+        """Start claimed trials in the free slots, then claim trials for open lanes, in turn, until every
+        slot is in flight and :attr:`lead` more wait ready.
 
         A lane with trials in flight claims only once a batch of slots is free (an eighth of them):
-        each claim reads the study's counts under its lock, and fewer, larger claims cost less.
+        each claim reads the study's counts under its lock, and fewer, larger claims cost less. The ready
+        trials are RUNNING rows with heartbeats like those in flight, so counts stay exact; they start
+        the moment a slot frees, while the driver claims the next batch.
         """
+        while self.ready and len(self.flights) < self.capacity:
+            self._submit(self.ready.popleft())
         out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
         batch = max(1, self.capacity // 8)
         for _ in range(len(self.lanes)):
-            free = self.capacity - len(self.flights)
+            free = self.capacity + self.lead - len(self.flights) - len(self.ready)
             if free <= 0:
                 return
             lane = self.lanes[next(self._turn)]
@@ -222,7 +233,7 @@ class Driver:
                 lane.run.status = "timeout" if out_of_time else lane.run.status
                 continue
             open_lanes = sum(not x.closed for x in self.lanes)
-            self._claim(lane, min(free, math.ceil(self.capacity / max(1, open_lanes))))
+            self._claim(lane, min(free, math.ceil((self.capacity + self.lead) / max(1, open_lanes))))
 
     def _claim(self, lane: Lane, want: int) -> None:
         """Under the study's claim lock, create up to ``want`` RUNNING trials and submit them."""
@@ -251,7 +262,7 @@ class Driver:
                 twins, create_running_trials(self.storage, lane.study_id, planned), strict=True
             ):
                 self.beats.track(trial_id)  # its first heartbeat was written with it
-                self._submit(Flight(lane, trial_id, number, twin, None, False))
+                self._start(Flight(lane, trial_id, number, twin, None, False))
 
     def _ask(self, lane: Lane) -> optuna.Trial | None:
         """Ask the mirror for a trial and sample its configuration; a plugin's error fails it."""
@@ -281,9 +292,18 @@ class Driver:
             except TrialFailed as exc:
                 self._fail(Flight(lane, trial_id, trial.number, twin, None, True), str(exc))
             else:
-                self._submit(Flight(lane, trial_id, trial.number, twin, None, True))
+                self._start(Flight(lane, trial_id, trial.number, twin, None, True))
             taken += 1
         return taken
+
+    def _start(self, flight: Flight) -> None:
+        """A claimed trial: submit it if a slot is free, else keep it ready; it counts in its lane's
+        ``flying`` from now until it is stored or failed."""
+        flight.lane.flying += 1
+        if len(self.flights) < self.capacity:
+            self._submit(flight)
+        else:
+            self.ready.append(flight)
 
     def _submit(self, flight: Flight) -> None:
         spec, lane = self.spec, flight.lane
@@ -301,7 +321,6 @@ class Driver:
         )
         self.flights[flight.future] = flight
         flight.future.add_done_callback(self.finished.put)
-        lane.flying += 1
 
     def _finish(self, flight: Flight, result: TrialResult | BaseException | None) -> None:
         """Fail the trial now, or hand it to a writer thread (it counts once written)."""

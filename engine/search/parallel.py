@@ -37,7 +37,7 @@ from engine.search.per_task import Visit, open_studies
 from engine.search.progress import ProgressSink
 from engine.search.recorder import StrategyRecorder
 from engine.search.register import SearchTask
-from engine.search.remote import PluginNames, dask_client, pack
+from engine.search.remote import PluginNames, dask_client, pack, warm_workers
 from engine.settings import resolve_storage
 from engine.spec import Plan
 from engine.storage import Database
@@ -107,6 +107,7 @@ def explore_per_task_parallel(
         for task in tasks:
             visit = Visit(plan, host, db, storage, task_study, studies[task.key], task, progress)
             lanes.append(_lane(visit, storage, client, names))
+        warm_workers(client, [lane.remote for lane in lanes])
         driver = Driver(plan, db, storage, client, lanes, progress, n_jobs)
         driver.run()
     for lane in lanes:

@@ -11,16 +11,23 @@ starts, so the rest of the engine does not need it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import logging
 import math
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import optuna
@@ -33,7 +40,17 @@ from engine.study import StrategyObjective, TrialFailed
 from engine.study.trained import TrainedModel
 from engine.vocabulary import ATTR
 
-__all__ = ["PackedObjective", "PluginNames", "TrialResult", "dask_client", "pack", "run_trial"]
+__all__ = [
+    "PackedObjective",
+    "PluginNames",
+    "TrialResult",
+    "dask_client",
+    "pack",
+    "run_trial",
+    "warm_workers",
+]
+
+log = logging.getLogger("stratagem")
 
 LOCAL_PLUGIN_PREFIX = "stratagem_local_"
 """Modules that the plugin host loaded from a file path; workers cannot import them by name."""
@@ -117,6 +134,25 @@ def pack(objective: StrategyObjective) -> PackedObjective:
     return PackedObjective(uuid.uuid4().hex, cloudpickle.dumps(objective))
 
 
+def warm_workers(client: Any, remotes: list[Any]) -> None:
+    """Unpack every scattered objective on every worker now (torch, the task's data, plugins), so that
+    no trial claimed afterwards waits seconds for its worker's first imports. A worker that fails here
+    is left to fail its first trial, with the reason."""
+    futures = [
+        client.submit(_unpack, remote, workers=[worker], allow_other_workers=False, pure=False)
+        for worker in client.scheduler_info(n_workers=-1)["workers"]
+        for remote in remotes
+    ]
+    try:
+        client.gather(futures)
+    except Exception as exc:  # reported again, per trial, when the driver runs on that worker
+        log.warning("a Dask worker could not load a task's objective: %s", exc)
+
+
+def _unpack(packed: PackedObjective) -> None:
+    packed.load()
+
+
 def run_trial(
     packed: PackedObjective,
     params: dict[str, Any],
@@ -147,45 +183,116 @@ def run_trial(
 def dask_client(n_jobs: int, address: str | None) -> Iterator[Any]:
     """A Dask client: on the scheduler at ``address``, or on a local cluster of ``n_jobs`` slots.
 
-    The local cluster has one worker process per core (at most ``n_jobs``), each with enough threads
-    for ``n_jobs`` trials in all; a worker that dies fails its trial at once (no silent re-run).
+    The local cluster is a scheduler and one worker process per core (at most ``n_jobs``, each with
+    enough threads for ``n_jobs`` trials in all), started as subprocesses with Dask's own command line
+    (:func:`local_cluster`), so that the driver's process does nothing but drive; a worker that dies fails
+    its trial at once (no silent re-run).
 
     Raises:
-        StratagemError: Dask is not installed, or the scheduler cannot be reached.
+        StratagemError: Dask is not installed, or the scheduler cannot be reached or started.
     """
     try:
         import dask
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise StratagemError(
             "--n-jobs and --dask need Dask: pip install 'stratagem[dask]' (dask[distributed])"
         ) from None
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        if address is not None:
-            try:
-                client = Client(address, timeout=30)
-            except OSError as exc:
-                raise StratagemError(
-                    f"cannot reach the Dask scheduler at {address!r}: {exc}. Start one with "
-                    "`dask scheduler` and workers with `dask worker ADDRESS`, or use --n-jobs"
-                ) from None
-            try:
-                yield client
-            finally:
-                client.close()
-            return
-        workers = max(1, min(n_jobs, os.cpu_count() or 1))
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=math.ceil(n_jobs / workers),
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), contextlib.ExitStack() as stack:
+        if address is None:
+            workers = max(1, min(n_jobs, os.cpu_count() or 1))
+            address = stack.enter_context(local_cluster(workers, math.ceil(n_jobs / workers)))
+        try:
+            client = Client(address, timeout=30)
+        except OSError as exc:
+            raise StratagemError(
+                f"cannot reach the Dask scheduler at {address!r}: {exc}. Start one with "
+                "`dask scheduler` and workers with `dask worker ADDRESS`, or use --n-jobs"
+            ) from None
         try:
             yield client
         finally:
-            started = time.monotonic()
             client.close()
-            cluster.close(timeout=max(5.0, 30 - (time.monotonic() - started)))
+
+
+LOCAL_START_S = 60.0
+"""Seconds a local cluster's scheduler and workers get to start."""
+
+
+@contextmanager
+def local_cluster(workers: int, threads: int) -> Iterator[str]:
+    """A scheduler and ``workers`` worker processes of ``threads`` threads on this machine; yields the
+    scheduler's address and stops them all when the block ends.
+
+    Each is a subprocess started with Dask's command line (``distributed.cli.dask_scheduler`` and
+    ``dask_worker``, the scheduler refusing to rerun a task whose worker died), its output in a log
+    file that an error quotes. On Linux each dies with this process, even killed (``PR_SET_PDEATHSIG``);
+    workers also stop on their own once the scheduler is gone (``--death-timeout``).
+
+    Raises:
+        StratagemError: They did not start within :data:`LOCAL_START_S` seconds.
+    """
+    from dask.distributed import Client
+
+    folder = Path(tempfile.mkdtemp(prefix="stratagem-dask-"))
+    file = folder / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(module: str, *args: str) -> None:
+        with open(folder / f"{module}-{len(procs)}.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"distributed.cli.{module}", "--no-dashboard", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=_die_with_parent,
+                )
+            )
+
+    def logs() -> str:
+        tails = [f.read_text(errors="replace")[-600:] for f in sorted(folder.glob("*.log"))]
+        return "\n".join(t for t in tails if t.strip()) or "(no output)"
+
+    try:
+        start("dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(file))
+        deadline = time.monotonic() + LOCAL_START_S
+        while not (file.exists() and file.stat().st_size):
+            if procs[0].poll() is not None or time.monotonic() > deadline:
+                raise StratagemError(f"the local Dask scheduler did not start: {logs()}")
+            time.sleep(0.05)
+        for _ in range(workers):
+            start(
+                "dask_worker",
+                "--scheduler-file",
+                str(file),
+                "--nthreads",
+                str(threads),
+                "--death-timeout",
+                "30",
+            )
+        with Client(scheduler_file=str(file), timeout=LOCAL_START_S) as client:
+            address = str(client.scheduler.address)
+            try:
+                client.wait_for_workers(workers, timeout=LOCAL_START_S)
+            except TimeoutError:
+                raise StratagemError(f"the local Dask workers did not start: {logs()}") from None
+        yield address
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In a child before it runs: ask Linux to kill it when its parent dies (a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
