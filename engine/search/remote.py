@@ -12,13 +12,12 @@ starts, so the rest of the engine does not need it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
+import json
 import logging
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -226,8 +225,10 @@ def local_cluster(workers: int, threads: int) -> Iterator[str]:
 
     Each is a subprocess started with Dask's command line (``distributed.cli.dask_scheduler`` and
     ``dask_worker``, the scheduler refusing to rerun a task whose worker died), its output in a log
-    file that an error quotes. On Linux each dies with this process, even killed (``PR_SET_PDEATHSIG``);
-    workers also stop on their own once the scheduler is gone (``--death-timeout``).
+    file that an error quotes. On Linux each dies with this process, even killed (``PR_SET_PDEATHSIG``,
+    set by the child itself, :data:`_BOOT`); workers also stop on their own once the scheduler is gone
+    (``--death-timeout``). A killed driver leaves only the small folder of those logs in the temporary
+    directory.
 
     Raises:
         StratagemError: They did not start within :data:`LOCAL_START_S` seconds.
@@ -236,19 +237,18 @@ def local_cluster(workers: int, threads: int) -> Iterator[str]:
 
     folder = Path(tempfile.mkdtemp(prefix="stratagem-dask-"))
     file = folder / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0", _PARENT_ENV: str(os.getpid())}
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(module: str, *args: str) -> None:
         with open(folder / f"{module}-{len(procs)}.log", "wb") as log:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", f"distributed.cli.{module}", "--no-dashboard", *args],
+                    [sys.executable, "-c", _BOOT, f"distributed.cli.{module}", "--no-dashboard", *args],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
-                    preexec_fn=_die_with_parent,
                 )
             )
 
@@ -259,7 +259,7 @@ def local_cluster(workers: int, threads: int) -> Iterator[str]:
     try:
         start("dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(file))
         deadline = time.monotonic() + LOCAL_START_S
-        while not (file.exists() and file.stat().st_size):
+        while not _address_in(file):
             if procs[0].poll() is not None or time.monotonic() > deadline:
                 raise StratagemError(f"the local Dask scheduler did not start: {logs()}")
             time.sleep(0.05)
@@ -292,7 +292,25 @@ def local_cluster(workers: int, threads: int) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In a child before it runs: ask Linux to kill it when its parent dies (a no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+_PARENT_ENV = "STRATAGEM_DASK_PARENT"
+
+_BOOT = f"""
+import ctypes, os, runpy, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: die with the driver, even killed
+if os.getppid() != int(os.environ["{_PARENT_ENV}"]):
+    sys.exit("stratagem: the driver that started this Dask process is gone")
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+"""What a local cluster's subprocess runs first: it asks Linux to kill it when the driver dies (set in
+the child itself, so nothing runs between fork and exec), checks that the driver did not die already,
+then runs the Dask command-line module named by its first argument."""
+
+
+def _address_in(file: Path) -> bool:
+    """Whether the scheduler has written its whole scheduler file (it is not written atomically)."""
+    try:
+        return bool(json.loads(file.read_text()).get("address"))
+    except (OSError, ValueError):
+        return False
