@@ -4,6 +4,7 @@ safetensors and reloadable, and adaptation from the command line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,15 @@ def test_a_new_meta_search_starts_from_the_best_of_the_nearest_family_and_delete
     assert not record["used"] and "meta.strategies" in record["reason"]
 
     (kept,) = engine.meta_best(storage=searched, search="sin-near")
+    assert kept.warm_start is not None and kept.warm_start["sources"][0]["search"] == "sin"
+    shown = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "best", "--search", "sin-near", "--storage", searched],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "250"},
+    ).stdout
+    assert "from sin" in shown, shown
     theta = Path(str(kept.artifacts), str(kept.artifact_id))
     assert theta.is_file()
     engine.delete_search("sin-near", storage=searched)

@@ -185,7 +185,7 @@ def meta_table(rows: Sequence[Any]) -> None:
         return
     table(
         "Best meta-strategy per task family (meta-test: mean ± 95% CI after k adaptation steps)",
-        ["search", "family", "strategy", "updater", "meta-val", "meta-test", "trials"],
+        ["search", "family", "strategy", "updater", "meta-val", "meta-test", "trials", "warm start"],
         [
             (
                 m.search,
@@ -195,11 +195,19 @@ def meta_table(rows: Sequence[Any]) -> None:
                 f"{m.metric} {fmt(m.value)}",
                 "\n".join(f"k={p['steps']}: {fmt(p['mean'])} ± {fmt(p['ci95'])}" for p in m.test),
                 m.n_trials,
+                _meta_warm(m.warm_start),
             )
             for m in rows
         ],
-        wrap=("strategy", "updater", "meta-test"),
+        wrap=("strategy", "updater", "meta-test", "warm start"),
     )
+
+
+def _meta_warm(record: dict[str, Any] | None) -> str:
+    """A meta study's warm start in a cell: the searches it started from, or ``-``."""
+    if not record or not record.get("used"):
+        return "-"
+    return "from " + ", ".join(str(s.get("search", "?")) for s in record.get("sources", ()))
 
 
 def competence_table(cmap: Any) -> None:

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from engine.errors import UnknownNameError
 from engine.storage import Database, SearchRow, reads
 from engine.storage.optuna_adapter import open_optuna_storage
-from engine.vocabulary import ATTR, META_ARTIFACT_ATTR, meta_study_name
+from engine.vocabulary import ATTR, META_ARTIFACT_ATTR, WARM_START_ATTR, meta_study_name
 
 __all__ = ["BestMeta", "meta_best"]
 
@@ -35,6 +35,8 @@ class BestMeta:
         test: Meta-test points, each ``{"steps", "mean", "ci95", "n_tasks"}``.
         trial: The trial's number; ``n_trials`` the study's finished trials.
         artifact_id: The kept θ (safetensors) in the artifact store at ``artifacts``, if kept.
+        warm_start: What warm start did on the meta study (a
+            :class:`~engine.warmstarter.WarmStartRecord` as a dict), if it ran.
     """
 
     search: str
@@ -51,6 +53,7 @@ class BestMeta:
     n_trials: int
     artifact_id: str | None
     artifacts: str | None
+    warm_start: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -109,6 +112,7 @@ def meta_best(*, storage: str | None = None, search: str | None = None) -> list[
                 ),
                 artifact_id=best.user_attrs.get(META_ARTIFACT_ATTR),
                 artifacts=attrs.get("artifacts"),
+                warm_start=study.user_attrs.get(WARM_START_ATTR),
             )
         )
     return sorted(out, key=lambda b: b.search)
