@@ -183,8 +183,8 @@ class WarmStart:
         record: What was done, stored on the study.
         callbacks: Called after each finished trial of the run (as Optuna's ``optimize`` callbacks).
         sampler: Given the study's own sampler (the spec's ``[sampler]``), returns the sampler for the
-            rest of the run, which may delegate to it. Applies to the worker that warm-started the study;
-            other workers and resumed runs use the spec's sampler alone.
+            rest of the run, which may delegate to it. Applies to the worker that warm-started the study,
+            and to other workers and resumed runs through :meth:`WarmStarter.resume`.
     """
 
     record: WarmStartRecord
@@ -239,3 +239,13 @@ class WarmStarter(ABC):
         ``used=False`` and a reason when the history gives nothing to use. To guide every trial rather
         than enqueue, return a :attr:`WarmStart.sampler` that wraps the study's sampler.
         """
+
+    def resume(self, context: WarmStartContext, record: WarmStartRecord) -> WarmStart | None:
+        """Keep guiding a study that this starter warm-started in another worker or an earlier run.
+
+        Called when a worker opens a study whose stored ``record`` names this starter and says it was
+        used. It must not enqueue (the study has what :meth:`start` enqueued). Return a
+        :class:`WarmStart` whose :attr:`WarmStart.sampler` guides this worker's trials too, or ``None``
+        (the default) when enqueuing was all the starter did.
+        """
+        return None

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -263,20 +263,34 @@ class GuidedWarmStarter(WarmStarter):
             candidates=len(ensemble.candidates),
             target_weight=0.0,
         )
-        state = {"record": record}
+        return WarmStart(record, sampler=_guide(context, ensemble, record))
 
-        def on_choice(target_weight: float, _n: int) -> None:
-            if state["record"].target_weight != round(target_weight, 4):
-                state["record"] = dataclasses.replace(state["record"], target_weight=round(target_weight, 4))
-                context.persist(state["record"])
+    def resume(self, context: WarmStartContext, record: WarmStartRecord) -> WarmStart | None:
+        """Guide this worker's trials too, from the same history (nothing is enqueued again)."""
+        ensemble = _ensemble(context, self.name, context.defaults)
+        if isinstance(ensemble, WarmStartRecord):
+            return None
+        return WarmStart(record, sampler=_guide(context, ensemble, record))
 
-        def wrap(base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
-            return GuidedSampler(
-                base,
-                ensemble,
-                strategies=context.target.strategies,
-                updaters=context.target.updaters,
-                on_choice=on_choice,
-            )
 
-        return WarmStart(record, sampler=wrap)
+def _guide(
+    context: WarmStartContext, ensemble: SourceEnsemble, record: WarmStartRecord
+) -> Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler]:
+    """The sampler wrapper of ``guided``, keeping the record's target weight current."""
+    state = {"record": record}
+
+    def on_choice(target_weight: float, _n: int) -> None:
+        if state["record"].target_weight != round(target_weight, 4):
+            state["record"] = dataclasses.replace(state["record"], target_weight=round(target_weight, 4))
+            context.persist(state["record"])
+
+    def wrap(base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+        return GuidedSampler(
+            base,
+            ensemble,
+            strategies=context.target.strategies,
+            updaters=context.target.updaters,
+            on_choice=on_choice,
+        )
+
+    return wrap

@@ -155,3 +155,30 @@ def test_the_ensemble_judges_the_tasks_model_out_of_fold_on_few_folds_as_on_one_
     assert m_loo is not None and m_k is not None
     assert math.isclose(float(np.sum(w_loo)) + t_loo, 1.0) and math.isclose(float(np.sum(w_k)) + t_k, 1.0)
     assert t_loo > 0.3 and t_k > 0.3  # on both counts the task's own model ranks its trials best
+
+
+def test_a_resumed_run_and_the_parallel_driver_are_guided_too(
+    history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("distributed")
+    chosen: list[int] = []
+    choose = GuidedSampler._choose
+
+    def counting(self: GuidedSampler, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        chosen.append(trial.number)
+        return choose(self, study, trial)
+
+    monkeypatch.setattr(GuidedSampler, "_choose", counting)
+    task = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 4}, name="synth")
+    spec = _spec("guided-par", (task,), warm_start=True, warm_start_method="guided", n_trials=3)
+    run(spec, storage=history, n_jobs=2)  # the driver samples from its mirror: the mirror is guided
+    assert len(chosen) == 2  # every trial but the enqueued one
+    first = WarmStartRecord.from_dict(
+        optuna.load_study(study_name="guided-par/synth", storage=history).user_attrs[WARM_START_ATTR]
+    )
+    run(dataclasses.replace(spec, n_trials=5), storage=history)  # a second visit, in another "worker"
+    assert len(chosen) == 4
+    study = optuna.load_study(study_name="guided-par/synth", storage=history)
+    assert sum("fixed_params" in t.system_attrs for t in study.trials) == 1  # nothing enqueued again
+    again = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
+    assert again.enqueued == first.enqueued == 1 and again.sources == first.sources

@@ -252,7 +252,7 @@ class Driver:
             if free <= 0:
                 return
             if not lane.run.attempts and not lane.flying and not counts:
-                lane.callbacks.extend(lane.visit.warm_start(self.spec.n_trials))
+                lane.callbacks.extend(lane.visit.warm_start(self.spec.n_trials, sampled=lane.mirror))
                 counts = count_trials(self.storage, lane.study_id)
             if counts.get(TrialState.WAITING):
                 free -= self._start_enqueued(lane, free)

@@ -124,6 +124,7 @@ def _lane(visit: Visit, storage: optuna.storages.RDBStorage, client: Any, names:
         direction=study.direction, sampler=visit.plan.sampler(_mirror_seed(spec.seed, visit.task.fingerprint))
     )
     mirror.add_trials(study.get_trials(deepcopy=False, states=DONE_STATES))
+    visit.resume_warm_start(spec.n_trials, sampled=mirror)  # guided here too if warm-started elsewhere
     objective = visit.objective(names)
     packed = pack(objective)
     return Lane(

@@ -27,11 +27,11 @@ from engine.spec import Plan
 from engine.storage import Database
 from engine.study import StrategyObjective, resolve_device
 from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
-from engine.transfer import warm_start_study
+from engine.transfer import resume_warm_start, warm_start_study
 from engine.transfer.handover import own_trials_pruner
 from engine.transfer.warmstart import store_record
 from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
-from engine.warmstarter import WarmStartRecord, WarmTarget
+from engine.warmstarter import WarmStarter, WarmStartRecord, WarmTarget
 
 __all__ = ["Visit", "explore_per_task", "open_studies"]
 
@@ -142,6 +142,7 @@ class Visit:
             objective, recorder, study, lambda: self.progress.trial_finished(task.key), self.keeper()
         )
         recorder.repair(study)  # a worker killed between a trial and the best row left it behind
+        self.resume_warm_start(n)  # a study warm-started elsewhere: a guiding starter guides here too
         self.progress.task_started(task.key, n)
         try:
             run = run_trials(
@@ -213,10 +214,14 @@ class Visit:
             plugin_of=self.host.strategies.plugin_of,
         )
 
-    def warm_start(self, n_trials: int) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
-        """Seed the new strategy study from other tasks' history; record what was used and why."""
+    def warm_start(
+        self, n_trials: int, sampled: optuna.Study | None = None
+    ) -> list[Callable[[optuna.Study, FrozenTrial], None]]:
+        """Seed the new strategy study from other tasks' history; record what was used and why.
+
+        A starter's sampler wrapper replaces the sampler of ``sampled`` (default: the study; the parallel
+        driver passes its in-memory mirror, from which it samples)."""
         plan, task = self.plan, self.task
-        resolved = task.resolved
         if plan.warm_starter is None:
             store_record(
                 self.db,
@@ -225,6 +230,17 @@ class Visit:
                 WarmStartRecord(used=False, reason="warm start turned off"),
             )
             return []
+        warm = warm_start_study(**self._warm_args(plan.warm_starter, n_trials), sampled=sampled)
+        return list(warm.callbacks)
+
+    def resume_warm_start(self, n_trials: int, sampled: optuna.Study | None = None) -> None:
+        """If another worker or an earlier run warm-started the study with the spec's starter, let the
+        starter guide the trials sampled here too (``sampled`` as in :meth:`warm_start`)."""
+        if self.plan.warm_starter is not None:
+            resume_warm_start(**self._warm_args(self.plan.warm_starter, n_trials), sampled=sampled)
+
+    def _warm_args(self, starter: WarmStarter, n_trials: int) -> dict[str, Any]:
+        task, resolved = self.task, self.task.resolved
         target = WarmTarget(
             fingerprint=task.fingerprint,
             kind=resolved.dataset.kind,
@@ -234,17 +250,16 @@ class Visit:
             updaters=tuple(u.name for u in resolved.updaters),
             info=resolved.dataset.info(),
         )
-        warm = warm_start_study(
-            db=self.db,
-            storage=self.storage,
-            study=self.study,
-            search_task_id=task.search_task_id,
-            target=target,
-            starter=plan.warm_starter,
-            n_trials=n_trials,
-            seed=plan.spec.seed,
-        )
-        return list(warm.callbacks)
+        return {
+            "db": self.db,
+            "storage": self.storage,
+            "study": self.study,
+            "search_task_id": task.search_task_id,
+            "target": target,
+            "starter": starter,
+            "n_trials": n_trials,
+            "seed": self.plan.spec.seed,
+        }
 
 
 def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: SearchTask) -> optuna.Study:

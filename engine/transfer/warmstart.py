@@ -9,6 +9,8 @@ row, where ``stratagem best`` shows it.
 
 from __future__ import annotations
 
+import weakref
+
 import optuna
 
 from engine.storage import Database, queries
@@ -17,7 +19,7 @@ from engine.transfer.history import load_history
 from engine.vocabulary import WARM_START_ATTR
 from engine.warmstarter import WarmStart, WarmStartContext, WarmStarter, WarmStartRecord, WarmTarget
 
-__all__ = ["store_record", "warm_start_study"]
+__all__ = ["resume_warm_start", "store_record", "warm_start_study"]
 
 
 def store_record(
@@ -41,14 +43,16 @@ def warm_start_study(
     starter: WarmStarter,
     n_trials: int,
     seed: int,
+    sampled: optuna.Study | None = None,
 ) -> WarmStart:
     """Let ``starter`` enqueue configurations into the empty ``study``; store and return what it did.
 
-    If the starter returns a sampler wrapper, ``study.sampler`` becomes the wrapped sampler for the rest
-    of this run. The strategy study's pruner does not judge later trials by the enqueued ones
-    (:func:`~engine.transfer.handover.own_trials_pruner`, set where the study is opened, for every
-    worker): they are the best of similar tasks, and as the pruner's reference they pruned nearly every
-    later trial.
+    If the starter returns a sampler wrapper, the sampler of ``sampled`` (the study that this worker
+    samples from: ``study`` itself, or the parallel driver's in-memory mirror of it) becomes the wrapped
+    sampler for the rest of this run. The strategy study's pruner does not judge later trials by the
+    enqueued ones (:func:`~engine.transfer.handover.own_trials_pruner`, set where the study is opened,
+    for every worker): they are the best of similar tasks, and as the pruner's reference they pruned
+    nearly every later trial.
 
     Args:
         db: The engine's tables.
@@ -60,13 +64,69 @@ def warm_start_study(
         starter: The warm starter the spec chose.
         n_trials: Trials the study is about to run.
         seed: The search's seed.
+        sampled: The study whose sampler a wrapper replaces (default ``study``).
     """
+    context = _context(db, storage, study, search_task_id, target, n_trials, seed)
+    warm = starter.start(context)
+    store_record(db, study, search_task_id, warm.record)
+    _guide(sampled or study, warm)
+    return warm
+
+
+def resume_warm_start(
+    *,
+    db: Database,
+    storage: optuna.storages.BaseStorage,
+    study: optuna.Study,
+    search_task_id: int | None,
+    target: WarmTarget,
+    starter: WarmStarter,
+    n_trials: int,
+    seed: int,
+    sampled: optuna.Study | None = None,
+) -> WarmStart | None:
+    """In a worker that opens a study which ``starter`` warm-started elsewhere (another worker, an
+    earlier run): let the starter keep guiding this worker's trials (:meth:`WarmStarter.resume`), with
+    the same arguments as :func:`warm_start_study`; ``None`` when the study's record names another
+    starter, says it was not used, or the starter only enqueued."""
+    data = study.user_attrs.get(WARM_START_ATTR)
+    if not isinstance(data, dict):
+        return None
+    record = WarmStartRecord.from_dict(data)
+    if not record.used or record.method != starter.name:
+        return None
+    warm = starter.resume(_context(db, storage, study, search_task_id, target, n_trials, seed), record)
+    if warm is not None:
+        _guide(sampled or study, warm)
+    return warm
+
+
+_GUIDED: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
+"""Studies (objects of this process) whose sampler a warm starter already wraps: a later visit of the
+same study object in the same run must not wrap it twice."""
+
+
+def _guide(sampled: optuna.Study, warm: WarmStart) -> None:
+    if warm.sampler is not None and sampled not in _GUIDED:
+        sampled.sampler = warm.sampler(sampled.sampler)
+        _GUIDED.add(sampled)
+
+
+def _context(
+    db: Database,
+    storage: optuna.storages.BaseStorage,
+    study: optuna.Study,
+    search_task_id: int | None,
+    target: WarmTarget,
+    n_trials: int,
+    seed: int,
+) -> WarmStartContext:
     history = load_history(db, target.kind, exclude_fingerprint=target.fingerprint, storage=storage)
 
     def planned() -> list[dict[str, object]]:
         return [p for p in (planned_params(t) for t in study.get_trials(deepcopy=False)) if p]
 
-    context = WarmStartContext(
+    return WarmStartContext(
         target=target,
         study=study,
         n_trials=n_trials,
@@ -77,8 +137,3 @@ def warm_start_study(
         planned=planned,
         persist=lambda record: store_record(db, study, search_task_id, record),
     )
-    warm = starter.start(context)
-    store_record(db, study, search_task_id, warm.record)
-    if warm.sampler is not None:
-        study.sampler = warm.sampler(study.sampler)
-    return warm
