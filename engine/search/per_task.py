@@ -27,7 +27,7 @@ from engine.spec import Plan
 from engine.storage import Database
 from engine.study import StrategyObjective, resolve_device
 from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
-from engine.transfer import resume_warm_start, warm_start_study
+from engine.transfer import warm_start_study
 from engine.transfer.handover import own_trials_pruner
 from engine.transfer.warmstart import store_record
 from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
@@ -237,7 +237,9 @@ class Visit:
         """If another worker or an earlier run warm-started the study with the spec's starter, let the
         starter guide the trials sampled here too (``sampled`` as in :meth:`warm_start`)."""
         if self.plan.warm_starter is not None:
-            resume_warm_start(**self._warm_args(self.plan.warm_starter, n_trials), sampled=sampled)
+            warm_start_study(
+                **self._warm_args(self.plan.warm_starter, n_trials), sampled=sampled, resume=True
+            )
 
     def _warm_args(self, starter: WarmStarter, n_trials: int) -> dict[str, Any]:
         task, resolved = self.task, self.task.resolved

@@ -8,7 +8,7 @@ from engine.transfer.history import History, load_history
 from engine.transfer.portfolio import ranked_portfolio
 from engine.transfer.space import NEAR_DUPLICATE, ConfigSpace, conform_params
 from engine.transfer.surrogate import SourceEnsemble
-from engine.transfer.warmstart import resume_warm_start, warm_start_study
+from engine.transfer.warmstart import warm_start_study
 
 __all__ = [
     "NEAR_DUPLICATE",
@@ -19,6 +19,5 @@ __all__ = [
     "conform_params",
     "load_history",
     "ranked_portfolio",
-    "resume_warm_start",
     "warm_start_study",
 ]

@@ -19,7 +19,7 @@ from engine.transfer.history import load_history
 from engine.vocabulary import WARM_START_ATTR
 from engine.warmstarter import WarmStart, WarmStartContext, WarmStarter, WarmStartRecord, WarmTarget
 
-__all__ = ["resume_warm_start", "store_record", "warm_start_study"]
+__all__ = ["store_record", "warm_start_study"]
 
 
 def store_record(
@@ -44,6 +44,7 @@ def warm_start_study(
     n_trials: int,
     seed: int,
     sampled: optuna.Study | None = None,
+    resume: bool = False,
 ) -> WarmStart:
     """Let ``starter`` enqueue configurations into the empty ``study``; store and return what it did.
 
@@ -65,39 +66,22 @@ def warm_start_study(
         n_trials: Trials the study is about to run.
         seed: The search's seed.
         sampled: The study whose sampler a wrapper replaces (default ``study``).
+        resume: The study may have been warm-started elsewhere (another worker, an earlier run): if its
+            stored record says ``starter`` was used, let the starter keep guiding the trials sampled
+            here (:meth:`WarmStarter.resume`); nothing is enqueued or stored. Otherwise the returned
+            warm start does nothing.
     """
-    context = _context(db, storage, study, search_task_id, target, n_trials, seed)
-    warm = starter.start(context)
-    store_record(db, study, search_task_id, warm.record)
+    if resume:
+        data = study.user_attrs.get(WARM_START_ATTR)
+        record = WarmStartRecord.from_dict(data) if isinstance(data, dict) else WarmStartRecord(False)
+        if not record.used or record.method != starter.name:
+            return WarmStart(record)  # not this starter's study: no history read
+        context = _context(db, storage, study, search_task_id, target, n_trials, seed)
+        warm = starter.resume(context, record) or WarmStart(record)
+    else:
+        warm = starter.start(_context(db, storage, study, search_task_id, target, n_trials, seed))
+        store_record(db, study, search_task_id, warm.record)
     _guide(sampled or study, warm)
-    return warm
-
-
-def resume_warm_start(
-    *,
-    db: Database,
-    storage: optuna.storages.BaseStorage,
-    study: optuna.Study,
-    search_task_id: int | None,
-    target: WarmTarget,
-    starter: WarmStarter,
-    n_trials: int,
-    seed: int,
-    sampled: optuna.Study | None = None,
-) -> WarmStart | None:
-    """In a worker that opens a study which ``starter`` warm-started elsewhere (another worker, an
-    earlier run): let the starter keep guiding this worker's trials (:meth:`WarmStarter.resume`), with
-    the same arguments as :func:`warm_start_study`; ``None`` when the study's record names another
-    starter, says it was not used, or the starter only enqueued."""
-    data = study.user_attrs.get(WARM_START_ATTR)
-    if not isinstance(data, dict):
-        return None
-    record = WarmStartRecord.from_dict(data)
-    if not record.used or record.method != starter.name:
-        return None
-    warm = starter.resume(_context(db, storage, study, search_task_id, target, n_trials, seed), record)
-    if warm is not None:
-        _guide(sampled or study, warm)
     return warm
 
 
