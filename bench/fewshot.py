@@ -149,7 +149,7 @@ def sinusoid_section(quick: bool, iterations: int, es_iterations: int) -> list[s
         ("FOMAML", "gradient_descent", FOMAML, adam),
         ("Reptile (5 inner steps)", "gradient_descent", Reptile, adam),
         ("Meta-SGD", "gradient_descent", MetaSGD, adam),
-        ("MAML objective, ES", "random_search", FOMAML, es),
+        ("MAML objective (2 inner steps), ES", "random_search", lambda: FOMAML(inner_steps=2), es),
         ("pretrain + fine-tune", "gradient_descent", Pretrain, adam),
         ("scratch", "-", Scratch, None),
     ]
