@@ -22,14 +22,12 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +40,7 @@ from _docs import replace_section
 from sqlalchemy import create_engine
 
 import engine
+from engine.search.remote import local_cluster
 from engine.updater import FitResult, Report, TrainingProblem
 
 SLEEP_S = 0.5
@@ -174,59 +173,6 @@ def run_stratagem(url: str, address: str | None, c: int, n: int) -> Row:
     )
 
 
-@contextlib.contextmanager
-def external_cluster(workdir: Path) -> Iterator[str]:
-    """A Dask scheduler and 2 worker processes x 16 threads started with Dask's own command line, as
-    for ``stratagem run --dask ADDRESS``; yields the scheduler's address."""
-    file = workdir / "scheduler.json"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--scheduler-file",
-            str(file),
-            "--port",
-            "0",
-            "--no-dashboard",
-        ],
-        **quiet,
-    )
-    workers = None
-    try:
-        for _ in range(300):
-            if file.exists() and file.stat().st_size:
-                break
-            time.sleep(0.1)
-        workers = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                "--scheduler-file",
-                str(file),
-                "--nworkers",
-                "2",
-                "--nthreads",
-                "16",
-                "--no-dashboard",
-            ],
-            **quiet,
-        )
-        from dask.distributed import Client
-
-        with Client(scheduler_file=str(file)) as client:
-            client.wait_for_workers(2, timeout=120)
-            address = client.scheduler.address
-        yield address
-    finally:
-        for proc in (workers, scheduler):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
-
-
 def run_optuna_processes(url: str, c: int, n: int) -> Row:
     name = f"plain_processes{c}"
     optuna.create_study(study_name=name, storage=url, sampler=optuna.samplers.TPESampler(seed=0))
@@ -298,7 +244,7 @@ def main() -> None:
     rows: list[Row] = []
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory() as tmp, external_cluster(Path(tmp)) as address:
+        with local_cluster(2, 16) as address:  # the engine's own, kept for every cell
             for c in levels:
                 n = max(8, per_slot * c)
                 rows.append(run_stratagem(url, None, c, n))
@@ -353,7 +299,8 @@ figures by up to about 0.1 between runs.
 cluster for the run (a Dask scheduler and 2 worker processes, as subprocesses) and stops it after; its
 start-up is outside the efficiency window but inside the CPU per trial. `{DASK}` is
 `engine.run(spec, dask=ADDRESS, n_jobs=c)` on a cluster started once by the bench with Dask's command
-line (`dask scheduler`, `dask worker` x 2 with 16 threads), as on a real cluster. In both the driver
+line (a scheduler and 2 workers of 16 threads, `engine.search.remote.local_cluster`), kept for every
+cell as a real cluster is. In both the driver
 samples from an in-memory mirror of each study and writes each trial to PostgreSQL: a RUNNING row with
 its parameters at the claim (claims batched by an eighth of the slots), and its values and state in one
 transaction from a writer thread when it ends. `optuna processes` is `c` processes running `optimize`

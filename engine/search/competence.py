@@ -108,7 +108,6 @@ def explore_competence(
         }
         set_study_attrs(study, attrs)
     objective = CompetenceObjective(comp, family, strategy, model, trained, best, steps, spec.seed)
-    progress.task_started(name, comp.n_trials)
     trials_run = run_study(
         db,
         study,
@@ -116,9 +115,8 @@ def explore_competence(
         n_trials=comp.n_trials,
         timeout=spec.timeout,
         trial_timeout=spec.trial_timeout,
-        on_told=lambda _t: progress.trial_finished(name),
+        progress=progress,
     )
-    progress.task_finished(name)
     return trials_run
 
 

@@ -107,7 +107,6 @@ def explore_meta(
         if spec.warm_start and not study.get_trials(deepcopy=False):
             warm_start_meta(db, storage, study, plan, family_attrs)
     objective = MetaObjective(plan, study, location)
-    progress.task_started(name, spec.n_trials)
     trials_run = run_study(
         db,
         study,
@@ -115,9 +114,8 @@ def explore_meta(
         n_trials=spec.n_trials,
         timeout=spec.timeout,
         trial_timeout=spec.trial_timeout,
-        on_told=lambda _t: progress.trial_finished(name),
+        progress=progress,
     )
-    progress.task_finished(name)
     return trials_run + explore_competence(plan, db, storage, progress)
 
 

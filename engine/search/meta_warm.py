@@ -65,7 +65,10 @@ def warm_start_meta(
     for best in others:
         if len(enqueued) >= MAX_WARM:
             break
-        params = optuna.load_study(study_name=best.study, storage=storage).trials[best.trial].params
+        source_id = storage.get_study_id_from_name(best.study)
+        params = storage.get_trial(
+            storage.get_trial_id_from_study_id_trial_number(source_id, best.trial)
+        ).params
         why = _cannot_run(params, plan)
         if why is not None:
             skipped.append(f"{best.search}: {why}")

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.errors import StratagemError
 from engine.search.deadline import TrialTimedOut, trial_deadline
+from engine.search.progress import ProgressSink
 from engine.settings import heartbeat_interval
 from engine.storage import Database
 from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials, trial_counts
@@ -214,12 +215,19 @@ def run_study(
     n_trials: int,
     timeout: float | None = None,
     trial_timeout: float | None = None,
-    on_told: Callable[[FrozenTrial], None] | None = None,
+    progress: ProgressSink,
 ) -> int:
     """Run trials of one study until it has ``n_trials`` finished ones, time is up, or ``n_trials`` of
     this call's trials failed (so a study whose every trial fails stops and says why); return the trials
     run. Waits while the missing trials run in other workers (one may die and leave them to us).
+    ``progress`` shows the study as one task, named by the study.
     """
+    name = study.study_name
+
+    def on_told(_trial: FrozenTrial) -> None:
+        progress.trial_finished(name)
+
+    progress.task_started(name, n_trials)
     trials_run = failures = 0
     while True:
         run = run_trials(
@@ -235,6 +243,7 @@ def run_study(
         trials_run += run.attempts
         failures += len(run.failures)
         if run.status in ("done", "timeout") or failures >= n_trials:
+            progress.task_finished(name)
             return trials_run
         if run.status == "wait" and run.attempts == 0:
             wait_a_moment()
