@@ -241,6 +241,16 @@ def _write_csv(path: Path, csv: str, rows: int, features: int, seed: int) -> Non
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def write_csv_tasks(folder: Path, names: Sequence[str]) -> None:
+    """Write the CSV files of the CSV tasks among ``names`` into ``folder``."""
+    for name in names:
+        source, options = TASKS[name]
+        if source == "csv":
+            _write_csv(
+                folder / f"{name}.csv", options["csv"], options["rows"], options["features"], options["seed"]
+            )
+
+
 @dataclass(frozen=True)
 class Job:
     """One search to run: ``method`` on task ``task`` with seed ``seed``."""
@@ -694,16 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.rescore:
         shutil.rmtree(work, ignore_errors=True)
         (work / "data").mkdir(parents=True)
-    for name in names if not args.rescore else ():
-        source, options = TASKS[name]
-        if source == "csv":
-            _write_csv(
-                work / "data" / f"{name}.csv",
-                options["csv"],
-                options["rows"],
-                options["features"],
-                options["seed"],
-            )
+    if not args.rescore:
+        write_csv_tasks(work / "data", names)
     datasets = {n: _load(n, str(work)) for n in names}
     started = time.perf_counter()
     if not args.rescore:

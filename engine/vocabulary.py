@@ -20,6 +20,8 @@ __all__ = [
     "KIND_STRATEGIES",
     "KIND_TASKS",
     "META_ARTIFACT_ATTR",
+    "RECHECK_ATTR",
+    "RECHECK_CLAIM_ATTR",
     "SEARCH_STATUSES",
     "WARM_START_ATTR",
     "SearchStatus",
@@ -35,6 +37,12 @@ ATTR: Final = "stratagem"
 
 WARM_START_ATTR: Final = "stratagem.warm_start"
 """Strategy-study user attribute recording what warm start used and why (or why it did not run)."""
+
+RECHECK_ATTR: Final = "stratagem.recheck"
+"""Strategy-study user attribute: the final recheck of the top trials by k-fold, and the trial it chose."""
+
+RECHECK_CLAIM_ATTR: Final = "stratagem.recheck_claim"
+"""Strategy-study user attribute: which process is rechecking the study, and since when."""
 
 FAILURE_ATTR: Final = "stratagem.failure"
 """Trial user attribute holding why a failed trial failed (optuna-dashboard shows it; so does ``best``)."""

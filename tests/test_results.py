@@ -90,7 +90,7 @@ def test_best_json_keeps_the_configuration_fields_at_the_top_level(stored: str) 
     assert list(data) == [
         "search", "task", "fingerprint", "study", "trial", "strategy", "strategy_params", "updater",
         "updater_params", "evaluator", "direction", "value", "test_value", "n_trials", "updated_at",
-        "warm_start",
+        "warm_start", "recheck",
     ]  # fmt: skip
     assert data["strategy_params"] == {"l2": 0.1} and data["updater"] == "gradient_descent"
     assert data["warm_start"] == WARM.to_dict()

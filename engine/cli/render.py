@@ -150,8 +150,12 @@ def _best_table(rows: Sequence[BestStrategy]) -> None:
         columns.append("warm start")
         for row, b in zip(table_rows, rows, strict=True):
             row.append(b.warm_start.summary() if b.warm_start is not None else "-")
+    if any(b.recheck is not None for b in rows):
+        columns.append("recheck")
+        for row, b in zip(table_rows, rows, strict=True):
+            row.append(b.recheck.summary() if b.recheck is not None else "-")
     title = f"Best strategy per task of search {rows[0].search!r}" if one_search else "Best strategy per task"
-    table(title, columns, table_rows, wrap=("strategy", "updater", "warm start"))
+    table(title, columns, table_rows, wrap=("strategy", "updater", "warm start", "recheck"))
 
 
 def best_tables(rows: Sequence[BestStrategy], defaults: Sequence[BestDefault]) -> None:

@@ -16,6 +16,7 @@ from engine.results._records import (
     BestDefault,
     BestReport,
     BestStrategy,
+    Recheck,
     SearchSummary,
     StoredTask,
     TrialFailures,
@@ -84,6 +85,7 @@ def best(
                 n_trials=b.n_trials,
                 updated_at=b.updated_at,
                 warm_start=WarmStartRecord.from_dict(link.warm_start) if link.warm_start else None,
+                recheck=Recheck.from_notes(b.notes),
             )
             for b, link, srch, trow in reads.best_rows(s, search=search)
             if task is None or task == link.key or trow.fingerprint.startswith(task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -18,10 +19,53 @@ __all__ = [
     "BestReport",
     "BestStrategy",
     "HasConfiguration",
+    "Recheck",
     "SearchSummary",
     "StoredTask",
     "TrialFailures",
 ]
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """How the final recheck chose a task's best (``[evaluation] recheck``).
+
+    Attributes:
+        folds: Folds of the k-fold cross-validation over the training and validation rows.
+        among: How many top trials (by validation) were judged again.
+        mean: The chosen trial's mean over the folds, also the record's ``value`` (``None`` if every
+            candidate failed: the validation best stayed).
+        stderr: The standard error of that mean.
+        validation_best: The trial that the validation split alone would have chosen.
+    """
+
+    folds: int
+    among: int
+    mean: float | None
+    stderr: float | None
+    validation_best: int | None
+
+    @classmethod
+    def from_notes(cls, notes: str | None) -> Recheck | None:
+        """Read a best row's notes; ``None`` when the row was not chosen by a recheck."""
+        try:
+            data = json.loads(notes or "{}").get("recheck")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return cls(
+            folds=int(data.get("folds", 0)),
+            among=int(data.get("among", 0)),
+            mean=data.get("mean"),
+            stderr=data.get("stderr"),
+            validation_best=data.get("validation_best"),
+        )
+
+    def summary(self) -> str:
+        if self.mean is None:
+            return f"top {self.among}: every recheck failed"
+        return f"{self.mean:.4g} ± {self.stderr or 0.0:.2g} ({self.folds}-fold, top {self.among})"
 
 
 class HasConfiguration:
@@ -62,11 +106,14 @@ class BestStrategy(HasConfiguration):
         trial: Number of the best trial in that study.
         config: The best trial's strategy and updater with their hyperparameters.
         evaluator: Evaluator name; ``direction`` says whether higher or lower is better.
-        value: The evaluator's value on the validation split (the mean over folds for k-fold).
-        test_value: The same strategy's value on the untouched test split.
+        value: The evaluator's value on the validation split (the mean over folds for k-fold; with a
+            final recheck, the mean over the recheck's folds).
+        test_value: The same strategy's value on the untouched test split (with a recheck: its fold
+            ensemble's, the model that is kept).
         n_trials: Finished (complete or pruned) trials in the study.
         updated_at: When the row last changed.
         warm_start: How the study was warm-started, if a record was stored (sources and reasons).
+        recheck: How the final recheck chose this trial, with ``[evaluation] recheck``.
     """
 
     search: str
@@ -82,6 +129,7 @@ class BestStrategy(HasConfiguration):
     n_trials: int
     updated_at: datetime | None = None
     warm_start: WarmStartRecord | None = None
+    recheck: Recheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form; the configuration's four fields sit at the top level."""
@@ -99,6 +147,7 @@ class BestStrategy(HasConfiguration):
             "n_trials": self.n_trials,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "warm_start": self.warm_start.to_dict() if self.warm_start is not None else None,
+            "recheck": asdict(self.recheck) if self.recheck is not None else None,
         }
 
 

@@ -352,7 +352,14 @@ class Driver:
         if keeper is not None and result.trained is not None:
             best = lane.recorder.best_value
             if keeper.wants(best is None or better(value, best, lane.recorder.maximize)):
-                kept = keeper.upload(optuna.Trial(lane.study, trial_id), result.trained, value, result.record)
+                kept = keeper.upload(
+                    optuna.Trial(lane.study, trial_id),
+                    flight.number,
+                    dict(flight.twin.params),
+                    result.trained,
+                    value,
+                    result.record,
+                )
         if not complete_trial(
             storage, trial_id, value, intermediate=result.intermediate, user_attrs={ATTR: result.record}
         ):

@@ -26,6 +26,7 @@ driver still makes one visit per task and run (each task's trials run side by si
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -35,13 +36,15 @@ from engine.plugin import PluginHost
 from engine.search.driver import WORKER_DIED, Driver, Lane
 from engine.search.per_task import Visit, open_studies
 from engine.search.progress import ProgressSink
+from engine.search.recheck import Candidate, Replay, repair
 from engine.search.recorder import StrategyRecorder
 from engine.search.register import SearchTask
-from engine.search.remote import PluginNames, dask_client, pack, warm_workers
+from engine.search.remote import PluginNames, TrialResult, dask_client, pack, run_trial, warm_workers
 from engine.settings import resolve_storage
 from engine.spec import Plan
 from engine.storage import Database
 from engine.storage.optuna_adapter import study_id
+from engine.study import StrategyObjective
 from engine.vocabulary import DONE_STATES
 
 __all__ = ["WORKER_DIED", "check_parallel", "explore_per_task_parallel"]
@@ -110,6 +113,9 @@ def explore_per_task_parallel(
         warm_workers(client, [lane.remote for lane in lanes])
         driver = Driver(plan, db, storage, client, lanes, progress, n_jobs)
         driver.run()
+        for lane in lanes:
+            if lane.run.status == "done":
+                lane.visit.final_choice(lane.recorder, lane.objective, _replay_on(client, plan))
     for lane in lanes:
         lane.visit.record(keys, lane.run, lane.recorder)
     return sum(lane.run.attempts for lane in lanes)
@@ -119,7 +125,7 @@ def _lane(visit: Visit, storage: optuna.storages.RDBStorage, client: Any, names:
     study, spec = visit.study, visit.plan.spec
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     recorder = StrategyRecorder(visit.db, visit.task.search_task_id, maximize)
-    recorder.repair(study)
+    repair(recorder, study, spec.evaluation.recheck, spec.evaluation.folds)
     mirror = optuna.create_study(
         direction=study.direction, sampler=visit.plan.sampler(_mirror_seed(spec.seed, visit.task.fingerprint))
     )
@@ -138,6 +144,39 @@ def _lane(visit: Visit, storage: optuna.storages.RDBStorage, client: Any, names:
         recorder=recorder,
         keeper=visit.keeper(),
     )
+
+
+def _replay_on(client: Any, plan: Plan) -> Replay:
+    """A :data:`~engine.search.recheck.Replay` that trains the candidates side by side on the workers."""
+    spec = plan.spec
+
+    def replay(
+        objective: StrategyObjective, candidates: Sequence[Candidate], keep: bool, tick: Callable[[], None]
+    ) -> list[TrialResult | str]:
+        remote = client.scatter(pack(objective), broadcast=True)
+        futures = [
+            client.submit(
+                run_trial,
+                remote,
+                c.params,
+                c.number,
+                keep_model=keep,
+                trial_timeout=spec.trial_timeout,
+                threads=spec.threads,
+                pure=False,
+            )
+            for c in candidates
+        ]
+        out: list[TrialResult | str] = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except Exception as exc:  # a plugin's error or a lost worker: that candidate is out
+                out.append(f"{type(exc).__name__}: {exc}")
+            tick()
+        return out
+
+    return replay
 
 
 def _mirror_seed(seed: int, fingerprint: str) -> int:

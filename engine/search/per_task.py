@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.plugin import PluginHost
 from engine.search.progress import ProgressSink
+from engine.search.recheck import Replay, final_choice, repair, replay_here
 from engine.search.recorder import Outcome, StrategyRecorder, better
 from engine.search.register import SearchTask
 from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
@@ -141,7 +142,9 @@ class Visit:
         observed = _ObservedObjective(
             objective, recorder, study, lambda: self.progress.trial_finished(task.key), self.keeper()
         )
-        recorder.repair(study)  # a worker killed between a trial and the best row left it behind
+        ev = spec.evaluation
+        repair(recorder, study, ev.recheck, ev.folds)  # a worker killed before the best row's update
+
         self.resume_warm_start(n)  # a study warm-started elsewhere: a guiding starter guides here too
         self.progress.task_started(task.key, n)
         try:
@@ -159,8 +162,30 @@ class Visit:
         finally:
             observed.flush()
             self.progress.task_finished(task.key)
+        if run.status == "done":
+            self.final_choice(recorder, objective, replay_here(spec.trial_timeout))
         self.record(keys, run, recorder)
         return run
+
+    def final_choice(self, recorder: StrategyRecorder, objective: StrategyObjective, replay: Replay) -> None:
+        """With ``[evaluation] recheck``, re-judge the study's top trials by k-fold once it has its
+        trials, and make the best mean the task's best (:mod:`engine.search.recheck`)."""
+        ev = self.plan.spec.evaluation
+        if ev.recheck < 2:
+            return
+        final_choice(
+            db=self.db,
+            study=self.study,
+            recorder=recorder,
+            objective=objective,
+            n_trials=self.plan.spec.n_trials,
+            top=ev.recheck,
+            folds=ev.folds,
+            replay=replay,
+            keeper=self.keeper(),
+            progress=self.progress,
+            task_key=self.task.key,
+        )
 
     def record(self, keys: list[str], run: TrialsRun, recorder: StrategyRecorder) -> None:
         """Store the visit (if it ran any trial) in the task-exploration study, with its competence."""
@@ -325,7 +350,9 @@ class _ObservedObjective:
             best = self.recorder.best_value
             improves = best is None or better(value, best, self.recorder.maximize)
             if self.keeper.wants(improves):  # uploaded now: Optuna links artifacts to running trials only
-                self._kept = self.keeper.upload(trial, trained, value, self.objective.last_record)
+                self._kept = self.keeper.upload(
+                    trial, trial.number, dict(trial.params), trained, value, self.objective.last_record
+                )
         return value
 
     def flush(self) -> None:

@@ -135,7 +135,30 @@ class StrategyRecorder(BestRecorder[BestRow]):
     def _value(self, row: BestRow) -> float:
         return row.value
 
+    def choose(self, outcome: Outcome, study: optuna.Study, notes: str) -> None:
+        """Store ``outcome`` as the task's best whatever its validation value: the final recheck's pick.
+
+        ``notes`` says how it was chosen (JSON text); a later trial that beats it by validation replaces
+        it as usual, and the recheck runs again when the study has its trials.
+        """
+        counts = self._counts(study)
+        with self.db.session() as s:
+            row = self._find(s)
+            if row is None:
+                row = self._new()
+                s.add(row)
+            self._fill(row, outcome, counts)
+            row.notes = notes
+        self.best_value = outcome.value
+
+    def rechecked(self) -> bool:
+        """Whether the stored row was chosen by a final recheck (its notes say so)."""
+        with self.db.session() as s:
+            row = self._find(s)
+            return row is not None and bool(row.notes)
+
     def _fill(self, row: BestRow, outcome: Outcome, counts: dict[str, int]) -> None:
+        row.notes = ""
         row.trial_number = outcome.number
         row.configuration = Configuration.from_params(outcome.params)
         row.value = outcome.value

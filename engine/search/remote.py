@@ -31,11 +31,10 @@ from typing import Any, cast
 
 import optuna
 import torch
-from optuna.trial import FixedTrial
 
 from engine.errors import StratagemError
 from engine.search.deadline import TrialTimedOut, trial_deadline
-from engine.study import StrategyObjective, TrialFailed
+from engine.study import ReplayTrial, StrategyObjective, TrialFailed
 from engine.study.trained import TrainedModel
 from engine.vocabulary import ATTR
 
@@ -81,21 +80,6 @@ class TrialResult:
     record: dict[str, Any]
     intermediate: dict[int, float]
     trained: TrainedModel | None
-
-
-class _RecordingTrial(FixedTrial):
-    """A fixed trial that keeps what is reported; it never prunes (a worker cannot see the study)."""
-
-    def __init__(self, params: dict[str, Any], number: int) -> None:
-        super().__init__(params, number)
-        self.intermediate: dict[int, float] = {}
-
-    def report(self, value: float, step: int) -> None:
-        if math.isfinite(value):
-            self.intermediate[int(step)] = float(value)
-
-    def should_prune(self) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -153,18 +137,21 @@ def _unpack(packed: PackedObjective) -> None:
 
 
 def run_trial(
-    packed: PackedObjective,
+    packed: PackedObjective | StrategyObjective,
     params: dict[str, Any],
     number: int,
     *,
     keep_model: bool,
     trial_timeout: float | None = None,
-    threads: int = 1,
+    threads: int | None = 1,
 ) -> TrialResult:
-    """Train and evaluate one configuration (on a worker); raise what the objective raises."""
-    torch.set_num_threads(max(1, threads))
-    own = dataclasses.replace(packed.load())  # its own last_record / last_trained: workers run threads
-    trial = _RecordingTrial(params, number)
+    """Train and evaluate one configuration (on a worker, or here given the objective itself, with
+    ``threads = None`` to leave torch's threads alone); raise what the objective raises."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    objective = packed.load() if isinstance(packed, PackedObjective) else packed
+    own = dataclasses.replace(objective)  # its own last_record / last_trained: workers run threads
+    trial = ReplayTrial(params, number)
     try:
         with trial_deadline(trial_timeout):
             value = own(cast(optuna.Trial, trial))

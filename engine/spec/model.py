@@ -34,6 +34,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     regression = "r2"
     validation = "holdout"     # or "kfold"
     folds = 5
+    recheck = 0                # > 1: at the end, re-judge the top N trials by k-fold; the best mean wins
 
     [[tasks]]
     source = "sklearn"
@@ -81,6 +82,7 @@ class EvaluationSpec:
     regression: str = "r2"
     validation: str = "holdout"
     folds: int = 5
+    recheck: int = 0
 
     def evaluator_for(self, kind: TaskKind) -> str:
         return self.classification if kind == "classification" else self.regression
@@ -241,7 +243,9 @@ class SearchSpec:
             else:
                 p.add("cross_task.first_stage", f"must be a number in (0, 1]; got {fs!r}")
         evaluation = p.table(data, "evaluation")
-        p.unknown(evaluation, {"classification", "regression", "validation", "folds"}, "evaluation.")
+        p.unknown(
+            evaluation, {"classification", "regression", "validation", "folds", "recheck"}, "evaluation."
+        )
         ev: dict[str, Any] = {}
         for key in ("classification", "regression"):
             if key in evaluation:
@@ -262,6 +266,21 @@ class SearchSpec:
                 ev["folds"] = folds
             else:
                 p.add("evaluation.folds", f"must be an integer from 2 to 20; got {folds!r}")
+        if "recheck" in evaluation:
+            recheck = evaluation["recheck"]
+            if not (is_type(recheck, int) and (recheck == 0 or 2 <= recheck <= 50)):
+                p.add(
+                    "evaluation.recheck",
+                    f"must be 0 (off) or the number of top trials to recheck, 2 to 50; got {recheck!r}",
+                )
+            elif recheck and kw.get("mode", "per_task") != "per_task":
+                p.add(
+                    "evaluation.recheck",
+                    f"rechecks the top trials of per-task searches only, not mode {kw.get('mode')!r}: "
+                    "remove it",
+                )
+            else:
+                ev["recheck"] = recheck
         family, meta = _meta_tables(data, kw.get("mode") == "meta", p)
         competence = parse_competence(data, kw.get("mode") == "meta", p)
         tasks_raw = data.get("tasks")

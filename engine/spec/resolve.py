@@ -251,13 +251,15 @@ def _data_problems(dataset: Dataset, spec: SearchSpec) -> list[str]:
         )
     if dataset.kind == "regression" and dataset.y.size and not np.abs(dataset.y).max() <= MAX_ABS_VALUE:
         out.append(f"the target has values beyond {MAX_ABS_VALUE:.0e}, which overflow the losses: rescale it")
-    if spec.evaluation.validation == "kfold" and not out:
+    kfold = spec.evaluation.validation == "kfold" or spec.evaluation.recheck > 0
+    if kfold and not out:
         split = make_split(dataset, seed=0)
         rows = len(split.train) + len(split.validation)
         if rows < spec.evaluation.folds:
+            fix = 'use validation = "holdout"' if spec.evaluation.recheck == 0 else "set recheck = 0"
             out.append(
                 f"evaluation.folds = {spec.evaluation.folds} needs at least that many training rows; this "
-                f'task has {rows}: lower folds or use validation = "holdout"'
+                f"task has {rows}: lower folds or {fix}"
             )
     return out
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import delete, inspect, select, text
+from sqlalchemy import delete, inspect, or_, select, text
 from sqlalchemy.orm import Session
 
 from engine.errors import StorageError
@@ -117,18 +117,18 @@ def named_lock(s: Session, name: str) -> Iterator[None]:
         s.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
-def drop_artifacts(s: Session, search_task_id: int, *, keep_trial: int) -> list[tuple[str, str]]:
-    """Delete the kept-model rows of a search's task other than trial ``keep_trial``'s.
+def drop_artifacts(
+    s: Session, search_task_id: int, *, keep_trial: int, keep_artifact: str | None = None
+) -> list[tuple[str, str]]:
+    """Delete the kept-model rows of a search's task other than trial ``keep_trial``'s (and, given
+    ``keep_artifact``, other than that one model).
 
     Returns ``(artifact_id, store)`` of each deleted row, for the caller to remove the files after commit.
     """
-    rows = list(
-        s.scalars(
-            select(ArtifactRow).where(
-                ArtifactRow.search_task_id == search_task_id, ArtifactRow.trial_number != keep_trial
-            )
-        )
-    )
+    other = ArtifactRow.trial_number != keep_trial
+    if keep_artifact is not None:
+        other = or_(other, ArtifactRow.artifact_id != keep_artifact)
+    rows = list(s.scalars(select(ArtifactRow).where(ArtifactRow.search_task_id == search_task_id, other)))
     if rows:
         s.execute(delete(ArtifactRow).where(ArtifactRow.id.in_([r.id for r in rows])))
     return [(r.artifact_id, r.store) for r in rows]

@@ -21,6 +21,7 @@ the steps are folds: step ``f`` holds the mean over the first ``f`` folds.
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 import torch
+from optuna.trial import FixedTrial
 
 from engine.errors import StratagemError
 from engine.study import training
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from engine.strategy import Strategy
     from engine.updater import Updater
 
-__all__ = ["PrefixedTrial", "StrategyObjective", "TrialFailed", "trial_seed"]
+__all__ = ["PrefixedTrial", "ReplayTrial", "StrategyObjective", "TrialFailed", "trial_seed"]
 
 
 class TrialFailed(StratagemError):
@@ -72,6 +74,26 @@ class PrefixedTrial:
         return getattr(self._trial, name)
 
 
+class ReplayTrial(FixedTrial):
+    """A trial that replays fixed parameters through an objective, away from any study.
+
+    It keeps what the updater reports (a Dask worker returns it to the driver, which stores it) and never
+    prunes: the study, and its pruner, are not at hand. The trial's ``number`` fixes its seed, so a
+    replay of a stored trial trains the same model.
+    """
+
+    def __init__(self, params: dict[str, Any], number: int) -> None:
+        super().__init__(params, number)
+        self.intermediate: dict[int, float] = {}
+
+    def report(self, value: float, step: int) -> None:
+        if math.isfinite(value):
+            self.intermediate[int(step)] = float(value)
+
+    def should_prune(self) -> bool:
+        return False
+
+
 def trial_seed(search_seed: int, task_key: str, number: int) -> int:
     """The seed of one trial's model initialisation and training."""
     return (search_seed * 1_000_003 + zlib.crc32(task_key.encode()) + number * 7919) % (2**31 - 1)
@@ -91,6 +113,8 @@ class StrategyObjective:
         seed: The search's seed.
         validation: ``"holdout"`` or ``"kfold"``.
         folds: Number of folds for k-fold validation (over train + validation rows).
+        fold_seed: Shuffles the k-fold partition (default: the split's seed); the final recheck draws
+            a partition of its own.
         device: Torch device for training.
         plugin_of: Maps ``("strategy", name)`` to the plugin that registered it, for error messages.
     """
@@ -104,6 +128,7 @@ class StrategyObjective:
     seed: int = 0
     validation: str = "holdout"
     folds: int = 5
+    fold_seed: int | None = None
     device: str = "cpu"
     plugin_of: Callable[[str, str], str] | None = None
 
@@ -114,9 +139,10 @@ class StrategyObjective:
         self.last_record: dict[str, Any] = {}
         self.last_trained: TrainedModel | None = None
         self._members: list[tuple[torch.nn.Module, training.Prepared]] = []
+        self._fold_values: list[float] = []
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.last_trained, self._members = None, []
+        self.last_trained, self._members, self._fold_values = None, [], []
         strategy_name = trial.suggest_categorical("strategy", list(self._strategies))
         strategy_cls = self._strategies[strategy_name]
         s_params = self._plugin_call(
@@ -141,6 +167,8 @@ class StrategyObjective:
             "seed": seed,
             "validation": self.validation,
         }
+        if self._fold_values:
+            self.last_record["fold_values"] = list(self._fold_values)
         trial.set_user_attr(ATTR, self.last_record)
         self.last_trained = TrainedModel(strategy_name, dict(s_params), tuple(self._members))
         self._members = []
@@ -214,6 +242,7 @@ class StrategyObjective:
             values.append(training.evaluate(model, prepared, self.dataset, va, self.evaluator))
             test_outputs.append(training.predict(model, prepared, self.dataset.X[self.split.test]))
             report(fold + 1, float(np.mean(values)))
+        self._fold_values = [float(v) for v in values]
         ensemble = np.mean(test_outputs, axis=0)
         test = float(self.evaluator(self.dataset.y[self.split.test], ensemble))
         return float(np.mean(values)), test, total
@@ -223,11 +252,12 @@ class StrategyObjective:
 
         rows = np.concatenate([self.split.train, self.split.validation])
         y = self.dataset.y[rows]
+        seed = self.split.seed if self.fold_seed is None else self.fold_seed
         if self.dataset.kind == "classification" and np.bincount(y).min() >= self.folds:
-            splitter: Any = StratifiedKFold(self.folds, shuffle=True, random_state=self.split.seed)
+            splitter: Any = StratifiedKFold(self.folds, shuffle=True, random_state=seed)
             parts = splitter.split(rows, y)
         else:
-            parts = KFold(self.folds, shuffle=True, random_state=self.split.seed).split(rows)
+            parts = KFold(self.folds, shuffle=True, random_state=seed).split(rows)
         return [(np.sort(rows[a]), np.sort(rows[b])) for a, b in parts]
 
 

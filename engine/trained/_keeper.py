@@ -77,19 +77,31 @@ class ModelKeeper:
         """Whether a finished trial's model is uploaded: always with ``keep = "all"``, else if it improves."""
         return self.keep == "all" or improves
 
+    def has_artifact(self, artifact_id: str | None) -> bool:
+        """Whether the model ``artifact_id`` is kept for this task."""
+        with self.db.session() as s:
+            return any(a.artifact_id == artifact_id for a in queries.artifacts_of(s, [self.search_task_id]))
+
     def upload(
-        self, trial: optuna.Trial, trained: TrainedModel, value: float, record: dict[str, Any]
+        self,
+        link: optuna.Trial | optuna.Study,
+        number: int,
+        params: dict[str, Any],
+        trained: TrainedModel,
+        value: float,
+        record: dict[str, Any],
     ) -> KeptModel:
-        """Write the trial's model as one safetensors file and link it to the (running) trial."""
-        card = self.card(trained, trial.number, dict(trial.params), value, record)
+        """Write trial ``number``'s model as one safetensors file and link it to ``link``: the trial while
+        it runs (Optuna links artifacts to running trials only), or the study for a finished trial whose
+        model was trained again from its parameters and seed (the final recheck's ensemble); the
+        ``stratagem_artifacts`` row names the trial either way."""
+        card = self.card(trained, number, params, value, record)
         with tempfile.TemporaryDirectory(prefix="stratagem-model-") as tmp:
             path = Path(tmp) / WEIGHTS_FILE
             write_weights(path, trained, card)
             n_bytes = path.stat().st_size
-            artifact_id = upload_artifact(
-                artifact_store=self.store, file_path=str(path), study_or_trial=trial
-            )
-        return KeptModel(trial.number, artifact_id, n_bytes)
+            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=link)
+        return KeptModel(number, artifact_id, n_bytes)
 
     def card(
         self, trained: TrainedModel, number: int, params: dict[str, Any], value: float, record: dict[str, Any]
@@ -119,8 +131,9 @@ class ModelKeeper:
             },
         )
 
-    def settle(self, kept: KeptModel) -> None:
-        """Record ``kept`` if it is to be kept; with ``keep = "best"`` drop every model but the best's."""
+    def settle(self, kept: KeptModel, sole: bool = False) -> None:
+        """Record ``kept`` if it is to be kept; with ``keep = "best"`` drop every model but the best's
+        (``sole``: but ``kept`` itself, when it replaces the best trial's other model)."""
         doomed: list[tuple[str, str]] = []
         with self.db.session() as s:
             best = queries.best_row(s, self.search_task_id)
@@ -138,6 +151,11 @@ class ModelKeeper:
             else:
                 doomed.append((kept.artifact_id, self.location))
             if self.keep == "best" and best_number is not None:
-                doomed += queries.drop_artifacts(s, self.search_task_id, keep_trial=best_number)
+                doomed += queries.drop_artifacts(
+                    s,
+                    self.search_task_id,
+                    keep_trial=best_number,
+                    keep_artifact=kept.artifact_id if sole else None,
+                )
         for artifact_id, location in doomed:
             remove_artifact(location, artifact_id)

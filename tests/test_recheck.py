@@ -1,0 +1,213 @@
+"""The final recheck (``[evaluation] recheck = N``): the top trials judged again by k-fold, the best mean
+becomes the task's best, its model is kept, and the choice survives crashes, reruns and more trials."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from click.testing import CliRunner
+
+import engine
+from engine.cli import cli
+from engine.errors import SpecError
+from engine.results import best
+from engine.search import recheck as recheck_module
+from engine.search import run
+from engine.spec import EvaluationSpec, load_spec
+from engine.storage import BestRow, Database
+from engine.vocabulary import RECHECK_ATTR, strategy_study_name
+from tests.conftest import tiny_spec
+from tests.test_export import csv_spec, held_out_rows, kept
+
+pytest.importorskip("sklearn")
+
+
+def _spec(n_trials: int = 6, **kw: Any) -> Any:
+    # diabetes with this seed: the validation split's best trial is not the best by 3-fold (checked below)
+    return tiny_spec(
+        "rc", ("diabetes",), n_trials=n_trials, evaluation=EvaluationSpec(recheck=3, folds=3), **kw
+    )
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name=strategy_study_name("rc", "diabetes"), storage=url)
+
+
+@pytest.fixture
+def replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The trial numbers the recheck judges again by k-fold, in order (not the chosen model's retraining)."""
+    seen: list[int] = []
+    real = recheck_module.run_trial
+
+    def counting(objective: Any, params: Any, number: int, **kw: Any) -> Any:
+        if objective.validation == "kfold":
+            seen.append(number)
+        return real(objective, params, number, **kw)
+
+    monkeypatch.setattr(recheck_module, "run_trial", counting)
+    return seen
+
+
+def test_the_best_three_fold_mean_among_the_top_trials_becomes_the_best(
+    sqlite_url: str, replays: list[int]
+) -> None:
+    run(_spec(), storage=sqlite_url)
+    study = _study(sqlite_url)
+    state = study.user_attrs[RECHECK_ATTR]
+    complete = sorted(
+        (t for t in study.get_trials() if t.value is not None), key=lambda t: (-(t.value or 0), t.number)
+    )
+    top = [t.number for t in complete[:3]]
+    assert sorted(int(k) for k in state["candidates"]) == sorted(top) == sorted(replays)
+    assert state["validation_best"] == study.best_trial.number == top[0]
+    means = {int(k): v["mean"] for k, v in state["candidates"].items()}
+    for v in state["candidates"].values():
+        assert len(v["folds"]) == 3 and v["mean"] == pytest.approx(np.mean(v["folds"]))
+        assert v["stderr"] == pytest.approx(np.std(v["folds"], ddof=1) / np.sqrt(3))
+    chosen = max(means, key=lambda n: means[n])  # r2: higher is better
+    assert state["chosen"] == chosen != study.best_trial.number  # the case this test is about
+    (b,) = best(storage=sqlite_url, search="rc")
+    assert b.trial == chosen
+    judged = state["candidates"][str(chosen)]
+    assert b.value == pytest.approx(means[chosen])  # what it was chosen by: the k-fold mean
+    assert b.test_value == pytest.approx(judged["test_value"])  # its fold ensemble's, on the test split
+    assert b.test_value != study.trials[chosen].user_attrs["stratagem"]["test_value"]
+    assert b.recheck is not None and b.recheck.mean == pytest.approx(means[chosen])
+    assert (b.recheck.folds, b.recheck.among, b.recheck.validation_best) == (3, 3, top[0])
+    assert b.to_dict()["recheck"]["mean"] == pytest.approx(means[chosen])
+
+
+def test_a_rerun_does_no_work_and_more_trials_recheck_only_the_new_candidates(
+    sqlite_url: str, replays: list[int]
+) -> None:
+    run(_spec(), storage=sqlite_url)
+    first = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    replays.clear()
+    run(_spec(), storage=sqlite_url)
+    assert replays == [] and _study(sqlite_url).user_attrs[RECHECK_ATTR] == first
+
+    run(_spec(n_trials=12), storage=sqlite_url)
+    study = _study(sqlite_url)
+    state = study.user_attrs[RECHECK_ATTR]
+    assert state["n_trials"] == 12
+    new = set(int(k) for k in state["candidates"]) - set(int(k) for k in first["candidates"])
+    assert sorted(replays) == sorted(new)  # judged candidates are reused
+    for k in set(state["candidates"]) & set(first["candidates"]):
+        assert state["candidates"][k] == first["candidates"][k]
+    assert best(storage=sqlite_url, search="rc")[0].trial == state["chosen"]
+
+
+def test_a_best_row_left_behind_by_a_crash_is_repaired_to_the_recheck_choice(sqlite_url: str) -> None:
+    run(_spec(), storage=sqlite_url)
+    study = _study(sqlite_url)
+    chosen = study.user_attrs[RECHECK_ATTR]["chosen"]
+    with Database(sqlite_url).session() as s:  # as if killed after the recheck was stored, before the row
+        row = s.query(BestRow).one()
+        row.trial_number, row.value, row.notes = study.best_trial.number, study.best_value, ""
+    assert best(storage=sqlite_url, search="rc")[0].recheck is None
+    run(_spec(), storage=sqlite_url)
+    b = best(storage=sqlite_url, search="rc")[0]
+    assert b.trial == chosen and b.recheck is not None
+
+
+def test_a_failing_candidate_is_left_out_and_the_others_still_count(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = recheck_module.run_trial
+    failed: list[int] = []
+
+    def flaky(objective: Any, params: Any, number: int, **kw: Any) -> Any:
+        if not failed:
+            failed.append(number)
+            raise RuntimeError("out of memory on fold 2")
+        return real(objective, params, number, **kw)
+
+    monkeypatch.setattr(recheck_module, "run_trial", flaky)
+    run(_spec(), storage=sqlite_url)
+    state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    assert state["candidates"][str(failed[0])] == {"error": "RuntimeError: out of memory on fold 2"}
+    scored = {int(k): v["mean"] for k, v in state["candidates"].items() if "mean" in v}
+    assert len(scored) == 2 and state["chosen"] == max(scored, key=lambda n: scored[n])
+
+
+def test_the_kept_model_is_the_chosen_trials_fold_ensemble_and_reproduces_its_test_value(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # a CSV task so that the held-out rows can be fed back raw; mse: lower is better
+    for seed in range(6):  # find a seed where the recheck overrules the validation split
+        url = f"sqlite:///{tmp_path / f'{seed}.db'}"
+        spec = csv_spec(
+            tmp_path,
+            regression=True,
+            n_trials=8,
+            seed=seed,
+            strategies=("linear",),
+            evaluation=EvaluationSpec(regression="mse", recheck=4, folds=3),
+        )
+        result = engine.run(spec, storage=url)
+        study = optuna.load_study(study_name="exp/table", storage=url)
+        if result.best[0].trial != study.best_trial.number:
+            break
+    else:
+        pytest.fail("the recheck never overruled the validation split in 6 seeds")
+    b = result.best[0]
+    assert [r.trial_number for r in kept(url)] == [b.trial]  # keep = "best": only the chosen trial's model
+    model = engine.load_model(engine.export(search="exp", out=tmp_path / "model", storage=url))
+    assert model.card.origin["trial"] == b.trial and len(model.card.members) == 3  # one per fold
+    with held_out_rows(tmp_path, url).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    y = np.array([float(r["target"]) for r in rows])
+    assert float(np.mean((model.predict(rows) - y) ** 2)) == pytest.approx(b.test_value, rel=1e-9)
+
+
+@pytest.mark.postgres
+def test_on_postgres_the_choice_is_stored_and_is_the_best(postgres_url: str) -> None:
+    run(_spec(), storage=postgres_url)
+    state = _study(postgres_url).user_attrs[RECHECK_ATTR]
+    (b,) = best(storage=postgres_url, search="rc")
+    assert b.trial == state["chosen"] and b.recheck is not None and b.recheck.among == 3
+
+
+def test_the_parallel_driver_rechecks_on_its_workers(sqlite_url: str) -> None:
+    pytest.importorskip("distributed")
+    run(_spec(n_trials=4), storage=sqlite_url, n_jobs=2)
+    state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    assert state["n_trials"] == 4 and len(state["candidates"]) == 3
+    assert all("mean" in v for v in state["candidates"].values())
+    assert best(storage=sqlite_url, search="rc")[0].trial == state["chosen"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("recheck = 1", "0 (off) or the number of top trials"),
+        ('recheck = "3"', "0 (off) or the number of top trials"),
+        ("recheck = 3", "per-task searches only"),
+    ],
+)
+def test_bad_recheck_values_are_refused_naming_the_key(tmp_path: Path, extra: str, message: str) -> None:
+    mode = 'mode = "cross_task"\n' if "per-task" in message else ""
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        f'[search]\nname = "x"\n{mode}\n[evaluation]\n{extra}\n\n'
+        '[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert message in dict(info.value.problems)["evaluation.recheck"]
+
+
+def test_best_shows_how_the_recheck_chose(sqlite_url: str) -> None:
+    run(_spec(), storage=sqlite_url)
+    state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    table = CliRunner().invoke(cli, ["best", "--storage", sqlite_url], terminal_width=250)
+    assert table.exit_code == 0 and "recheck" in table.output and "3-fold, top 3" in table.output
+    data = json.loads(CliRunner().invoke(cli, ["best", "--storage", sqlite_url, "--json"]).output)
+    (row,) = data["best"] if isinstance(data, dict) else data
+    assert row["recheck"]["validation_best"] == state["validation_best"] and row["trial"] == state["chosen"]
