@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,7 @@ from engine.search import recheck as recheck_module
 from engine.search import run
 from engine.spec import EvaluationSpec, load_spec
 from engine.storage import BestRow, Database
-from engine.vocabulary import RECHECK_ATTR, strategy_study_name
+from engine.vocabulary import RECHECK_ATTR, RECHECK_CLAIM_ATTR, strategy_study_name
 from tests.conftest import tiny_spec
 from tests.test_export import csv_spec, held_out_rows, kept
 
@@ -207,7 +212,47 @@ def test_best_shows_how_the_recheck_chose(sqlite_url: str) -> None:
     run(_spec(), storage=sqlite_url)
     state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
     table = CliRunner().invoke(cli, ["best", "--storage", sqlite_url], terminal_width=250)
-    assert table.exit_code == 0 and "recheck" in table.output and "3-fold, top 3" in table.output
+    assert table.exit_code == 0 and "recheck" in table.output
+    assert "over 3 folds, best of top 3" in table.output
     data = json.loads(CliRunner().invoke(cli, ["best", "--storage", sqlite_url, "--json"]).output)
     (row,) = data["best"] if isinstance(data, dict) else data
     assert row["recheck"]["validation_best"] == state["validation_best"] and row["trial"] == state["chosen"]
+
+
+def test_ctrl_c_mid_recheck_leaves_the_trials_and_the_next_run_rechecks_at_once(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = recheck_module.run_trial
+
+    def interrupted(objective: Any, params: Any, number: int, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recheck_module, "run_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(_spec(), storage=sqlite_url)
+    study = _study(sqlite_url)
+    assert RECHECK_ATTR not in study.user_attrs and len(study.trials) == 6
+    assert best(storage=sqlite_url, search="rc")[0].trial == study.best_trial.number  # validation best
+
+    monkeypatch.setattr(recheck_module, "run_trial", real)
+    run(_spec(), storage=sqlite_url)
+    state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    assert best(storage=sqlite_url, search="rc")[0].trial == state["chosen"]
+
+
+def test_a_claim_left_by_a_killed_process_is_taken_over(sqlite_url: str) -> None:
+    run(tiny_spec("rc", ("diabetes",), n_trials=6), storage=sqlite_url)  # no recheck yet
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    claim = {"host": socket.gethostname(), "pid": int(dead.stdout), "n_trials": 6, "at": time.time()}
+    _study(sqlite_url).set_user_attr(RECHECK_CLAIM_ATTR, claim)  # as if killed mid-recheck just now
+    run(_spec(), storage=sqlite_url)
+    assert RECHECK_ATTR in _study(sqlite_url).user_attrs
+
+    alive = dict(claim, pid=os.getppid())  # a live process (pytest's parent) on this host: left alone
+    study = _study(sqlite_url)
+    study.set_user_attr(RECHECK_ATTR, {})
+    study.set_user_attr(RECHECK_CLAIM_ATTR, alive)
+    run(_spec(), storage=sqlite_url)
+    assert _study(sqlite_url).user_attrs[RECHECK_ATTR] == {}

@@ -153,7 +153,7 @@ def _best_table(rows: Sequence[BestStrategy]) -> None:
     if any(b.recheck is not None for b in rows):
         columns.append("recheck")
         for row, b in zip(table_rows, rows, strict=True):
-            row.append(b.recheck.summary() if b.recheck is not None else "-")
+            row.append(b.recheck.summary(b.trial) if b.recheck is not None else "-")
     title = f"Best strategy per task of search {rows[0].search!r}" if one_search else "Best strategy per task"
     table(title, columns, table_rows, wrap=("strategy", "updater", "warm start", "recheck"))
 

@@ -62,10 +62,14 @@ class Recheck:
             validation_best=data.get("validation_best"),
         )
 
-    def summary(self) -> str:
+    def summary(self, trial: int) -> str:
+        """One cell: how the recheck chose ``trial`` (the best row's)."""
         if self.mean is None:
-            return f"top {self.among}: every recheck failed"
-        return f"{self.mean:.4g} ± {self.stderr or 0.0:.2g} ({self.folds}-fold, top {self.among})"
+            return f"top {self.among}: every recheck failed, validation best kept"
+        text = f"± {self.stderr or 0.0:.2g} over {self.folds} folds, best of top {self.among}"
+        if self.validation_best is not None and self.validation_best != trial:
+            text += f"; validation alone picked trial {self.validation_best}"
+        return text
 
 
 class HasConfiguration:

@@ -36,7 +36,7 @@ from engine.plugin import PluginHost
 from engine.search.driver import WORKER_DIED, Driver, Lane
 from engine.search.per_task import Visit, open_studies
 from engine.search.progress import ProgressSink
-from engine.search.recheck import Candidate, Replay, repair
+from engine.search.recheck import Candidate, Replay, recheck_timeout, repair
 from engine.search.recorder import StrategyRecorder
 from engine.search.register import SearchTask
 from engine.search.remote import PluginNames, TrialResult, dask_client, pack, run_trial, warm_workers
@@ -161,7 +161,7 @@ def _replay_on(client: Any, plan: Plan) -> Replay:
                 c.params,
                 c.number,
                 keep_model=keep,
-                trial_timeout=spec.trial_timeout,
+                trial_timeout=recheck_timeout(spec.trial_timeout, spec.evaluation.folds),
                 threads=spec.threads,
                 pure=False,
             )

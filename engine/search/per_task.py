@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.plugin import PluginHost
 from engine.search.progress import ProgressSink
-from engine.search.recheck import Replay, final_choice, repair, replay_here
+from engine.search.recheck import Replay, final_choice, recheck_timeout, repair, replay_here
 from engine.search.recorder import Outcome, StrategyRecorder, better
 from engine.search.register import SearchTask
 from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
@@ -163,7 +163,8 @@ class Visit:
             observed.flush()
             self.progress.task_finished(task.key)
         if run.status == "done":
-            self.final_choice(recorder, objective, replay_here(spec.trial_timeout))
+            limit = recheck_timeout(spec.trial_timeout, spec.evaluation.folds)
+            self.final_choice(recorder, objective, replay_here(limit))
         self.record(keys, run, recorder)
         return run
 

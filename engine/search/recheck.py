@@ -17,7 +17,8 @@ The study is the system of record: the recheck is stored on it (:data:`~engine.v
 the settings, the trial count it covers, each candidate's fold values, mean and standard error, and the
 trial chosen), and the best row is derived from it (:func:`repair`), so a worker killed at any point
 loses nothing but the recheck in progress, which the next run repeats. One process rechecks a study at a
-time (a claim on the study, taken over when older than :data:`CLAIM_TTL`); the others go on. A later run
+time (a claim on the study, taken over once its process is gone, or, from another machine, after
+:data:`CLAIM_TTL`); the others go on. A later run
 with more trials makes the recheck stale: the best is the validation best again until the study has its
 trials and is rechecked, reusing the candidates already judged.
 """
@@ -47,7 +48,16 @@ from engine.study import StrategyObjective
 from engine.trained import ModelKeeper
 from engine.vocabulary import ATTR, DONE_STATES, RECHECK_ATTR, RECHECK_CLAIM_ATTR
 
-__all__ = ["CLAIM_TTL", "Candidate", "Replay", "final_choice", "recheck_objective", "repair", "replay_here"]
+__all__ = [
+    "CLAIM_TTL",
+    "Candidate",
+    "Replay",
+    "final_choice",
+    "recheck_objective",
+    "recheck_timeout",
+    "repair",
+    "replay_here",
+]
 
 log = logging.getLogger("stratagem")
 
@@ -112,6 +122,11 @@ def replay_here(trial_timeout: float | None) -> Replay:
     return replay
 
 
+def recheck_timeout(trial_timeout: float | None, folds: int) -> float | None:
+    """The time limit of one candidate's recheck: ``folds`` trainings, each given a trial's limit."""
+    return None if trial_timeout is None else trial_timeout * folds
+
+
 def recheck_objective(objective: StrategyObjective, folds: int) -> StrategyObjective:
     """``objective`` judged by ``folds``-fold cross-validation on a partition of its own."""
     return dataclasses.replace(objective, validation="kfold", folds=folds, fold_seed=objective.split.seed + 1)
@@ -155,22 +170,27 @@ def final_choice(
     done = sum(t.state in DONE_STATES for t in trials)
     if done < n_trials:
         return None
-    me = f"{socket.gethostname()}:{os.getpid()}"
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
     with db.lock(f"stratagem.recheck:{study.study_name}"):
         state = _current(study, top, folds, done)
         if state is None:
             claim = study.user_attrs.get(RECHECK_CLAIM_ATTR) or {}
-            live = time.time() - float(claim.get("at", 0.0)) < CLAIM_TTL
-            if live and claim.get("n_trials") == done and claim.get("by") != me:
+            if claim.get("n_trials") == done and _alive(claim, me):
                 return None  # another process is on it
-            study.set_user_attr(RECHECK_CLAIM_ATTR, {"n_trials": done, "at": time.time(), "by": me})
+            study.set_user_attr(RECHECK_CLAIM_ATTR, {**me, "n_trials": done, "at": time.time()})
     trained: dict[int, TrialResult] = {}
     if state is None:
-        state = _recheck(
-            study, trials, done, objective, top, folds, replay, progress, task_key, trained, keeper
-        )
+        try:
+            state = _recheck(
+                study, trials, done, objective, top, folds, replay, progress, task_key, trained, keeper
+            )
+        except BaseException:  # Ctrl-C, SIGTERM: the next run rechecks at once
+            with db.lock(f"stratagem.recheck:{study.study_name}"):
+                study.set_user_attr(RECHECK_CLAIM_ATTR, {})
+            raise
         with db.lock(f"stratagem.recheck:{study.study_name}"):
             study.set_user_attr(RECHECK_ATTR, state)
+            study.set_user_attr(RECHECK_CLAIM_ATTR, {})
     chosen = _trial(study, state["chosen"])
     if chosen is None:
         return state
@@ -256,6 +276,22 @@ def _recheck(
     if same and old.get("artifact"):
         state["artifact"] = old["artifact"]  # its ensemble is kept already
     return state
+
+
+def _alive(claim: dict[str, Any], me: dict[str, Any]) -> bool:
+    """Whether ``claim`` is held by another process that may still be at work: on this host, one whose
+    process exists; on another, one that claimed less than :data:`CLAIM_TTL` seconds ago."""
+    if not claim or claim.get("pid") is None or claim == {**claim, **me}:
+        return False
+    if claim.get("host") != me["host"]:
+        return time.time() - float(claim.get("at", 0.0)) < CLAIM_TTL
+    try:
+        os.kill(int(claim["pid"]), 0)
+    except ProcessLookupError:
+        return False  # killed mid-recheck
+    except (PermissionError, ValueError, OverflowError):
+        pass
+    return True
 
 
 def _ranked(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
