@@ -785,6 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "when": time.strftime("%Y-%m-%d"),
             "command": "`nice python bench/warmstart.py"
             + (" --samplers" if args.samplers else "")
+            + (f" --seeds {args.seeds}" if args.seeds else "")
             + (f" --workers {args.workers}" if args.workers != 2 else "")
             + "`"
             + (

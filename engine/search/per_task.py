@@ -144,7 +144,6 @@ class Visit:
         )
         ev = spec.evaluation
         repair(recorder, study, ev.recheck, ev.folds)  # a worker killed before the best row's update
-
         self.resume_warm_start(n)  # a study warm-started elsewhere: a guiding starter guides here too
         self.progress.task_started(task.key, n)
         try:
