@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -179,8 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-docs", action="store_true", help="do not update the Markdown file")
     args = parser.parse_args(argv)
-    import shutil
-
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     (work / "data").mkdir(parents=True)

@@ -155,7 +155,7 @@ class ModelKeeper:
                     s,
                     self.search_task_id,
                     keep_trial=best_number,
-                    keep_artifact=kept.artifact_id if sole else None,
+                    keep_artifact=kept.artifact_id if sole and kept.trial_number == best_number else None,
                 )
         for artifact_id, location in doomed:
             remove_artifact(location, artifact_id)
