@@ -18,9 +18,9 @@ the settings, the trial count it covers, each candidate's fold values, mean and 
 trial chosen), and the best row is derived from it (:func:`repair`), so a worker killed at any point
 loses nothing but the recheck in progress, which the next run repeats. One process rechecks a study at a
 time (a claim on the study, taken over once its process is gone, or, from another machine, after
-:data:`CLAIM_TTL`); the others go on. A later run
-with more trials makes the recheck stale: the best is the validation best again until the study has its
-trials and is rechecked, reusing the candidates already judged.
+:data:`CLAIM_TTL`); the others go on. A later run with more trials makes the recheck stale: the best is
+the validation best again until the study has its trials and is rechecked, reusing the candidates
+already judged.
 """
 
 from __future__ import annotations
