@@ -72,6 +72,8 @@ def warm_start_study(
             warm start does nothing.
     """
     if resume:
+        if (sampled or study) in _GUIDED or type(starter).resume is WarmStarter.resume:
+            return WarmStart(WarmStartRecord(False))  # guided here already, or nothing to resume: no I/O
         data = study.user_attrs.get(WARM_START_ATTR)
         record = WarmStartRecord.from_dict(data) if isinstance(data, dict) else WarmStartRecord(False)
         if not record.used or record.method != starter.name:
