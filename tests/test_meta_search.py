@@ -104,6 +104,11 @@ def test_adapt_from_the_command_line_predicts_every_query_row(searched: str, tmp
         ({"meta": {"strategies": ["protonet"]}}, "meta.strategies"),
         ({"meta": {"steps": [-1]}}, "meta.steps"),
         ({"meta": {"updaters": ["nope"]}}, "meta.updaters"),
+        ({"meta": {"options": {"maml": 3}}}, "meta.options"),
+        ({"meta": {"options": {"protonet": {"members": 2}}}}, "meta.options.protonet"),
+        ({"meta": {"options": {"maml": {"width": 8}}}}, "meta.options.maml"),
+        ({"meta": {"options": {"maml": {"network": "nope"}}}}, "meta.options.maml"),
+        ({"meta": {"options": {"maml": {"hidden": [10**9]}}}}, "meta.options.maml.hidden"),
     ],
 )
 def test_bad_meta_specs_are_refused_naming_the_key(
@@ -143,6 +148,28 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
     assert again.mean == pytest.approx(after["mean"])  # the kept θ is the one that was scored
     assert after["mean"] - after["ci95"] > before.mean + before.ci95, (after, before)
     assert after["mean"] > 0.2 + 3 * after["ci95"]  # 5-way chance is 20%
+
+
+def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digits.db'}"
+    options = {"protonet": {"members": 2, "hidden": [16, 16]}}
+    spec = {**DIGITS, "meta": {**DIGITS["meta"], "iterations": 20, "test_tasks": 50, "options": options}}
+    engine.run(SearchSpec.from_dict(spec), storage=url)
+    strategy, model, _, best = load_meta_search("dig", storage=url)
+    assert strategy.get_params() | {"hidden": tuple(strategy.hidden)} == {
+        "network": "conv",
+        "hidden": (16, 16),
+        "shift": 0,
+        "members": 2,
+    }
+    assert len(model.net.nets) == 2 and best.test[0]["mean"] > 0.2
+    (trial,) = optuna.load_study(study_name="dig/meta", storage=url).trials
+    assert "protonet.width" not in trial.params
+    changed = {**spec, "meta": {**spec["meta"], "options": {"protonet": {"members": 3}}}}
+    with pytest.raises(SpecError, match="explored options") as caught:
+        engine.run(SearchSpec.from_dict(changed), storage=url)
+    assert [k for k, _ in caught.value.problems] == ["meta.options"]
+    assert len(optuna.load_study(study_name="dig/meta", storage=url).trials) == 1
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.meta import (
+    FamilyError,
     MetaModel,
     evaluate_adaptation,
     load_meta_learner,
@@ -129,6 +130,54 @@ def test_a_group_normalised_protonet_with_shifted_training_images_trains_and_rou
     assert torch.equal(ours, loaded_strategy.adapt(loaded, task.support_x, task.support_y, 0)(task.query_x))
     with pytest.raises(ValueError, match="shift must be a non-negative integer"):
         ProtoNet(shift=-1).meta_loss(model, batch)
+
+
+def test_a_protonet_ensemble_trains_each_member_on_its_own_loss_and_sums_their_logits(
+    tmp_path: Path,
+) -> None:
+    train = Digits(n_way=10, k_shot=1, k_query=3)
+    strategy = ProtoNet(hidden=(8, 8), members=3)
+    model = strategy.build(train.info(), torch.Generator().manual_seed(0))
+    batch = train.sample("meta_train", 2, torch.Generator().manual_seed(0))
+    alone = [ProtoNet(hidden=(8, 8)).build(train.info()) for _ in range(3)]
+    for one, net in zip(alone, model.net.nets, strict=True):
+        one.net.load_state_dict(net.state_dict())
+    assert len({str(net.state_dict()["features.0.weight"][0, 0]) for net in model.net.nets}) == 3
+    # the ensemble's loss is the mean of its members' own losses (so each trains as if alone) ...
+    losses = [ProtoNet(hidden=(8, 8)).meta_loss(one, batch) for one in alone]
+    assert torch.allclose(strategy.meta_loss(model, batch), torch.stack(losses).mean(), atol=1e-6)
+    # ... and its logits on a task are the sum of theirs
+    task = Digits().sample("meta_test", 1, torch.Generator().manual_seed(0)).task(0)
+    with torch.no_grad():
+        summed = sum(ProtoNet().adapt(one, task.support_x, task.support_y, 0)(task.query_x) for one in alone)
+        ours = strategy.adapt(model, task.support_x, task.support_y, 0)(task.query_x)
+    assert torch.allclose(ours, summed, atol=1e-4)
+    problem = meta_problem(
+        strategy, train, meta_batch=1, draws_per_epoch=30, val_family=Digits(), val_tasks=50
+    )
+    before = problem.validate(model)
+    GradientDescent(optimizer="adam", lr=1e-3, epochs=2).fit(model, problem, lambda s, v: None)
+    assert problem.validate(model) > before
+    save_meta_learner(tmp_path / "theta.safetensors", strategy, model, train.info())
+    loaded_strategy, loaded, _ = load_meta_learner(tmp_path / "theta.safetensors", {"protonet": ProtoNet})
+    assert loaded_strategy.get_params()["members"] == 3
+    again = strategy.adapt(model, task.support_x, task.support_y, 0)(task.query_x)
+    assert torch.equal(again, loaded_strategy.adapt(loaded, task.support_x, task.support_y, 0)(task.query_x))
+    for bad in (0, 1.5, True, 17):
+        with pytest.raises(ValueError, match="members must be an integer from 1 to 16"):
+            ProtoNet(members=bad).build(train.info())
+
+
+def test_a_digits_split_without_meta_validation_classes_trains_on_both_and_keeps_meta_test_unseen() -> None:
+    default, final = Digits(seed=3), Digits(train_classes=32, val_classes=0, seed=3)
+    assert final.pool_classes("meta_test") == default.pool_classes("meta_test")
+    assert set(final.pool_classes("meta_train")) == set(default.pool_classes("meta_train")) | set(
+        default.pool_classes("meta_val")
+    )
+    with pytest.raises(FamilyError, match="0 classes of the meta_val pool"):
+        final.sample("meta_val", 1, torch.Generator())
+    with pytest.raises(FamilyError, match="val_classes"):
+        Digits(val_classes=-1).pool_classes("meta_train")
 
 
 def test_maml_adapts_a_group_normalised_conv_net_per_task() -> None:

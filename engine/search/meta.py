@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
         "family": {"name": family.name, **_jsonable(family.get_params())},
         "strategies": [s.name for s in plan.meta_strategies],
         "updaters": [u.name for u in plan.meta_updaters],
+        "options": _jsonable(dict(plan.spec.meta.options or {})),
     }
     for key, value in new.items():
         if key in old and old[key] != value:
@@ -101,6 +102,7 @@ def explore_meta(
             "metric": "accuracy" if kind == "classification" else "mse",
             "strategies": [s.name for s in plan.meta_strategies],
             "updaters": [u.name for u in plan.meta_updaters],
+            "options": _jsonable(dict(spec.meta.options or {})),
             "artifacts": location,
         }
         set_study_attrs(study, attrs)
@@ -128,15 +130,19 @@ def training_family(plan: Plan) -> TaskFamily:
     return type(family)(**{**family.get_params(), **extra}) if extra else family
 
 
-def suggest_meta_strategy(trial: Any, cls: type[MetaStrategy]) -> dict[str, Any]:
-    """A meta-strategy's keyword arguments: its defaults, with ``inner_lr``, ``inner_steps`` and the
-    hidden width sampled when it has them (``trial`` is already prefixed with the strategy's name)."""
-    params = cls().get_params()
-    if "inner_lr" in params:
+def suggest_meta_strategy(
+    trial: Any, cls: type[MetaStrategy], fixed: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A meta-strategy's keyword arguments: its defaults with ``fixed`` (``[meta] options``) over them,
+    and ``inner_lr``, ``inner_steps`` and the hidden width sampled when it has them and ``fixed`` does
+    not set them (``trial`` is already prefixed with the strategy's name)."""
+    fixed = dict(fixed or {})
+    params = {**cls().get_params(), **fixed}
+    if "inner_lr" in params and "inner_lr" not in fixed:
         params["inner_lr"] = trial.suggest_float("inner_lr", 1e-3, 1.0, log=True)
-    if "inner_steps" in params:
+    if "inner_steps" in params and "inner_steps" not in fixed:
         params["inner_steps"] = trial.suggest_int("inner_steps", 1, 5)
-    if params.get("hidden"):
+    if params.get("hidden") and "hidden" not in fixed:
         width = trial.suggest_categorical("width", list(WIDTHS))
         params["hidden"] = (width,) * len(params["hidden"])
     return params
@@ -176,7 +182,10 @@ class MetaObjective:
         strategies = {s.name: s for s in self.plan.meta_strategies}
         updaters = {u.name: u for u in self.plan.meta_updaters}
         name = trial.suggest_categorical("strategy", list(strategies))
-        strategy = strategies[name](**suggest_meta_strategy(PrefixedTrial(trial, name), strategies[name]))
+        fixed = (meta.options or {}).get(name)
+        strategy = strategies[name](
+            **suggest_meta_strategy(PrefixedTrial(trial, name), strategies[name], fixed)
+        )
         seed = trial_seed(spec.seed, "meta", trial.number)
         torch.manual_seed(seed)
         trainer = training_family(self.plan) if strategy.meta_trained else family

@@ -94,6 +94,11 @@ META_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "val_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
     "test_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
     "steps": (list, _int_list, "must be a non-empty list of non-negative integers"),
+    "options": (
+        dict,
+        lambda v: all(isinstance(t, dict) for t in v.values()),
+        "must be a table of meta-strategy name -> its fixed options, such as { protonet = { members = 3 } }",
+    ),
     "train_family": (
         dict,
         lambda v: bool(v) and "name" not in v,

@@ -103,6 +103,9 @@ class MetaSpec:
         steps: Adaptation steps at which meta-test tasks are scored.
         train_family: Family options that meta-training episodes use instead of ``[family]``'s, e.g.
             ``{"n_way": 20}`` for higher-way episodes (validation and test tasks keep ``[family]``).
+        options: Fixed keyword arguments per meta-strategy name, over its defaults, e.g.
+            ``{"protonet": {"members": 3}}``; an option fixed here (``inner_lr``, ``inner_steps``,
+            ``hidden``) is not sampled.
     """
 
     strategies: Sequence[str] | None = None
@@ -114,6 +117,7 @@ class MetaSpec:
     test_tasks: int = 600
     steps: Sequence[int] = (0, 1, 10)
     train_family: Mapping[str, Any] | None = None
+    options: Mapping[str, Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

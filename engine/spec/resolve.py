@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -225,10 +226,57 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
             updaters.append(host.updaters.get(u_name))
     if family is not None and not strategies:
         p.add("meta.strategies", "no meta-strategy handles this family")
+    _check_meta_options(meta.options or {}, strategies, family, meta.train_family, p)
     if family is not None and spec.competence is not None:
         check_competence(spec.competence, family, p)
     p.raise_if_any()
     return Plan(spec, (), None, family, tuple(strategies), tuple(updaters))
+
+
+MAX_WIDTH = 4096
+"""Widest hidden layer ``[meta] options`` may ask of a meta-strategy (θ is built to check them)."""
+
+
+def _check_meta_options(
+    options: Mapping[str, Mapping[str, Any]],
+    strategies: list[type[MetaStrategy]],
+    family: TaskFamily | None,
+    train_family: Mapping[str, Any] | None,
+    p: Problems,
+) -> None:
+    """``[meta] options``: each names a selected meta-strategy, and each builds θ for the family."""
+    classes = {cls.name: cls for cls in strategies}
+    for s_name, opts in options.items():
+        key = f"meta.options.{s_name}"
+        if s_name not in classes:
+            p.add(
+                key,
+                f"{s_name!r} is not one of this search's meta-strategies ({', '.join(classes)}); "
+                "add it to meta.strategies or remove its options",
+            )
+            continue
+        hidden = opts.get("hidden")
+        if hidden is not None and not (
+            isinstance(hidden, list | tuple)
+            and 1 <= len(hidden) <= 8
+            and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= MAX_WIDTH for h in hidden)
+        ):
+            p.add(f"{key}.hidden", f"must be a list of 1 to 8 widths from 1 to {MAX_WIDTH}; got {hidden!r}")
+            continue
+        try:
+            strategy = classes[s_name](**{**classes[s_name]().get_params(), **opts})
+        except TypeError as exc:
+            p.add(key, f"bad options for meta-strategy {s_name!r}: {exc}")
+            continue
+        if family is None:
+            continue
+        trainer = family
+        if train_family and strategy.meta_trained:
+            trainer = type(family)(**{**family.get_params(), **train_family})
+        try:
+            strategy.build(trainer.info(), _generator())
+        except (StratagemError, ValueError, TypeError) as exc:
+            p.add(key, f"meta-strategy {s_name!r} cannot build θ with these options: {exc}")
 
 
 def _generator() -> torch.Generator:

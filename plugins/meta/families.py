@@ -160,7 +160,9 @@ class Digits(TaskFamily):
         k_shot: Support images per class.
         k_query: Query images per class.
         train_classes: Classes in the meta-training pool.
-        val_classes: Classes in the meta-validation pool (the rest go to meta-test).
+        val_classes: Classes in the meta-validation pool (the rest go to meta-test); 0 leaves it
+            empty, for a final meta-training on the meta-train and meta-validation classes together
+            (``train_classes=32, val_classes=0`` keeps the default split's meta-test classes).
         seed: Seed of the class split and of the episode streams.
     """
 
@@ -205,7 +207,7 @@ class Digits(TaskFamily):
     def pool_classes(self, pool: Pool) -> tuple[int, ...]:
         """The class ids (``digit * 4 + quarter_turns``) of ``pool``; raises on bad split options."""
         n_train = check_int(self.name, "train_classes", self.train_classes)
-        n_val = check_int(self.name, "val_classes", self.val_classes)
+        n_val = check_int(self.name, "val_classes", self.val_classes, 0)
         if n_train + n_val >= DIGIT_CLASSES:
             raise FamilyError(
                 self.name,

@@ -28,6 +28,9 @@ from engine import (
 
 __all__ = ["FOMAML", "MAML", "MetaSGD", "Pretrain", "ProtoNet", "Reptile", "Scratch"]
 
+MAX_MEMBERS = 16
+"""Most embedding networks in one :class:`ProtoNet` ensemble (each costs a network's training time)."""
+
 
 class MAML(GradientMetaStrategy):
     """Model-agnostic meta-learning (Finn et al. 2017): θ such that a few gradient steps fit a task.
@@ -174,6 +177,10 @@ class ProtoNet(MetaStrategy):
             training episode is moved by up to ``shift`` pixels along each axis (drawn per image from
             torch's global generator, zeros fill in); 0 turns it off. Adaptation and evaluation see the
             images as they are.
+        members: Embedding networks trained side by side, each from its own initial weights and with
+            its own loss on the same episodes (an ensemble). A task is classified by the sum of the
+            members' logits, which is the squared distance in their concatenated embeddings. Training
+            and prediction cost ``members`` times one network's.
     """
 
     name: ClassVar[str] = "protonet"
@@ -181,11 +188,16 @@ class ProtoNet(MetaStrategy):
     description: ClassVar[str] = "Prototypical networks: nearest class mean in a learned embedding."
 
     def __init__(
-        self, network: NetworkName = "conv", hidden: tuple[int, ...] = (64, 64), shift: int = 0
+        self,
+        network: NetworkName = "conv",
+        hidden: tuple[int, ...] = (64, 64),
+        shift: int = 0,
+        members: int = 1,
     ) -> None:
         self.network = network
         self.hidden = hidden
         self.shift = shift
+        self.members = members
 
     @property
     def meta_trained(self) -> bool:  # type: ignore[override]
@@ -197,13 +209,22 @@ class ProtoNet(MetaStrategy):
 
     def build(self, info: FamilyInfo, generator: torch.Generator | None = None) -> MetaModel:
         self.check_family(info)
+        members = self._members()
         hidden = tuple(self.hidden)
+        width = 0
         if self.network == "mlp":
-            hidden, last = hidden[:-1], hidden[-1]
-            net = build_network("mlp", info.input_shape, last, hidden, generator=generator)
-        else:
-            net = build_network(self.network, info.input_shape, 0, hidden, generator=generator)
-        return MetaModel(net)
+            hidden, width = hidden[:-1], hidden[-1]
+        nets = [
+            build_network(self.network, info.input_shape, width, hidden, generator=generator)
+            for _ in range(members if self.meta_trained else 1)
+        ]
+        return MetaModel(nets[0] if len(nets) == 1 else _Members(nets))
+
+    def _members(self) -> int:
+        members = self.members
+        if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(f"protonet: members must be an integer from 1 to {MAX_MEMBERS}, got {members!r}")
+        return members
 
     def adapt_batch(
         self, model: MetaModel, support_x: torch.Tensor, support_y: torch.Tensor, steps: Sequence[int]
@@ -222,9 +243,26 @@ class ProtoNet(MetaStrategy):
         support_x, query_x = batch.support_x, batch.query_x
         if shift and support_x.dim() >= 4:  # images: (tasks, n, channels, height, width)
             support_x, query_x = _shifted(support_x, shift), _shifted(query_x, shift)
-        protos = _prototypes(_embed(model, support_x), batch.support_y, batch.n_way)
-        logits = -_sq_distances(_embed(model, query_x), protos)
-        return nn.functional.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
+        # Each member's own loss: embeddings (tasks, n, members * d) -> (tasks, members, n, d).
+        members = len(model.net.nets) if isinstance(model.net, _Members) else 1
+        support_z, query_z = (
+            _embed(model, x).unflatten(-1, (members, -1)).movedim(-2, 1) for x in (support_x, query_x)
+        )
+        support_y = batch.support_y.unsqueeze(1).expand(-1, members, -1)
+        logits = -_sq_distances(query_z, _prototypes(support_z, support_y, batch.n_way))
+        query_y = batch.query_y.unsqueeze(1).expand(-1, members, -1)
+        return nn.functional.cross_entropy(logits.flatten(0, 2), query_y.flatten())
+
+
+class _Members(nn.Module):
+    """Embedding networks side by side: the embedding is their outputs concatenated."""
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(x) for net in self.nets], dim=-1)
 
 
 def _embed(model: MetaModel, x: torch.Tensor) -> torch.Tensor:
