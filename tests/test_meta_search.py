@@ -106,9 +106,14 @@ def test_adapt_from_the_command_line_predicts_every_query_row(searched: str, tmp
         ({"meta": {"updaters": ["nope"]}}, "meta.updaters"),
         ({"meta": {"options": {"maml": 3}}}, "meta.options"),
         ({"meta": {"options": {"protonet": {"members": 2}}}}, "meta.options.protonet"),
-        ({"meta": {"options": {"maml": {"width": 8}}}}, "meta.options.maml"),
+        ({"meta": {"options": {"maml": {"width": 8}}}}, "meta.options.maml.width"),
+        ({"meta": {"options": {"reptile": {"inner_steps": "lots"}}}}, "meta.options.reptile.inner_steps"),
+        ({"meta": {"options": {"maml": {"inner_steps": 10**6}}}}, "meta.options.maml.inner_steps"),
+        ({"meta": {"options": {"maml": {"inner_lr": float("nan")}}}}, "meta.options.maml.inner_lr"),
+        ({"meta": {"options": {"maml": {"first_order": 1}}}}, "meta.options.maml.first_order"),
         ({"meta": {"options": {"maml": {"network": "nope"}}}}, "meta.options.maml"),
         ({"meta": {"options": {"maml": {"hidden": [10**9]}}}}, "meta.options.maml.hidden"),
+        ({"meta": {"options": {"maml": {"hidden": [4096] * 5}}}}, "meta.options.maml"),
     ],
 )
 def test_bad_meta_specs_are_refused_naming_the_key(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from engine.warmstarter import WarmStarter
 if TYPE_CHECKING:
     import optuna
 
-    from engine.meta import MetaStrategy, TaskFamily
+    from engine.meta import FamilyInfo, MetaStrategy, TaskFamily
 
 __all__ = ["WARM_START_ENV", "Plan", "ResolvedTask", "resolve"]
 
@@ -234,7 +235,11 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
 
 
 MAX_WIDTH = 4096
-"""Widest hidden layer ``[meta] options`` may ask of a meta-strategy (θ is built to check them)."""
+"""Widest hidden layer ``[meta] options`` may ask of a meta-strategy."""
+
+MAX_PARAMETERS = 50_000_000
+"""Most parameters a θ built with ``[meta] options`` may have (200 MB of float32, before the updater's
+state)."""
 
 
 def _check_meta_options(
@@ -263,20 +268,71 @@ def _check_meta_options(
         ):
             p.add(f"{key}.hidden", f"must be a list of 1 to 8 widths from 1 to {MAX_WIDTH}; got {hidden!r}")
             continue
+        defaults = classes[s_name]().get_params()
+        wrong = _option_problem(opts, defaults)
+        if wrong is not None:
+            p.add(f"{key}.{wrong[0]}", wrong[1])
+            continue
         try:
-            strategy = classes[s_name](**{**classes[s_name]().get_params(), **opts})
+            strategy = classes[s_name](**{**defaults, **opts})
         except TypeError as exc:
             p.add(key, f"bad options for meta-strategy {s_name!r}: {exc}")
             continue
         if family is None:
             continue
-        trainer = family
-        if train_family and strategy.meta_trained:
-            trainer = type(family)(**{**family.get_params(), **train_family})
         try:
-            strategy.build(trainer.info(), _generator())
+            trainer = family
+            if train_family and strategy.meta_trained:
+                trainer = type(family)(**{**family.get_params(), **train_family})
+            size = _theta_size(strategy, trainer.info())
         except (StratagemError, ValueError, TypeError) as exc:
             p.add(key, f"meta-strategy {s_name!r} cannot build θ with these options: {exc}")
+            continue
+        if size > MAX_PARAMETERS:
+            p.add(
+                key,
+                f"θ would have {size:,} parameters, more than {MAX_PARAMETERS:,}; lower hidden or members",
+            )
+
+
+def _option_problem(opts: Mapping[str, Any], defaults: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first option whose value cannot be meant (a type other than its default's, or an
+    ``inner_lr`` / ``inner_steps`` outside what a meta-strategy can run), as ``(name, message)``."""
+    for name, value in opts.items():
+        if name not in defaults:
+            return name, f"unknown option; this meta-strategy takes {', '.join(defaults)}"
+        default = defaults[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            return name, f"must be true or false; got {value!r}"
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and not (number and value == int(value))
+        ):
+            return name, f"must be an integer; got {value!r}"
+        if isinstance(default, float) and not (number and math.isfinite(value)):
+            return name, f"must be a finite number; got {value!r}"
+        if isinstance(default, str) and not isinstance(value, str):
+            return name, f"must be a string; got {value!r}"
+        if isinstance(default, tuple | list) and not isinstance(value, tuple | list):
+            return name, f"must be a list; got {value!r}"
+    if "inner_lr" in opts and not 0 < opts["inner_lr"] <= 10:
+        return "inner_lr", f"must be in (0, 10]; got {opts['inner_lr']!r}"
+    if "inner_steps" in opts and not 0 <= opts["inner_steps"] <= 100:
+        return "inner_steps", f"must be from 0 to 100; got {opts['inner_steps']!r}"
+    return None
+
+
+def _theta_size(strategy: MetaStrategy, info: FamilyInfo) -> int:
+    """Parameters of the θ ``strategy`` builds for ``info``, built on the meta device (no memory) when
+    the strategy allows it."""
+    try:
+        with torch.device("meta"):
+            model = strategy.build(info, _generator())
+    except (RuntimeError, NotImplementedError):  # a plugin's build that needs real tensors
+        model = strategy.build(info, _generator())
+    return sum(p.numel() for p in model.parameters())
 
 
 def _generator() -> torch.Generator:
