@@ -107,6 +107,22 @@ def test_a_rerun_does_no_work_and_more_trials_recheck_only_the_new_candidates(
     assert best(storage=sqlite_url, search="rc")[0].trial == state["chosen"]
 
 
+def test_a_finished_search_run_again_with_recheck_set_is_rechecked_without_new_trials(
+    sqlite_url: str, replays: list[int]
+) -> None:
+    plain = tiny_spec("rc", ("diabetes",), n_trials=6)
+    run(plain, storage=sqlite_url)
+    before = best(storage=sqlite_url, search="rc")[0]
+    assert before.recheck is None and RECHECK_ATTR not in _study(sqlite_url).user_attrs
+    result = run(_spec(), storage=sqlite_url)
+    assert result.trials_run == 0 and len(_study(sqlite_url).trials) == 6
+    state = _study(sqlite_url).user_attrs[RECHECK_ATTR]
+    assert sorted(replays) == sorted(int(k) for k in state["candidates"]) and len(replays) == 3
+    after = best(storage=sqlite_url, search="rc")[0]
+    assert after.recheck is not None and after.trial == state["chosen"]
+    assert after.recheck.validation_best == before.trial
+
+
 def test_a_best_row_left_behind_by_a_crash_is_repaired_to_the_recheck_choice(sqlite_url: str) -> None:
     run(_spec(), storage=sqlite_url)
     study = _study(sqlite_url)
