@@ -293,7 +293,7 @@ def _digits_split(split: int, setup: DigitsSetup) -> SplitResult:
     return scores, seconds, cells
 
 
-def digits_section(quick: bool, splits: tuple[int, ...], setup: DigitsSetup, jobs: int = 1) -> list[str]:
+def digits_section(splits: tuple[int, ...], setup: DigitsSetup, jobs: int = 1) -> list[str]:
     """5-way 1- and 5-shot accuracy, pooled over the meta-test tasks of several class splits.
 
     Per split, each meta-learner is trained once (ProtoNet on 20-way 1-shot episodes, MAML and
@@ -455,7 +455,6 @@ def main() -> None:
         q = args.quick
         sections.append(
             digits_section(
-                q,
                 (0,) if q else tuple(args.digits_splits),
                 DigitsSetup(
                     50 if q else args.digits_tasks,

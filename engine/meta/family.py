@@ -249,7 +249,12 @@ class TaskFamily(Configurable, ABC):
                 known = ", ".join(bounds) or "none"
                 raise FamilyError(self.name, key, f"is not an explorable option; explorable: {known}")
             checked[key] = bounds[key].check(self.name, key, value)
-        return type(self)(**{**self.get_params(), **self.explored_options(checked)})
+        return self.with_options(self.explored_options(checked))
+
+    def with_options(self, options: Mapping[str, Any]) -> TaskFamily:
+        """A copy of the family with ``options`` over its own (say ``{"n_way": 20}`` for meta-training
+        episodes); ``TypeError`` for an option the family does not take."""
+        return type(self)(**{**self.get_params(), **options})
 
     @abstractmethod
     def info(self) -> FamilyInfo:

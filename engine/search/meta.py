@@ -127,7 +127,7 @@ def training_family(plan: Plan) -> TaskFamily:
     family = plan.family
     assert family is not None, "a meta-mode plan has a family"
     extra = plan.spec.meta.train_family
-    return type(family)(**{**family.get_params(), **extra}) if extra else family
+    return family.with_options(extra) if extra else family
 
 
 def suggest_meta_strategy(

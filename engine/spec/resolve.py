@@ -192,7 +192,7 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
     meta = spec.meta
     if family is not None and meta.train_family:
         try:
-            trainer = type(family)(**{**family.get_params(), **meta.train_family})
+            trainer = family.with_options(meta.train_family)
             trainer.info()
             trainer.sample("meta_train", 1, _generator())
         except TypeError as exc:
@@ -283,7 +283,7 @@ def _check_meta_options(
         try:
             trainer = family
             if train_family and strategy.meta_trained:
-                trainer = type(family)(**{**family.get_params(), **train_family})
+                trainer = family.with_options(train_family)
             size = _theta_size(strategy, trainer.info())
         except (StratagemError, ValueError, TypeError) as exc:
             p.add(key, f"meta-strategy {s_name!r} cannot build θ with these options: {exc}")
