@@ -3,19 +3,22 @@
 One mechanism for both tables that hold a best: ``stratagem_best`` (the best strategy of a task, from a
 strategy study) and ``stratagem_defaults`` (the best single configuration of a cross-task study). The
 best value is compared in memory and the row is written only when a finished trial improves on it, in one
-transaction that re-reads the row first, so a better value stored by another worker is never overwritten.
-Non-finite values never become a best.
+transaction that re-reads the row first, so a better value stored by another worker is never overwritten;
+two workers that both find no row insert it once (the loser compares with the winner's row). Non-finite
+values never become a best.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.configuration import Configuration
@@ -61,15 +64,34 @@ class BestRecorder(ABC, Generic[RowT]):
         if self.best_value is not None and not better(value, self.best_value, self.maximize):
             return
         counts = self._counts(study)  # read Optuna before the transaction: SQLite has one writer
+        self._store(value, lambda row: self._fill(row, outcome, counts))
+
+    def _store(self, value: float, write: Callable[[RowT], None], force: bool = False) -> None:
+        """In one transaction, ``write`` the row if ``value`` beats the stored one (re-read under a row
+        lock first), or whatever it holds when ``force``.
+
+        A missing row is inserted in a savepoint: when another worker inserted it in the meantime (the
+        unique key refuses ours), the row that worker stored is read and compared instead.
+        """
         with self.db.session() as s:
             row = self._find(s)
-            if row is not None and not better(value, self._value(row), self.maximize):
-                self.best_value = self._value(row)  # another worker stored a better one
-                return
             if row is None:
                 row = self._new()
-                s.add(row)
-            self._fill(row, outcome, counts)
+                write(row)
+                try:
+                    with s.begin_nested():
+                        s.add(row)
+                except IntegrityError:
+                    row = self._find(s)
+                    if row is None:  # not a lost race: the session reports the real error
+                        raise
+                else:
+                    self.best_value = value
+                    return
+            if not force and not better(value, self._value(row), self.maximize):
+                self.best_value = self._value(row)  # another worker stored a better one
+                return
+            write(row)
             self.best_value = value
 
     def repair(self, study: optuna.Study) -> None:
@@ -142,14 +164,12 @@ class StrategyRecorder(BestRecorder[BestRow]):
         it as usual, and the recheck runs again when the study has its trials.
         """
         counts = self._counts(study)
-        with self.db.session() as s:
-            row = self._find(s)
-            if row is None:
-                row = self._new()
-                s.add(row)
+
+        def write(row: BestRow) -> None:
             self._fill(row, outcome, counts)
             row.notes = notes
-        self.best_value = outcome.value
+
+        self._store(outcome.value, write, force=True)
 
     def rechecked(self) -> bool:
         """Whether the stored row was chosen by a final recheck (its notes say so)."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -262,8 +262,6 @@ class Database:
         """Whether the engine's tables exist (without creating them, nor a missing SQLite file)."""
         if self.missing:
             return False
-        from sqlalchemy import inspect
-
         try:
             return inspect(self.engine).has_table("stratagem_tasks")
         except SQLAlchemyError as exc:
