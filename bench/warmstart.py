@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.search.recorder import rank_key, tie_loss  # noqa: E402
+
 SECTION = "## Warm start (bench/warmstart.py)"
 NEW = "guided"
 WARM_METHODS = {"kNN": "knn", "transfer": "transfer", NEW: "guided"}
@@ -321,7 +323,9 @@ def _trials(url: str, study_name: str) -> list[dict[str, Any]]:
         if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING):
             continue
         record = t.user_attrs.get("stratagem", {})
-        out.append({"state": t.state.name, "value": t.value, "test": record.get("test_value")})
+        out.append(
+            {"state": t.state.name, "value": t.value, "loss": tie_loss(record), "test": record.get("test_value")}
+        )
     return out
 
 
@@ -432,15 +436,17 @@ def _zero_shot(job: Job) -> tuple[str, str, dict[str, Any]]:
 
 
 def incumbent_curve(trials: Sequence[dict[str, Any]], budget: int) -> list[float | None]:
-    """Test value of the best-validation complete trial among the first ``n`` trials, ``n = 1..``."""
+    """Test value of the engine's best among the first ``n`` trials, ``n = 1..``: the best-validation
+    complete trial, equal values ordered by validation loss (``rank_key``, as ``stratagem best``)."""
     curve: list[float | None] = []
-    best_val: float | None = None
+    best_key: tuple[float, float] | None = None
     best_test: float | None = None
     for t in list(trials)[:budget]:
         v = t["value"]
         usable = t["state"] == "COMPLETE" and v is not None and math.isfinite(v) and t["test"] is not None
-        if usable and (best_val is None or v > best_val):
-            best_val, best_test = v, t["test"]
+        key = rank_key(v, t.get("loss"), maximize=True) if usable else None
+        if key is not None and (best_key is None or key < best_key):
+            best_key, best_test = key, t["test"]
         curve.append(best_test)
     return curve
 

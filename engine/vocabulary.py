@@ -23,6 +23,7 @@ __all__ = [
     "RECHECK_ATTR",
     "RECHECK_CLAIM_ATTR",
     "SEARCH_STATUSES",
+    "TIE_LOSS",
     "WARM_START_ATTR",
     "SearchStatus",
     "StudyKind",
@@ -43,6 +44,10 @@ RECHECK_ATTR: Final = "stratagem.recheck"
 
 RECHECK_CLAIM_ATTR: Final = "stratagem.recheck_claim"
 """Strategy-study user attribute: which process is rechecking the study, and since when."""
+
+TIE_LOSS: Final = "validation_loss"
+"""Key of a strategy trial's record: its loss on the validation rows (cross-entropy for classification,
+squared error for regression), which orders trials of equal validation value."""
 
 FAILURE_ATTR: Final = "stratagem.failure"
 """Trial user attribute holding why a failed trial failed (optuna-dashboard shows it; so does ``best``)."""

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from engine.search.per_task import Visit
 from engine.search.progress import ProgressSink
-from engine.search.recorder import Outcome, StrategyRecorder, better
+from engine.search.recorder import Outcome, StrategyRecorder, tie_loss
 from engine.search.remote import PackedObjective, TrialResult, run_trial
 from engine.search.trials import INTERRUPTED, STALE, TrialsRun, failure_reason, wait_a_moment
 from engine.spec import Plan
@@ -349,17 +349,19 @@ class Driver:
             self._write_params(flight)
         kept = None
         keeper = lane.keeper
-        if keeper is not None and result.trained is not None:
-            best = lane.recorder.best_value
-            if keeper.wants(best is None or better(value, best, lane.recorder.maximize)):
-                kept = keeper.upload(
-                    optuna.Trial(lane.study, trial_id),
-                    flight.number,
-                    dict(flight.twin.params),
-                    result.trained,
-                    value,
-                    result.record,
-                )
+        if (
+            keeper is not None
+            and result.trained is not None
+            and keeper.wants(lane.recorder.improves(value, tie_loss(result.record)))
+        ):
+            kept = keeper.upload(
+                optuna.Trial(lane.study, trial_id),
+                flight.number,
+                dict(flight.twin.params),
+                result.trained,
+                value,
+                result.record,
+            )
         if not complete_trial(
             storage, trial_id, value, intermediate=result.intermediate, user_attrs={ATTR: result.record}
         ):

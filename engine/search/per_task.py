@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.plugin import PluginHost
 from engine.search.progress import ProgressSink
 from engine.search.recheck import Replay, final_choice, recheck_timeout, repair, replay_here
-from engine.search.recorder import Outcome, StrategyRecorder, better
+from engine.search.recorder import Outcome, StrategyRecorder, tie_loss
 from engine.search.register import SearchTask
 from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
@@ -347,8 +347,7 @@ class _ObservedObjective:
         self._pending = Outcome(trial.number, value, dict(trial.params), self.objective.last_record)
         trained = self.objective.last_trained
         if self.keeper is not None and trained is not None and math.isfinite(value):
-            best = self.recorder.best_value
-            improves = best is None or better(value, best, self.recorder.maximize)
+            improves = self.recorder.improves(value, tie_loss(self.objective.last_record))
             if self.keeper.wants(improves):  # uploaded now: Optuna links artifacts to running trials only
                 self._kept = self.keeper.upload(
                     trial, trial.number, dict(trial.params), trained, value, self.objective.last_record

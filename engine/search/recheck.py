@@ -41,7 +41,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.search.progress import ProgressSink
-from engine.search.recorder import Outcome, StrategyRecorder, better
+from engine.search.recorder import Outcome, StrategyRecorder, better, ranked
 from engine.search.remote import TrialResult, run_trial
 from engine.storage import Database
 from engine.study import StrategyObjective
@@ -141,7 +141,7 @@ def repair(recorder: StrategyRecorder, study: optuna.Study, top: int, folds: int
         recorder.choose(Candidate.of(chosen).outcome(_judged_of(state)), study, _notes(state))
         return
     if recorder.rechecked():  # a recheck that no longer covers every trial: back to the validation best
-        best = _ranked(study, study.get_trials(deepcopy=False))[:1]
+        best = ranked(study.get_trials(deepcopy=False), _maximize(study))[:1]
         if best:
             recorder.choose(Candidate.of(best[0]).outcome(), study, "")
     recorder.repair(study)
@@ -229,7 +229,7 @@ def _recheck(
     """Judge the top trials (those not judged already with these settings); the models trained are
     left in ``trained`` when ``keeper`` keeps models."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    candidates = [Candidate.of(t) for t in _ranked(study, trials)[:top]]
+    candidates = [Candidate.of(t) for t in ranked(trials, _maximize(study))[:top]]
     old = study.user_attrs.get(RECHECK_ATTR) or {}
     judged: dict[str, dict[str, Any]] = {}
     if old.get("top") == top and old.get("folds") == folds:  # the same judging: reuse what it found
@@ -294,13 +294,8 @@ def _alive(claim: dict[str, Any], me: dict[str, Any]) -> bool:
     return True
 
 
-def _ranked(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Complete trials with a finite value, best first (ties: the earlier trial)."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    finished = [
-        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
-    ]
-    return sorted(finished, key=lambda t: (-(t.value or 0.0) if maximize else (t.value or 0.0), t.number))
+def _maximize(study: optuna.Study) -> bool:
+    return study.direction == optuna.study.StudyDirection.MAXIMIZE
 
 
 def _judged(result: TrialResult | str) -> dict[str, Any]:

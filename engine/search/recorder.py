@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,9 +24,18 @@ from sqlalchemy.orm import Session
 from engine.configuration import Configuration
 from engine.storage import BestRow, Database, DefaultRow, queries
 from engine.storage.optuna_adapter import trial_counts
-from engine.vocabulary import ATTR, DONE_STATES
+from engine.vocabulary import ATTR, DONE_STATES, TIE_LOSS
 
-__all__ = ["BestRecorder", "DefaultRecorder", "Outcome", "StrategyRecorder", "better"]
+__all__ = [
+    "BestRecorder",
+    "DefaultRecorder",
+    "Outcome",
+    "StrategyRecorder",
+    "better",
+    "rank_key",
+    "ranked",
+    "tie_loss",
+]
 
 RowT = TypeVar("RowT", BestRow, DefaultRow)
 
@@ -34,6 +43,35 @@ RowT = TypeVar("RowT", BestRow, DefaultRow)
 def better(a: float, b: float, maximize: bool) -> bool:
     """Whether ``a`` beats ``b`` in the study's direction."""
     return a > b if maximize else a < b
+
+
+def tie_loss(record: Mapping[str, Any]) -> float | None:
+    """A trial's tie-break: its validation loss (:data:`~engine.vocabulary.TIE_LOSS`), when recorded."""
+    loss = record.get(TIE_LOSS)
+    if isinstance(loss, int | float) and not isinstance(loss, bool) and math.isfinite(loss):
+        return float(loss)
+    return None
+
+
+def rank_key(value: float, loss: float | None, maximize: bool) -> tuple[float, float]:
+    """Sort key of finished trials, best first: the value in the study's direction, then, among equal
+    values, the lower validation loss (a trial without one after those with one).
+
+    Accuracy on a small validation split ties often (several configurations reach 1.0); the
+    cross-entropy or squared error on the same rows tells the more confident of them apart.
+    """
+    return (-value if maximize else value, math.inf if loss is None else loss)
+
+
+def ranked(trials: Iterable[FrozenTrial], maximize: bool) -> list[FrozenTrial]:
+    """Complete trials with a finite value, best first: :func:`rank_key`'s order, then the earlier."""
+    finished = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    return sorted(
+        finished,
+        key=lambda t: (*rank_key(t.value or 0.0, tie_loss(t.user_attrs.get(ATTR, {})), maximize), t.number),
+    )
 
 
 @dataclass(frozen=True)
@@ -45,30 +83,59 @@ class Outcome:
     params: dict[str, Any]
     record: dict[str, Any]
 
+    @property
+    def loss(self) -> float | None:
+        return tie_loss(self.record)
+
 
 class BestRecorder(ABC, Generic[RowT]):
-    """Keeps one stored best row current. Subclasses say which row, and what it holds."""
+    """Keeps one stored best row current. Subclasses say which row, and what it holds.
+
+    The order is :func:`rank_key`'s. ``best_value`` and ``best_loss`` mirror the stored row in memory
+    (``best_loss`` is ``None`` when unknown), so that most trials need no transaction.
+    """
 
     def __init__(self, db: Database, maximize: bool) -> None:
         self.db = db
         self.maximize = maximize
+        self.best_loss: float | None = None
         with db.session() as s:
             row = self._find(s)
             self.best_value: float | None = self._value(row) if row is not None else None
 
+    def improves(self, value: float, loss: float | None) -> bool:
+        """Whether a trial of ``value`` (and tie-break ``loss``) may beat the stored best, as far as
+        this process knows."""
+        if not math.isfinite(value):
+            return False
+        best = self.best_value
+        if best is None or better(value, best, self.maximize):
+            return True
+        return value == best and loss is not None and (self.best_loss is None or loss < self.best_loss)
+
     def offer(self, outcome: Outcome, study: optuna.Study) -> None:
         """Store ``outcome`` if it is finite and beats the best known so far."""
-        value = outcome.value
-        if not math.isfinite(value):
-            return
-        if self.best_value is not None and not better(value, self.best_value, self.maximize):
+        if not self.improves(outcome.value, outcome.loss):
             return
         counts = self._counts(study)  # read Optuna before the transaction: SQLite has one writer
-        self._store(value, lambda row: self._fill(row, outcome, counts))
+        losses: dict[int, float | None] = {}
+        if self.best_value is None or outcome.value == self.best_value:  # a tie may need the stored loss
+            losses = {
+                t.number: tie_loss(t.user_attrs.get(ATTR, {}))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            }
+        self._store(outcome, lambda row: self._fill(row, outcome, counts), losses=losses)
 
-    def _store(self, value: float, write: Callable[[RowT], None], force: bool = False) -> None:
-        """In one transaction, ``write`` the row if ``value`` beats the stored one (re-read under a row
-        lock first), or whatever it holds when ``force``.
+    def _store(
+        self,
+        outcome: Outcome,
+        write: Callable[[RowT], None],
+        force: bool = False,
+        losses: Mapping[int, float | None] | None = None,
+    ) -> None:
+        """In one transaction, ``write`` the row if ``outcome`` beats the stored one (re-read under a row
+        lock first), or whatever it holds when ``force``. On equal values, the stored trial's tie-break
+        is looked up in ``losses`` (trial number to loss); a stored trial not in it stays.
 
         A missing row is inserted in a savepoint: when another worker inserted it in the meantime (the
         unique key refuses ours), the row that worker stored is read and compared instead.
@@ -86,13 +153,23 @@ class BestRecorder(ABC, Generic[RowT]):
                     if row is None:  # not a lost race: the session reports the real error
                         raise
                 else:
-                    self.best_value = value
+                    self.best_value, self.best_loss = outcome.value, outcome.loss
                     return
-            if not force and not better(value, self._value(row), self.maximize):
-                self.best_value = self._value(row)  # another worker stored a better one
+            if not force and not self._beats(outcome, row, losses or {}):
+                stored = self._number(row)
+                self.best_value = self._value(row)  # another worker stored a better one (or this one)
+                self.best_loss = (losses or {}).get(stored) if stored != outcome.number else outcome.loss
                 return
             write(row)
-            self.best_value = value
+            self.best_value, self.best_loss = outcome.value, outcome.loss
+
+    def _beats(self, outcome: Outcome, row: RowT, losses: Mapping[int, float | None]) -> bool:
+        stored, number = self._value(row), self._number(row)
+        if outcome.value != stored or number == outcome.number or number not in losses:
+            return better(outcome.value, stored, self.maximize)
+        return rank_key(outcome.value, outcome.loss, self.maximize) < rank_key(
+            stored, losses[number], self.maximize
+        )
 
     def repair(self, study: optuna.Study) -> None:
         """Derive the best from the study itself and store it if the row is missing or worse.
@@ -100,18 +177,14 @@ class BestRecorder(ABC, Generic[RowT]):
         The row is a cache of the study: a worker killed between a trial and the row's update, or a
         row written by an older version, is mended here (each visit starts with it).
         """
-        best: FrozenTrial | None = None
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            value = trial.value
-            if value is None or not math.isfinite(value):
-                continue
-            if best is None or better(value, best.value or 0.0, self.maximize):
-                best = trial
-        if best is None or best.value is None:
+        top = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), self.maximize)[:1]
+        if not top:
             return
+        best = top[0]
         self.best_value = None  # the row decides, re-read in the transaction
         self.offer(
-            Outcome(best.number, best.value, dict(best.params), dict(best.user_attrs.get(ATTR, {}))), study
+            Outcome(best.number, best.value or 0.0, dict(best.params), dict(best.user_attrs.get(ATTR, {}))),
+            study,
         )
 
     def finish(self, study: optuna.Study) -> None:
@@ -130,6 +203,9 @@ class BestRecorder(ABC, Generic[RowT]):
 
     @abstractmethod
     def _value(self, row: RowT) -> float: ...
+
+    def _number(self, row: RowT) -> int:
+        return int(row.trial_number)
 
     @abstractmethod
     def _fill(self, row: RowT, outcome: Outcome, counts: dict[str, int]) -> None: ...
@@ -169,7 +245,7 @@ class StrategyRecorder(BestRecorder[BestRow]):
             self._fill(row, outcome, counts)
             row.notes = notes
 
-        self._store(outcome.value, write, force=True)
+        self._store(outcome, write, force=True)
 
     def rechecked(self) -> bool:
         """Whether the stored row was chosen by a final recheck (its notes say so)."""

@@ -37,7 +37,7 @@ from engine.errors import StratagemError
 from engine.study import training
 from engine.study.trained import TrainedModel
 from engine.task import Dataset, Split
-from engine.vocabulary import ATTR
+from engine.vocabulary import ATTR, TIE_LOSS
 
 if TYPE_CHECKING:
     from engine.evaluator import Evaluator
@@ -155,7 +155,7 @@ class StrategyObjective:
         )
         seed = trial_seed(self.seed, self.task_key, trial.number)
         started = time.perf_counter()
-        value, test_value, fit_seconds = self._fit_and_score(
+        value, loss, test_value, fit_seconds = self._fit_and_score(
             trial, strategy_cls, s_params, updater_cls, u_params, seed
         )
         self.last_record = {
@@ -166,6 +166,7 @@ class StrategyObjective:
             "seconds": round(time.perf_counter() - started, 6),
             "seed": seed,
             "validation": self.validation,
+            TIE_LOSS: loss,
         }
         if self._fold_values:
             self.last_record["fold_values"] = list(self._fold_values)
@@ -193,8 +194,8 @@ class StrategyObjective:
         updater_cls: type[Updater],
         u_params: dict[str, Any],
         seed: int,
-    ) -> tuple[float, float, float]:
-        """Train and evaluate; return (validation value, test value, training seconds)."""
+    ) -> tuple[float, float | None, float, float]:
+        """Train and evaluate; return (validation value, validation loss, test value, training seconds)."""
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)
@@ -229,23 +230,27 @@ class StrategyObjective:
 
         if self.validation == "holdout":
             model, prepared, secs = fit_one(self.split.train, self.split.validation, seed, report_at_rungs)
-            value = training.evaluate(model, prepared, self.dataset, self.split.validation, self.evaluator)
+            value, loss = training.judge(model, prepared, self.dataset, self.split.validation, self.evaluator)
             test = training.evaluate(model, prepared, self.dataset, self.split.test, self.evaluator)
-            return value, test, secs
+            return value, loss, test, secs
 
         values: list[float] = []
+        losses: list[float | None] = []
         test_outputs: list[np.ndarray] = []
         total = 0.0
         for fold, (tr, va) in enumerate(self._folds()):
             model, prepared, secs = fit_one(tr, va, seed + fold, _no_report)
             total += secs
-            values.append(training.evaluate(model, prepared, self.dataset, va, self.evaluator))
+            value, loss = training.judge(model, prepared, self.dataset, va, self.evaluator)
+            values.append(value)
+            losses.append(loss)
             test_outputs.append(training.predict(model, prepared, self.dataset.X[self.split.test]))
             report(fold + 1, float(np.mean(values)))
         self._fold_values = [float(v) for v in values]
         ensemble = np.mean(test_outputs, axis=0)
         test = float(self.evaluator(self.dataset.y[self.split.test], ensemble))
-        return float(np.mean(values)), test, total
+        mean_loss = None if None in losses else float(np.mean([x for x in losses if x is not None]))
+        return float(np.mean(values)), mean_loss, test, total
 
     def _folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import KFold, StratifiedKFold

@@ -91,10 +91,25 @@ def evaluate(
     model: torch.nn.Module, prepared: Prepared, dataset: Dataset, idx: np.ndarray, evaluator: Evaluator
 ) -> float:
     """The evaluator's value of ``model`` on rows ``idx``; non-finite predictions score worst."""
+    return judge(model, prepared, dataset, idx, evaluator)[0]
+
+
+def judge(
+    model: torch.nn.Module, prepared: Prepared, dataset: Dataset, idx: np.ndarray, evaluator: Evaluator
+) -> tuple[float, float | None]:
+    """The evaluator's value of ``model`` on rows ``idx`` and its loss there: mean cross-entropy
+    (classification) or squared error in the target's units (regression); the loss is ``None`` when
+    the predictions are not finite (and the value is then the worst)."""
     output = predict(model, prepared, dataset.X[idx])
     if not np.isfinite(output).all():
-        return -np.inf if evaluator.basis == "score" else np.inf
-    return float(evaluator(dataset.y[idx], output))
+        return (-np.inf if evaluator.basis == "score" else np.inf), None
+    y = dataset.y[idx]
+    if dataset.kind == "classification":
+        picked = output[np.arange(len(y)), y.astype(np.int64)]
+        loss = float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
+    else:
+        loss = float(np.mean((output - y) ** 2))
+    return float(evaluator(y, output)), (loss if np.isfinite(loss) else None)
 
 
 def make_problem(
