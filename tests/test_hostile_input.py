@@ -187,6 +187,23 @@ def test_sampler_arguments_of_the_wrong_type_are_refused_before_any_trial(tmp_pa
     )
 
 
+def test_pruner_arguments_that_fail_only_on_use_are_refused_before_any_trial(tmp_path: Path) -> None:
+    _refused(
+        _spec(tmp_path, extra='[pruner]\nname = "hyperband"\nreduction_factor = 1'),
+        "pruner",
+        "ZeroDivisionError",
+    )
+
+
+def test_a_meta_search_refuses_a_sampler_that_fails_on_a_trial(tmp_path: Path) -> None:
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        '[search]\nname = "m"\nmode = "meta"\n[family]\nname = "sinusoid"\n'
+        '[sampler]\nname = "tpe"\nn_startup_trials = "10"\n'
+    )
+    _refused(spec, "sampler", "TypeError")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_refused(tmp_path: Path) -> None:
     _refused(_spec(tmp_path, 'device = "cuda"'), "search.device", "needs a CUDA GPU")

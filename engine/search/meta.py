@@ -29,7 +29,7 @@ from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_prob
 from engine.search.competence import check_competence_resumable, explore_competence
 from engine.search.meta_warm import warm_start_meta
 from engine.search.progress import ProgressSink
-from engine.search.trials import run_study, set_study_attrs
+from engine.search.trials import open_study, run_study, set_study_attrs
 from engine.spec import Plan
 from engine.storage import Database
 from engine.study import PrefixedTrial, trial_seed
@@ -63,6 +63,7 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
         "strategies": [s.name for s in plan.meta_strategies],
         "updaters": [u.name for u in plan.meta_updaters],
         "options": _jsonable(dict(plan.spec.meta.options or {})),
+        "meta_batch": list(plan.spec.meta.meta_batch),
     }
     for key, value in new.items():
         if key in old and old[key] != value:
@@ -86,11 +87,12 @@ def explore_meta(
     location = resolve_artifacts(db.url, spec.artifacts)
     name = meta_study_name(spec.name)
     with db.lock(f"stratagem.studies:{spec.name}"):
-        study = optuna.create_study(
-            storage=storage,
+        study = open_study(
+            storage,
+            search=spec.name,
+            source=spec.source,
             study_name=name,
             direction="maximize" if kind == "classification" else "minimize",
-            load_if_exists=True,
             sampler=plan.sampler(spec.seed),
             pruner=plan.pruner(),
         )
@@ -103,6 +105,7 @@ def explore_meta(
             "strategies": [s.name for s in plan.meta_strategies],
             "updaters": [u.name for u in plan.meta_updaters],
             "options": _jsonable(dict(spec.meta.options or {})),
+            "meta_batch": list(spec.meta.meta_batch),
             "artifacts": location,
         }
         set_study_attrs(study, attrs)

@@ -12,13 +12,23 @@ from typing import Any
 import optuna
 
 from engine.errors import SpecError
-from engine.spec import Plan, ResolvedTask
+from engine.search.trials import refuse_foreign
+from engine.spec import Plan, ResolvedTask, SearchSpec
 from engine.storage import Database, SearchRow, SearchTaskRow, TaskRow
 from engine.task import Split, fingerprint, make_split
 from engine.task.metafeatures import compute_meta_features
-from engine.vocabulary import ATTR, cross_task_study_name, strategy_study_name
+from engine.vocabulary import (
+    ATTR,
+    KIND_COMPETENCE,
+    KIND_CROSS_TASK,
+    KIND_META,
+    KIND_STRATEGIES,
+    KIND_TASKS,
+    cross_task_study_name,
+    strategy_study_name,
+)
 
-__all__ = ["SearchTask", "check_resumable", "register"]
+__all__ = ["MODE_KINDS", "SearchTask", "check_resumable", "register", "validation_attrs"]
 
 
 @dataclass(frozen=True)
@@ -37,27 +47,73 @@ class SearchTask:
         return self.resolved.key
 
 
-def check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
-    """Refuse, before writing anything, to resume a study with other strategy or updater choices.
+MODE_KINDS: dict[str, frozenset[str]] = {
+    "per_task": frozenset({KIND_TASKS, KIND_STRATEGIES}),
+    "cross_task": frozenset({KIND_CROSS_TASK}),
+    "meta": frozenset({KIND_META, KIND_COMPETENCE}),
+}
+"""The kinds of study each mode makes (user attribute :data:`ATTR`'s ``kind``)."""
 
-    Optuna fixes a categorical parameter's choices for the life of a study, so the ``strategy`` and
-    ``updater`` lists of a task cannot change under the same search name.
+
+def check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse, before writing anything, to run a search whose stored studies this run cannot continue.
+
+    - A study in the search's namespace (its name, ``<name>/...``) with trials that no search of this
+      name made: an Optuna study made by hand or by another program is never taken over.
+    - Studies of another mode (a per-task search run again as cross-task, ...).
+    - A task's other strategy or updater choices (Optuna fixes a categorical parameter's choices for the
+      life of a study), or another validation (holdout and k-fold values would be mixed).
     """
-    attrs = {s.study_name: s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies()}
+    spec = plan.spec
+    studies = [s for s in storage.get_all_studies() if _in_namespace(s.study_name, spec.name)]
+    for study in studies:
+        refuse_foreign(storage, study.study_name, spec.name, spec.source)
+        kind = study.user_attrs.get(ATTR, {}).get("kind")
+        has_trials = storage.get_n_trials(storage.get_study_id_from_name(study.study_name)) > 0
+        if kind and kind not in MODE_KINDS[spec.mode] and has_trials:
+            was = next((m for m, kinds in MODE_KINDS.items() if kind in kinds), kind)
+            raise SpecError(
+                f"search {spec.name!r} was run with mode = {was!r} (its study {study.study_name!r}); this "
+                f"spec has mode = {spec.mode!r}. Keep the mode, or rename the search to start a new one",
+                source=spec.source,
+                key="search.mode",
+            )
+    attrs = {s.study_name: s.user_attrs.get(ATTR, {}) for s in studies}
     for task in plan.tasks:
-        old = attrs.get(strategy_study_name(plan.spec.name, task.key))
+        old = attrs.get(strategy_study_name(spec.name, task.key))
         if not old:
             continue
         for kind, new in (("strategies", task.strategies), ("updaters", task.updaters)):
             names = [x.name for x in new]
             if kind in old and old[kind] != names:
                 raise SpecError(
-                    f"search {plan.spec.name!r} explored task {task.key!r} with {kind} {old[kind]}; this run "
+                    f"search {spec.name!r} explored task {task.key!r} with {kind} {old[kind]}; this run "
                     f"asks for {names}. Optuna cannot change a study's choices: keep the list, or rename "
                     "the search to start a new one",
-                    source=plan.spec.source,
+                    source=spec.source,
                     key=f"search.{kind}",
                 )
+        validation = validation_attrs(spec)
+        if "validation" in old and {k: old.get(k) for k in validation} != validation:
+            was = {k: old.get(k) for k in validation}
+            raise SpecError(
+                f"search {spec.name!r} judged task {task.key!r} with {was}; this run asks for {validation}, "
+                "and its values would be mixed with the stored ones. Keep the validation, or rename the "
+                "search to start a new one",
+                source=spec.source,
+                key="evaluation.validation",
+            )
+
+
+def validation_attrs(spec: SearchSpec) -> dict[str, Any]:
+    """How a strategy study's values are measured (stored on the study, checked on resume)."""
+    evaluation = spec.evaluation
+    folds = evaluation.folds if evaluation.validation == "kfold" else None
+    return {"validation": evaluation.validation, "folds": folds}
+
+
+def _in_namespace(study_name: str, search: str) -> bool:
+    return study_name == search or study_name.startswith(f"{search}/")
 
 
 def register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:

@@ -19,7 +19,7 @@ from engine.spec.checks import MAX_NAME, Problems
 from engine.spec.competence import check_competence
 from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
-from engine.study.factories import make_pruner, make_sampler, sampler_problem
+from engine.study.factories import make_pruner, make_sampler, pruner_problem, sampler_problem
 from engine.study.runtime import device_problem
 from engine.task import Dataset, TaskKind, make_split
 from engine.updater import Updater
@@ -95,19 +95,10 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
             )
         elif kind not in host.evaluators.get(name).kinds:
             p.add(f"evaluation.{kind}", f"evaluator {name!r} does not apply to {kind} tasks")
-    try:
-        problem = sampler_problem(make_sampler(spec.sampler, 0, source=spec.source))
-        if problem is not None:
-            p.add("sampler", f"the sampler fails on a trial: {problem}")
-    except SpecError as exc:
-        p.items.extend(exc.problems)
+    _check_sampler_and_pruner(spec, p)
     problem = device_problem(spec.device)
     if problem is not None:
         p.add("search.device", problem)
-    try:
-        make_pruner(spec.pruner_config, source=spec.source)
-    except SpecError as exc:
-        p.items.extend(exc.problems)
     warm_starter = _warm_starter(spec, host, p)
     strategies = [
         host.strategies.get(n) for n in (spec.strategies or host.strategies.names()) if n in host.strategies
@@ -160,13 +151,26 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
     return Plan(spec, tuple(tasks), warm_starter)
 
 
-def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
-    """A meta-mode spec: its family built and checked by drawing one episode per pool, its names looked up."""
+def _check_sampler_and_pruner(spec: SearchSpec, p: Problems) -> None:
+    """The ``[sampler]`` and ``[pruner]`` tables built and tried on a few trials in memory, so that
+    arguments that fail only on use are refused with their key before anything is written."""
     try:
-        sampler_problem(make_sampler(spec.sampler, 0, source=spec.source))
-        make_pruner(spec.pruner_config, source=spec.source)
+        problem = sampler_problem(make_sampler(spec.sampler, 0, source=spec.source))
+        if problem is not None:
+            p.add("sampler", f"the sampler fails on a trial: {problem}")
     except SpecError as exc:
         p.items.extend(exc.problems)
+    try:
+        problem = pruner_problem(make_pruner(spec.pruner_config, source=spec.source))
+        if problem is not None:
+            p.add("pruner", f"the pruner fails on a trial: {problem}")
+    except SpecError as exc:
+        p.items.extend(exc.problems)
+
+
+def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
+    """A meta-mode spec: its family built and checked by drawing one episode per pool, its names looked up."""
+    _check_sampler_and_pruner(spec, p)
     options = dict(spec.family or {})
     name = options.pop("name", None)
     family: TaskFamily | None = None

@@ -9,7 +9,15 @@ import optuna
 
 from engine.errors import SpecError
 
-__all__ = ["PRUNERS", "SAMPLERS", "SAMPLER_DEFAULTS", "make_pruner", "make_sampler"]
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "SAMPLER_DEFAULTS",
+    "make_pruner",
+    "make_sampler",
+    "pruner_problem",
+    "sampler_problem",
+]
 
 
 SAMPLERS: dict[str, Any] = {
@@ -65,6 +73,31 @@ def sampler_problem(sampler: optuna.samplers.BaseSampler) -> str | None:
             x = trial.suggest_float("x", 0.0, 1.0)
             trial.suggest_categorical("c", ["a", "b"])
             study.tell(trial, x)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        optuna.logging.set_verbosity(level)
+    return None
+
+
+def pruner_problem(pruner: optuna.pruners.BasePruner) -> str | None:
+    """Why ``pruner`` cannot judge trials (some arguments fail only then, such as Hyperband's
+    ``reduction_factor = 1``), or ``None``: runs a few trials that report values, in memory."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.create_study(
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            pruner=pruner,
+            storage=optuna.storages.InMemoryStorage(),
+        )
+        for i in range(6):
+            trial = study.ask()
+            for step in range(1, 5):
+                trial.report(float((i * 7 + step) % 5), step)
+                if trial.should_prune():
+                    break
+            study.tell(trial, float(i % 3))
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     finally:

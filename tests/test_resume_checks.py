@@ -1,0 +1,92 @@
+"""A run refuses, before writing anything, what it cannot continue: an Optuna study it did not make,
+another mode, another validation, other meta-batch choices. What is stored stays as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+
+import engine
+from engine.errors import SpecError
+from engine.search import run
+from engine.spec import EvaluationSpec, SearchSpec
+from engine.storage import Database, SearchRow
+from tests.conftest import tiny_spec
+
+
+def _searches(url: str) -> list[str]:
+    with Database(url).session() as s:
+        return [row.name for row in s.query(SearchRow)]
+
+
+@pytest.mark.parametrize("study_name", ["plain", "plain/iris"])
+def test_an_optuna_study_made_outside_stratagem_is_never_taken_over(sqlite_url: str, study_name: str) -> None:
+    mine = optuna.create_study(study_name=study_name, storage=sqlite_url)
+    mine.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with pytest.raises(SpecError, match=r"search\.name.*made outside Stratagem.*another name") as caught:
+        run(tiny_spec("plain"), storage=sqlite_url)
+    assert caught.value.key == "search.name"
+    assert _searches(sqlite_url) == []  # refused before anything was written
+    again = optuna.load_study(study_name=study_name, storage=sqlite_url)
+    assert [t.params for t in again.trials] == [t.params for t in mine.trials]
+    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == [study_name]
+
+
+def test_an_empty_study_left_by_a_killed_run_is_taken_over(sqlite_url: str) -> None:
+    optuna.create_study(study_name="left/iris", storage=sqlite_url)  # killed before describing it
+    result = run(tiny_spec("left", n_trials=2), storage=sqlite_url)
+    assert result.trials_run == 2
+
+
+def test_another_mode_under_the_same_name_is_refused(sqlite_url: str) -> None:
+    run(tiny_spec("modes", n_trials=1), storage=sqlite_url)
+    with pytest.raises(SpecError, match=r"search\.mode.*mode = 'per_task'.*mode = 'cross_task'"):
+        run(tiny_spec("modes", n_trials=2, mode="cross_task"), storage=sqlite_url)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(sqlite_url))
+    assert names == ["modes", "modes/iris"]
+
+
+@pytest.mark.parametrize(
+    "evaluation",
+    [EvaluationSpec(validation="kfold", folds=3), EvaluationSpec(validation="holdout", folds=3)],
+)
+def test_another_validation_is_refused_and_the_same_one_resumes(sqlite_url: str, evaluation: Any) -> None:
+    run(tiny_spec("val", n_trials=1, evaluation=EvaluationSpec(validation="kfold")), storage=sqlite_url)
+    if evaluation.validation == "holdout":
+        with pytest.raises(SpecError, match=r"evaluation\.validation.*'kfold'.*would be mixed"):
+            run(tiny_spec("val", n_trials=2, evaluation=evaluation), storage=sqlite_url)
+    with pytest.raises(SpecError, match=r"'folds': 5.*'folds': 3"):
+        run(
+            tiny_spec("val", n_trials=2, evaluation=EvaluationSpec(validation="kfold", folds=3)),
+            storage=sqlite_url,
+        )
+    assert len(optuna.load_study(study_name="val/iris", storage=sqlite_url).trials) == 1
+    resumed = run(
+        tiny_spec("val", n_trials=2, evaluation=EvaluationSpec(validation="kfold")), storage=sqlite_url
+    )
+    assert resumed.trials_run == 1
+
+
+def test_other_meta_batch_choices_are_refused(sqlite_url: str) -> None:
+    spec = {
+        "search": {"name": "mb", "mode": "meta", "n_trials": 1, "seed": 0},
+        "family": {"name": "sinusoid", "k_shot": 5, "k_query": 5},
+        "meta": {
+            "strategies": ["scratch"],
+            "iterations": 4,
+            "checkpoints": 1,
+            "meta_batch": [2],
+            "val_tasks": 4,
+            "test_tasks": 8,
+            "steps": [0, 1],
+        },
+    }
+    engine.run(SearchSpec.from_dict(spec), storage=sqlite_url)
+    changed = {**spec, "meta": {**spec["meta"], "meta_batch": [3, 4]}}
+    with pytest.raises(SpecError, match=r"meta\.meta_batch.*explored meta_batch \[2\]"):
+        engine.run(
+            SearchSpec.from_dict({**changed, "search": {**spec["search"], "n_trials": 2}}), storage=sqlite_url
+        )
+    assert len(optuna.load_study(study_name="mb/meta", storage=sqlite_url).trials) == 1
