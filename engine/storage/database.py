@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,8 +78,6 @@ def tune_sqlite(engine: Engine, *, write: bool = True) -> None:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -88,6 +86,18 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
         return None
     return Path(name)
+
+
+def in_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` is an SQLite database in memory (``sqlite://``, ``sqlite:///:memory:``, ...)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    name = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        name in ("", ":memory:") or (name.startswith("file:") and "mode=memory" in name)
+    )
 
 
 @contextmanager
@@ -217,12 +227,16 @@ class Database:
     def _ensure_schema(self) -> None:
         try:
             with self.lock("stratagem.schema"):
-                Base.metadata.create_all(self.engine)
+                foreign = self._foreign_tables()
+                if foreign is None:
+                    Base.metadata.create_all(self.engine)
         except (SQLAlchemyError, StorageError, OSError) as exc:
             raise StorageError(
                 f"cannot open the study database {self.safe_url}: {_first_line(exc)}. "
                 "Check that the server runs and the URL (user, host, database name) is right"
             ) from None
+        if foreign is not None:
+            raise StorageError(foreign)
         with self.session() as s:
             row = s.get(SchemaRow, 1)
             if row is None:
@@ -236,6 +250,27 @@ class Database:
                     f"{self.safe_url} was written by a newer Stratagem (schema {row.version}, this "
                     f"one understands {SCHEMA_VERSION}); upgrade with `pip install -U stratagem`"
                 )
+
+    def _foreign_tables(self) -> str | None:
+        """Why another program's tables make this database unusable (before anything is created), or
+        ``None``: tables named like Optuna's or the engine's that are not theirs (Optuna's ``studies``
+        without its ``version_info``, ...), or an SQLite file that holds only other tables (another
+        program's file: the engine keeps its studies in a database of its own)."""
+        tables = set(inspect(self.engine).get_table_names())
+        if not tables:
+            return None
+        ours = {name for name in tables if name.startswith("stratagem_")}
+        optunas = tables & OPTUNA_TABLES
+        clash = (optunas and "version_info" not in tables) or (ours and "stratagem_schema" not in tables)
+        alien = sqlite_path(self.url) is not None and not ours and not optunas
+        if not (clash or alien):
+            return None
+        listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+        return (
+            f"{self.safe_url} already holds tables of another program ({listed}); Stratagem would mix its "
+            "tables with them. Point --storage at a new file (sqlite:///stratagem.db) or at a database of "
+            "its own"
+        )
 
     @property
     def safe_url(self) -> str:
@@ -272,6 +307,25 @@ class Database:
     def scalars(self, statement: Any) -> list[Any]:
         with self.session() as s:
             return list(s.scalars(statement))
+
+
+OPTUNA_TABLES = frozenset(
+    {
+        "studies",
+        "study_directions",
+        "study_system_attributes",
+        "study_user_attributes",
+        "trial_heartbeats",
+        "trial_intermediate_values",
+        "trial_params",
+        "trial_system_attributes",
+        "trial_user_attributes",
+        "trial_values",
+        "trials",
+        "version_info",
+    }
+)
+"""The tables of Optuna's RDB storage (``version_info`` marks a database Optuna made)."""
 
 
 def _first_line(exc: BaseException) -> str:
