@@ -27,7 +27,7 @@ from engine.plugin import PluginHost
 from engine.results import best, failures, searches
 from engine.search import run
 from engine.settings import mask_password
-from engine.spec import load_spec, resolve
+from engine.spec import SearchSpec, TaskSpec, load_spec, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = PluginHost.load(())
@@ -323,3 +323,13 @@ def test_cli_refusals_print_no_traceback(tmp_path: Path) -> None:
 
 def test_errors_are_stratagem_errors() -> None:
     assert issubclass(SearchFailed, StratagemError)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"), [({"seed": 2**32}, "search.seed"), ({"n_trials": 0}, "search.n_trials")]
+)
+def test_a_spec_built_in_code_gets_the_same_checks_as_a_file(changes: dict[str, int], key: str) -> None:
+    spec = SearchSpec(name="code", tasks=(TaskSpec("sklearn", {"dataset": "iris"}),), strategies=("linear",))
+    with pytest.raises(SpecError) as info:
+        resolve(spec.replace(**changes), HOST)
+    assert info.value.key == key

@@ -75,7 +75,7 @@ dataset = "iris"
         load_spec(path)
     problems = _problems(info.value)
     assert "did you mean 'n_trials'" in problems["search.n_trial"]
-    assert "non-negative" in problems["search.seed"]
+    assert "from 0 to 2147483647" in problems["search.seed"]
     assert "cpu, cuda or auto" in problems["search.device"]
     assert "holdout" in problems["evaluation.validation"]
     assert "2 to 20" in problems["evaluation.folds"]

@@ -22,6 +22,7 @@ from engine.cli import render
 from engine.cli._base import cli, errors, json_option, plugin_option, storage_option
 from engine.plugin.host import PluginHost
 from engine.settings import mask_password, resolve_storage
+from engine.spec.checks import MAX_SEED
 
 if TYPE_CHECKING:
     from engine.search import ProgressSink, SearchResult
@@ -54,7 +55,7 @@ def parallel_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @storage_option
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Finished trials wanted per task.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the spec's seed.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None, help="Override the spec's seed.")
 @click.option("--no-warm-start", is_flag=True, help="Do not seed studies from other tasks' history.")
 @plugin_option
 @json_option

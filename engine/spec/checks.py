@@ -13,6 +13,7 @@ from engine.task.source import is_type, type_name
 
 __all__ = [
     "MAX_NAME",
+    "MAX_SEED",
     "META_KEYS",
     "NAME_RE",
     "PRUNERS",
@@ -33,13 +34,16 @@ def _str_list(v: Any) -> bool:
     return all(isinstance(s, str) for s in v)
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed: every generator the engine seeds (Optuna's samplers, NumPy, torch) accepts it."""
+
 SEARCH_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "name": (
         str,
         lambda v: bool(NAME_RE.match(v)),
         f"must be letters, digits, '_', '-' or '.', at most {MAX_NAME} characters",
     ),
-    "seed": (int, lambda v: v >= 0, "must be a non-negative integer"),
+    "seed": (int, lambda v: 0 <= v <= MAX_SEED, f"must be an integer from 0 to {MAX_SEED}"),
     "n_trials": (int, lambda v: v >= 1, "must be a positive integer"),
     "timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),
     "trial_timeout": ((int, float), lambda v: v > 0, "must be a positive number of seconds"),

@@ -15,7 +15,7 @@ import torch
 from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
-from engine.spec.checks import MAX_NAME, Problems
+from engine.spec.checks import MAX_NAME, SEARCH_KEYS, Problems, is_type
 from engine.spec.competence import check_competence
 from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
@@ -73,6 +73,7 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         SpecError: Listing every unknown name, bad option and unloadable task, each with its key.
     """
     p = Problems(spec.source)
+    _check_scalars(spec, p)
     if spec.mode == "meta":
         return _resolve_meta(spec, host, p)
     for key, names, registry in (
@@ -149,6 +150,17 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         tasks.append(ResolvedTask(name, task, dataset, evaluator, fitting, updaters))
     p.raise_if_any()
     return Plan(spec, tuple(tasks), warm_starter)
+
+
+def _check_scalars(spec: SearchSpec, p: Problems) -> None:
+    """The ``[search]`` numbers of a spec built in code, or changed after loading (``run(seed=...)``),
+    checked as a TOML file's are."""
+    for key, (types, check, hint) in SEARCH_KEYS.items():
+        value = getattr(spec, key, None)
+        if value is None or types is list or isinstance(value, tuple | list):
+            continue
+        if not is_type(value, types) or (check is not None and not check(value)):
+            p.add(f"search.{key}", f"{hint}; got {value!r}")
 
 
 def _check_sampler_and_pruner(spec: SearchSpec, p: Problems) -> None:
