@@ -98,6 +98,8 @@ def test_parallel_runs_are_refused_where_they_cannot_work(tmp_path: Path) -> Non
         run(tiny_spec("x", mode="cross_task"), storage=f"sqlite:///{tmp_path / 'a.db'}", n_jobs=2)
     with pytest.raises(StorageError, match="in memory"):
         run(tiny_spec("x"), storage="sqlite:///:memory:", n_jobs=2)
+    with pytest.raises(StratagemError, match=r"'notaurl' is not a Dask scheduler address.*tcp://host:8786"):
+        run(tiny_spec("x"), storage=f"sqlite:///{tmp_path / 'a.db'}", dask="notaurl")
     assert not (tmp_path / "a.db").exists()
 
 

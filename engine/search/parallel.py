@@ -26,6 +26,7 @@ driver still makes one visit per task and run (each task's trials run side by si
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,7 +51,11 @@ from engine.vocabulary import DONE_STATES
 __all__ = ["WORKER_DIED", "check_parallel", "explore_per_task_parallel"]
 
 
-def check_parallel(plan: Plan, storage: str | None, n_jobs: int | None) -> None:
+DASK_ADDRESS = re.compile(r"^([a-z0-9+]+://)?\[?[\w.:-]*?\]?:\d{1,5}$|^[a-z0-9+]+://\S+$")
+"""A scheduler address: ``host:port`` or ``protocol://...`` (``tcp://10.0.0.5:8786``, ``inproc://...``)."""
+
+
+def check_parallel(plan: Plan, storage: str | None, n_jobs: int | None, address: str | None = None) -> None:
     """Refuse, before anything is written, a parallel run that cannot work.
 
     Raises:
@@ -60,6 +65,11 @@ def check_parallel(plan: Plan, storage: str | None, n_jobs: int | None) -> None:
     """
     if n_jobs is not None and n_jobs < 1:
         raise StratagemError(f"--n-jobs must be at least 1, got {n_jobs}")
+    if address is not None and not DASK_ADDRESS.match(address):
+        raise StratagemError(
+            f"--dask {address!r} is not a Dask scheduler address: give one such as tcp://host:8786 (what "
+            "`dask scheduler` prints)"
+        )
     mode = plan.spec.mode
     if mode != "per_task":
         raise StratagemError(

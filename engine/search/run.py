@@ -117,7 +117,7 @@ def run(
     plan = resolve(spec, host)
     parallel = (n_jobs or 1) > 1 or dask is not None
     if parallel or n_jobs is not None:
-        check_parallel(plan, storage, n_jobs)
+        check_parallel(plan, storage, n_jobs, dask)
     db = Database(storage)
     started = time.perf_counter()
     optuna_storage = open_optuna_storage(db.url)
