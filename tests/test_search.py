@@ -14,7 +14,7 @@ import engine
 from engine.errors import SpecError, UnknownNameError
 from engine.results import best, searches, tasks
 from engine.search import run
-from engine.storage import BestRow, SearchRow, TaskRow
+from engine.storage import BestRow, Database, SearchRow, TaskRow
 from engine.storage.models import SearchTaskRow
 
 
@@ -178,11 +178,16 @@ def test_ctrl_c_keeps_finished_trials_and_the_database_consistent(
     assert states[2] == optuna.trial.TrialState.FAIL
     assert [s.status for s in searches(storage=sqlite_url)] == ["interrupted"]
     assert best(storage=sqlite_url)[0].trial in (0, 1)
+    assert best(storage=sqlite_url)[0].n_trials == 2  # counted when interrupted too
 
     (tmp_path / "interrupt-at").unlink()
     result = run(spec, storage=sqlite_url)
     assert result.trials_run == 3  # the failed trial does not count towards the budget
     assert [s.status for s in searches(storage=sqlite_url)] == ["finished"]
+    with Database(sqlite_url).session() as s:  # a count left stale by a kill at the wrong moment
+        s.query(BestRow).one().n_trials = 1
+    assert run(spec, storage=sqlite_url).trials_run == 0
+    assert best(storage=sqlite_url)[0].n_trials == 5  # a run with no work to do mends it
 
 
 def test_bad_spec_writes_nothing_and_keeps_what_is_stored(

@@ -143,6 +143,7 @@ class Driver:
         finally:
             self.writers.shutdown(wait=True)
             for lane in self.lanes:
+                lane.recorder.finish(lane.visit.study)  # the best row's counts, also after Ctrl-C
                 self.progress.task_finished(lane.visit.task.key)
 
     def _settle(self, *, block: bool) -> None:

@@ -161,6 +161,7 @@ class Visit:
             )
         finally:
             observed.flush()
+            recorder.finish(study)  # the counts on the best row, also after Ctrl-C or a visit with no work
             self.progress.task_finished(task.key)
         if run.status == "done":
             limit = recheck_timeout(spec.trial_timeout, spec.evaluation.folds)
@@ -194,7 +195,6 @@ class Visit:
         resolved = task.resolved
         if run.attempts == 0:
             return
-        recorder.finish(study)
         best = recorder.best_value
         record = {
             "study": study.study_name,
