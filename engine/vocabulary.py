@@ -6,6 +6,7 @@ A leaf module: everything in the engine may import it, and it imports nothing of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, Literal
 
 from optuna.trial import TrialState
@@ -30,6 +31,7 @@ __all__ = [
     "competence_study_name",
     "cross_task_study_name",
     "meta_study_name",
+    "search_study_names",
     "strategy_study_name",
 ]
 
@@ -95,3 +97,15 @@ def meta_study_name(search: str) -> str:
 def competence_study_name(search: str) -> str:
     """Name of the competence-map study of a meta-mode search."""
     return f"{search}/competence"
+
+
+def search_study_names(search: str, task_studies: Iterable[str] = ()) -> set[str]:
+    """Every study a search may have: its task-exploration study, its cross-task, meta and competence
+    studies, and ``task_studies`` (the strategy studies of its tasks)."""
+    return {
+        search,
+        cross_task_study_name(search),
+        meta_study_name(search),
+        competence_study_name(search),
+        *task_studies,
+    }

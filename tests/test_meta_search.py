@@ -236,3 +236,8 @@ def test_a_new_meta_search_starts_from_the_best_of_the_nearest_family_and_delete
     engine.delete_search("sin-near", storage=searched)
     assert not theta.exists()
     assert Path(str(source.artifacts), str(source.artifact_id)).is_file()  # another search's θ stays
+
+
+def test_the_search_listing_counts_a_meta_searchs_studies_and_trials(searched: str) -> None:
+    (summary,) = [s for s in engine.searches(storage=searched) if s.name == "sin"]
+    assert summary.studies == 1 and summary.trials == 3

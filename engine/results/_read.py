@@ -23,7 +23,7 @@ from engine.results._records import (
 )
 from engine.storage import Database, DefaultRow, SearchRow, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
-from engine.vocabulary import FAILURE_ATTR
+from engine.vocabulary import FAILURE_ATTR, search_study_names
 from engine.warmstarter import WarmStartRecord
 
 __all__ = ["best", "best_report", "defaults", "failures", "searches", "tasks"]
@@ -187,7 +187,10 @@ def searches(*, storage: str | None = None) -> list[SearchSummary]:
         return []
     with db.session() as s:
         kept = reads.artifact_totals(s)
-        rows = [(r, {r.name, *(t.study_name for t in r.tasks)}) for r in reads.searches_newest_first(s)]
+        rows = [
+            (r, search_study_names(r.name, (t.study_name for t in r.tasks)))
+            for r in reads.searches_newest_first(s)
+        ]
     trials = _trials_per_study(db.url)
     return [
         SearchSummary(
