@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 import engine
-from engine.errors import SpecError, UnknownNameError
+from engine.errors import SearchFailed, SpecError, UnknownNameError
 from engine.results import best, searches, tasks
 from engine.search import run
 from engine.storage import BestRow, Database, SearchRow, TaskRow
@@ -247,3 +247,8 @@ def test_engine_tables_live_beside_optunas(sqlite_url: str, make_spec: Any) -> N
     assert {"studies", "trials", "stratagem_tasks", "stratagem_searches", "stratagem_best"} <= names
     assert _count(sqlite_url, SearchRow) == 1 and _count(sqlite_url, SearchTaskRow) == 1
     assert _count(sqlite_url, BestRow) == 1
+
+
+def test_a_timeout_that_runs_out_before_any_trial_says_so(sqlite_url: str, make_spec: Any) -> None:
+    with pytest.raises(SearchFailed, match=r"demo/iris: no trial finished before search\.timeout"):
+        run(make_spec("demo", ("iris",), n_trials=2, timeout=1e-9), storage=sqlite_url)

@@ -240,10 +240,18 @@ def check_succeeded(
         except KeyError:
             trials = []
         reasons = list(dict.fromkeys(str(t.user_attrs.get(FAILURE_ATTR, "no reason stored")) for t in trials))
-        lines.append(
-            f"{name}: no successful trial, {len(trials)} failed; last reasons: "
-            + " | ".join(reasons[-3:] or ["none"])
-        )
+        if trials:
+            lines.append(
+                f"{name}: no successful trial, {len(trials)} failed; last reasons: "
+                + " | ".join(reasons[-3:])
+            )
+        elif spec.timeout is not None:
+            lines.append(
+                f"{name}: no trial finished before search.timeout ({spec.timeout:g} s) ran out; raise the "
+                "timeout, or run the same command again to go on"
+            )
+        else:
+            lines.append(f"{name}: no trial finished (none failed either): another worker may still run them")
     raise SearchFailed(
         f"search {spec.name!r} found nothing for {len(missing)} of its studies:\n  "
         + "\n  ".join(lines)
