@@ -333,3 +333,18 @@ def test_a_spec_built_in_code_gets_the_same_checks_as_a_file(changes: dict[str, 
     with pytest.raises(SpecError) as info:
         resolve(spec.replace(**changes), HOST)
     assert info.value.key == key
+
+
+def test_a_spec_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    spec = tmp_path / "bom.toml"
+    spec.write_bytes(_spec(tmp_path).read_bytes().replace(b"[search]", b"\xef\xbb\xbf[search]", 1))
+    assert load_spec(spec).name == "hostile"
+
+
+def test_absurd_adaptation_steps_are_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        '[search]\nname = "m"\nmode = "meta"\n[family]\nname = "sinusoid"\n[meta]\nsteps = [100000000]\n'
+    )
+    with pytest.raises(SpecError, match=r"meta\.steps: must be a non-empty list of integers from 0 to 10000"):
+        load_spec(spec)

@@ -252,3 +252,10 @@ def test_engine_tables_live_beside_optunas(sqlite_url: str, make_spec: Any) -> N
 def test_a_timeout_that_runs_out_before_any_trial_says_so(sqlite_url: str, make_spec: Any) -> None:
     with pytest.raises(SearchFailed, match=r"demo/iris: no trial finished before search\.timeout"):
         run(make_spec("demo", ("iris",), n_trials=2, timeout=1e-9), storage=sqlite_url)
+
+
+def test_best_for_a_task_the_search_does_not_have_names_its_tasks(sqlite_url: str, make_spec: Any) -> None:
+    run(make_spec("demo", ("iris",), n_trials=1), storage=sqlite_url)
+    with pytest.raises(UnknownNameError, match="search 'demo' has no task 'nope'; its tasks: iris"):
+        best(storage=sqlite_url, search="demo", task="nope")
+    assert [b.task for b in best(storage=sqlite_url, search="demo", task="iris")] == ["iris"]

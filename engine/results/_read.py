@@ -65,11 +65,19 @@ def best(
         task: Only this task: its name in its search or a prefix of its fingerprint.
 
     Raises:
-        UnknownNameError: ``search`` is given but no such search is stored.
+        UnknownNameError: ``search`` is given but no such search is stored, or it has no task ``task``.
     """
     with _reading(storage, search) as s:
         if s is None:
             return []
+        rows = reads.best_rows(s, search=search)
+        if task is not None and search is not None:
+            row = SearchRow.by_name(s, search)
+            keys = [t.key for t in row.tasks] if row is not None else []
+            if keys and task not in keys and not any(tr.fingerprint.startswith(task) for _, _, _, tr in rows):
+                raise UnknownNameError(
+                    f"search {search!r} has no task {task!r}; its tasks: {', '.join(keys)}"
+                )
         return [
             BestStrategy(
                 search=srch.name,
@@ -87,7 +95,7 @@ def best(
                 warm_start=WarmStartRecord.from_dict(link.warm_start) if link.warm_start else None,
                 recheck=Recheck.from_notes(b.notes),
             )
-            for b, link, srch, trow in reads.best_rows(s, search=search)
+            for b, link, srch, trow in rows
             if task is None or task == link.key or trow.fingerprint.startswith(task)
         ]
 

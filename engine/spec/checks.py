@@ -34,6 +34,9 @@ def _str_list(v: Any) -> bool:
     return all(isinstance(s, str) for s in v)
 
 
+MAX_STEPS = 10_000
+"""The most adaptation steps a meta-test curve may ask for (each test task is adapted that many times)."""
+
 MAX_SEED = 2**31 - 1
 """The largest seed: every generator the engine seeds (Optuna's samplers, NumPy, torch) accepts it."""
 
@@ -97,7 +100,11 @@ META_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     ),
     "val_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
     "test_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
-    "steps": (list, _int_list, "must be a non-empty list of non-negative integers"),
+    "steps": (
+        list,
+        lambda v: _int_list(v) and max(v) <= MAX_STEPS,
+        f"must be a non-empty list of integers from 0 to {MAX_STEPS} (adaptation steps)",
+    ),
     "options": (
         dict,
         lambda v: all(isinstance(t, dict) for t in v.values()),

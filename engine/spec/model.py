@@ -376,7 +376,7 @@ def load_spec(path: str | Path) -> SearchSpec:
     if not path.is_file():
         raise SpecError(f"spec file not found (looked for {path.resolve()})", source=str(path))
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no statement
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"not valid TOML: {exc}", source=str(path)) from None
     except UnicodeDecodeError as exc:
