@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 import engine
 from engine.errors import SpecError
@@ -153,6 +155,21 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
     assert again.mean == pytest.approx(after["mean"])  # the kept θ is the one that was scored
     assert after["mean"] - after["ci95"] > before.mean + before.ci95, (after, before)
     assert after["mean"] > 0.2 + 3 * after["ci95"]  # 5-way chance is 20%
+    digits = load_digits()  # adapt takes pixel rows as scikit-learn ships them (0 to 16), by name
+    picked = np.concatenate([np.flatnonzero(digits.target == d)[:6] for d in (3, 5, 8)])
+    support_idx, query_idx = picked[::6], np.setdiff1d(picked, picked[::6])
+    rows = [dict(zip(digits.feature_names, map(float, digits.data[i]), strict=True)) for i in picked]
+    by_index = dict(zip(picked.tolist(), rows, strict=True))
+    support = [{**by_index[i], "digit": int(digits.target[i])} for i in support_idx]
+    got = engine.adapt(
+        search="dig", support=support, target="digit", query=[by_index[i] for i in query_idx], storage=url
+    )
+    images = torch.as_tensor(digits.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    codes = torch.tensor([(3, 5, 8).index(int(digits.target[i])) for i in support_idx])
+    expected = strategy.adapt(model, images[support_idx], codes, 0)(images[query_idx]).argmax(dim=-1)
+    assert got.predictions == [(3, 5, 8)[int(i)] for i in expected]
+    accuracy = np.mean(np.array(got.predictions) == digits.target[query_idx])
+    assert accuracy > 0.6, accuracy  # 3-way chance is 33%
 
 
 def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: Path) -> None:

@@ -69,11 +69,13 @@ def predict(
     """Predict for every row of a CSV file, with the labels the training data had.
 
     Give the model as --model DIR (from `stratagem export`) or as --search S [--task T]. Columns the
-    model was not trained on are ignored; a missing column, a missing value or an unknown category is
-    an error naming the row and column.
+    model was not trained on are ignored; a header that repeats a column name is an error, and so are
+    a missing column, a missing value, a number beyond 1e30 or an unknown category, naming the row and
+    column.
     """
     import csv
 
+    from engine.errors import StratagemError
     from engine.trained import load_best_model, load_model, predict_csv  # torch
 
     if (model_dir is None) == (search is None):
@@ -83,10 +85,15 @@ def predict(
     else:
         model = load_best_model(search=str(search), task=task, storage=storage, plugins=plugins)
     header, rows = predict_csv(model, csv_path, proba=proba, delimiter=delimiter)
-    with click.open_file(out or "-", "w") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    try:
+        with click.open_file(out or "-", "w") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+    except OSError as exc:
+        raise StratagemError(
+            f"--out {out!r} cannot be written: {exc.strerror or exc}; write elsewhere"
+        ) from None
 
 
 @cli.command()
@@ -158,20 +165,34 @@ def adapt(
 ) -> None:
     """Adapt a meta-mode search's best meta-learner to a few labelled rows and predict new ones.
 
-    Every column of --support but --target is an input value; --query (default: the support rows) has
-    the same input columns. Prints one prediction per query row (CSV with a `prediction` column).
+    Every column of --support but --target is an input value, given raw (the family's standardisation
+    is applied); a family built from a table needs exactly its feature columns. --query (default: the
+    support rows) has the same input columns, matched by name. Prints one prediction per query row (CSV
+    with a `prediction` column).
     """
     import csv
+    import os
+    from pathlib import Path
 
+    from engine.errors import StratagemError
     from engine.search import adapt as adapt_rows  # torch
     from engine.trained import read_csv_rows
 
-    header, rows = read_csv_rows(support_path)
-    support = [dict(zip(header, r, strict=True)) for r in rows]
-    query = None
-    if query_path is not None:
-        q_header, q_rows = read_csv_rows(query_path)
-        query = [dict(zip(q_header, r, strict=True)) for r in q_rows]
+    if out is not None and out != "-":
+        folder = Path(out).parent
+        if not folder.is_dir():
+            raise StratagemError(
+                f"--out {out!r}: folder {str(folder)!r} does not exist; create it or write elsewhere"
+            )
+        if not os.access(folder, os.W_OK):
+            raise StratagemError(f"--out {out!r}: folder {str(folder)!r} is not writable; write elsewhere")
+
+    def table(path: str) -> list[dict[str, str]]:
+        header, rows = read_csv_rows(path)  # refuses a header that names a column twice
+        return [dict(zip(header, r, strict=True)) for r in rows]
+
+    support = table(support_path)
+    query = None if query_path is None else table(query_path)
     result = adapt_rows(
         search=search,
         support=support,
@@ -184,10 +205,13 @@ def adapt(
     if as_json:
         render.print_json(result.to_dict())
         return
-    with click.open_file(out or "-", "w") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["prediction"])
-        writer.writerows([p] for p in result.predictions)
+    try:
+        with click.open_file(out or "-", "w") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["prediction"])
+            writer.writerows([p] for p in result.predictions)
+    except OSError as exc:
+        raise StratagemError(f"--out {out!r} cannot be written: {exc.strerror or exc}") from None
 
 
 @cli.command()

@@ -56,7 +56,8 @@ class FamilyError(TaskDataError, ValueError):
 
 @dataclass(frozen=True)
 class FamilyInfo:
-    """What a meta-strategy needs to know to build its network for a family.
+    """What a meta-strategy needs to know to build its network for a family, and what adapting θ to
+    new raw rows needs to know of the family's inputs (saved with θ).
 
     Attributes:
         name: The family's name.
@@ -64,12 +65,34 @@ class FamilyInfo:
             ``0..n_way-1`` of shape ``(n,)``).
         input_shape: Shape of one input, e.g. ``(1,)`` for the sinusoid or ``(1, 8, 8)`` for digits.
         n_outputs: Width of the network's output: 1 for regression, ``n_way`` for classification.
+        input_columns: For a family built from a table, the raw input columns in input order (flattened
+            input values); empty when the inputs have no names.
+        input_mean: With ``input_std``, the standardisation of a family that hands out
+            ``(raw - input_mean) / input_std`` per input value (the meta-train rows' mean and deviation,
+            the deviation 1 where it is 0); both empty when inputs are the raw values.
+        input_std: See ``input_mean``.
     """
 
     name: str
     kind: TaskKind
     input_shape: tuple[int, ...]
     n_outputs: int
+    input_columns: tuple[str, ...] = ()
+    input_mean: tuple[float, ...] = ()
+    input_std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        width = math.prod(self.input_shape)
+        for key in ("input_columns", "input_mean", "input_std"):
+            if len(getattr(self, key)) not in (0, width):
+                raise ValueError(
+                    f"FamilyInfo {self.name!r}: {key} has {len(getattr(self, key))} values; give one per "
+                    f"input value ({width}, shape {self.input_shape}) or none"
+                )
+        if len(self.input_mean) != len(self.input_std):
+            raise ValueError(f"FamilyInfo {self.name!r}: give input_mean and input_std together")
+        if not all(math.isfinite(s) and s > 0 for s in self.input_std):
+            raise ValueError(f"FamilyInfo {self.name!r}: input_std must be finite and positive")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 
 def save_meta_learner(path: str | Path, strategy: MetaStrategy, model: MetaModel, info: FamilyInfo) -> None:
-    """Save θ with the strategy's name and hyperparameters and the family's shape, to rebuild it.
+    """Save θ with the strategy's name and hyperparameters and the family's :class:`FamilyInfo` (shape,
+    and the input columns and standardisation of a family built from a table), to rebuild and adapt it.
 
     Args:
         path: Destination file (``.safetensors`` by convention).
@@ -82,6 +83,9 @@ def save_meta_learner(path: str | Path, strategy: MetaStrategy, model: MetaModel
             "kind": info.kind,
             "input_shape": list(info.input_shape),
             "n_outputs": info.n_outputs,
+            "input_columns": list(info.input_columns),
+            "input_mean": list(info.input_mean),
+            "input_std": list(info.input_std),
         },
     }
     try:
@@ -103,7 +107,8 @@ def load_meta_learner(
         strategies: Meta-strategy classes by name (a registry's contents).
 
     Returns:
-        The strategy (same hyperparameters), θ (weights loaded) and the family's shape.
+        The strategy (same hyperparameters), θ (weights loaded) and the family's :class:`FamilyInfo`
+        (without input columns and standardisation in a file saved before they were kept).
 
     Raises:
         ValueError: The file has no stratagem record, or its strategy is not in ``strategies``.
@@ -120,7 +125,15 @@ def load_meta_learner(
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in record["params"].items()}
     strategy = strategies[name](**params)
     fam = record["family"]
-    info = FamilyInfo(fam["name"], fam["kind"], tuple(fam["input_shape"]), int(fam["n_outputs"]))
+    info = FamilyInfo(
+        fam["name"],
+        fam["kind"],
+        tuple(fam["input_shape"]),
+        int(fam["n_outputs"]),
+        tuple(str(c) for c in fam.get("input_columns", ())),
+        tuple(float(v) for v in fam.get("input_mean", ())),
+        tuple(float(v) for v in fam.get("input_std", ())),
+    )
     model = strategy.build(info)
     model.load_state_dict(tensors)
     return strategy, model, info

@@ -3,7 +3,9 @@
 ``adapt(search=..., support=..., target=...)`` reads the search's best meta-strategy
 (:func:`engine.results.meta_best`), downloads its θ from the artifact store (safetensors, never
 pickled), rebuilds the strategy through its plugin, takes ``steps`` adaptation steps on the support rows
-and predicts the query rows.
+and predicts the query rows. Rows hold raw values: the standardisation a family applied to its inputs
+in meta-training (kept with θ, :attr:`engine.meta.FamilyInfo.input_mean`) is applied to them, and
+their columns are matched by name to the family's (``input_columns``) and the support's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import torch
 from optuna.artifacts import download_artifact
 
 from engine.errors import StratagemError, TaskDataError
-from engine.meta import FamilyInfo, MetaModel, MetaStrategy, load_meta_learner
-from engine.plugin import PluginHost
+from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, load_meta_learner
+from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
 from engine.trained import open_store, resolve_artifacts
@@ -59,7 +61,8 @@ def load_meta_search(
 
     Raises:
         UnknownNameError: No such search.
-        StratagemError: The search is not a meta-mode search, or its θ was not kept.
+        StratagemError: The search is not a meta-mode search, or its θ was not kept, or it was kept
+            without the input standardisation its family applies (kept by an earlier version).
     """
     found = meta_best(storage=storage, search=search)
     if not found:
@@ -68,7 +71,34 @@ def load_meta_search(
     host = PluginHost.load(tuple(plugins))
     classes = {r.name: r.item for r in host.meta_strategies.registrations()}
     strategy, model, info = load_theta(best, classes, resolve_storage(storage))
+    if not info.input_mean:
+        _check_raw_inputs(best, host.task_families)
     return strategy, model, info, best
+
+
+def _check_raw_inputs(best: BestMeta, families: Registry[type[TaskFamily]]) -> None:
+    """Refuse θ kept without a standardisation that its family (rebuilt from the stored options) applies.
+
+    θ kept before families reported their input columns and standardisation carries none; adapting it
+    to raw rows of a family that standardises (``csv``) would predict wrongly without a word.
+    """
+    name = str(best.family.get("name"))
+    if name not in families:
+        return
+    options = {k: v for k, v in best.family.items() if k != "name"}
+    rerun = "run the search again (delete it first, or under a new name) to keep θ with its standardisation"
+    try:
+        current = families.get(name)(**options).info()
+    except (StratagemError, TypeError, ValueError, OSError) as exc:
+        raise StratagemError(
+            f"search {best.search!r}: its θ was kept without its inputs' standardisation, and family "
+            f"{name!r} cannot be rebuilt to check that it needs none ({exc}); {rerun}"
+        ) from None
+    if current.input_mean:
+        raise StratagemError(
+            f"search {best.search!r}: its θ was kept by an earlier version without the standardisation "
+            f"family {name!r} applies to its inputs, so it would predict wrongly from raw rows; {rerun}"
+        )
 
 
 def load_theta(
@@ -119,10 +149,16 @@ def adapt(
 ) -> AdaptedTask:
     """Adapt a meta-mode search's best θ to ``support`` and predict ``query`` (default: the support inputs).
 
+    Inputs are raw values: where the family standardised its inputs for meta-training (``csv``), the
+    same meta-train mean and deviation, kept with θ, are applied here. Input columns are matched by
+    name: a family built from a table (``csv``) needs exactly the feature columns it was trained on,
+    and query rows need exactly the support rows' input columns, in any order.
+
     Args:
         search: The meta-mode search.
         support: Labelled rows: dicts with ``target`` and one numeric column per input value (flattened
-            in the family's input shape), or a pair ``(X, y)`` of arrays.
+            in the family's input shape), or a pair ``(X, y)`` of arrays (columns in the family's
+            order, :attr:`FamilyInfo.input_columns` where it has one).
         target: The target column of dict rows.
         query: Rows (the target column, if there, is ignored) or an array ``X`` to predict.
         steps: Adaptation steps; default the step count with the best meta-test score.
@@ -130,15 +166,26 @@ def adapt(
         plugins: Extra local plugin modules (for a meta-strategy that is not built in).
 
     Raises:
-        TaskDataError: Rows of the wrong width, non-numeric values, or more support labels than the
-            family's classes.
+        TaskDataError: Rows of the wrong width, columns other than the family's or the support's,
+            non-numeric values, or more support labels than the family's classes.
     """
     strategy, model, info, best = load_meta_search(search, storage=storage, plugins=plugins)
     if isinstance(support, tuple):
-        X, y = _shape(np.asarray(support[0], dtype=np.float32), info, "support"), np.asarray(support[1])
+        columns = list(info.input_columns)
+        X, y = _array(support[0], "support"), np.asarray(support[1])
+        if len(X) != len(y):
+            raise TaskDataError(f"support: {len(X)} input rows but {len(y)} targets")
     else:
-        X, y = _arrays(support, target, info, "support")
-    q = X if query is None else _query(query, target, info)
+        columns, X, y = _support(support, target, info)
+    if query is None:
+        q = X
+    elif isinstance(query, Sequence) and not query:
+        raise TaskDataError("query: no rows")
+    elif isinstance(query, Sequence) and isinstance(query[0], Mapping):
+        q = _query(query, target, columns)
+    else:
+        q = _array(query, "query")
+    X_t, q_t = _inputs(X, info, "support"), _inputs(q, info, "query")
     if steps is None:
         steps = best_steps(best)
     if info.kind == "classification":
@@ -150,9 +197,16 @@ def adapt(
         codes = {label: i for i, label in enumerate(labels)}
         y_t = torch.tensor([codes[v] for v in y.tolist()], dtype=torch.int64)
     else:
-        y_t = torch.as_tensor(y.astype(np.float32)).reshape(-1, 1)
-    predictor = strategy.adapt(model, torch.as_tensor(X), y_t, steps)
-    out = predictor(torch.as_tensor(q))
+        named = f"target {target!r}" if target is not None and not isinstance(support, tuple) else "targets"
+        try:
+            y_f = y.astype(np.float32)
+        except (TypeError, ValueError):
+            raise TaskDataError(f"support: {named} must be numeric for a regression family") from None
+        if not np.isfinite(y_f).all():
+            raise TaskDataError(f"support: {named} must be finite numbers")
+        y_t = torch.as_tensor(y_f).reshape(-1, 1)
+    predictor = strategy.adapt(model, X_t, y_t, steps)
+    out = predictor(q_t)
     predictions: list[Any]
     if info.kind == "classification":
         predictions = [labels[int(i)] if int(i) < len(labels) else int(i) for i in out.argmax(dim=-1)]
@@ -161,44 +215,92 @@ def adapt(
     return AdaptedTask(search, best.strategy, int(steps), len(y), predictions)
 
 
-def _shape(X: np.ndarray, info: FamilyInfo, what: str) -> np.ndarray:
+def _array(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float array, or a :class:`TaskDataError` naming ``what``."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TaskDataError(f"{what}: inputs must be numbers: {exc}") from None
+
+
+def _inputs(X: np.ndarray, info: FamilyInfo, what: str) -> torch.Tensor:
+    """Raw input rows ``(n, width)`` checked, standardised as the family did, and shaped for θ."""
     width = math.prod(info.input_shape)
-    if X.ndim != 2 or X.shape[1] != width:
+    if X.ndim != 2 or X.shape[1] != width or not len(X):
         raise TaskDataError(
             f"{what}: rows need {width} input values (shape {info.input_shape}), got {X.shape}"
         )
     if not np.isfinite(X).all():
         raise TaskDataError(f"{what}: inputs must be finite numbers")
-    return X.reshape(len(X), *info.input_shape)
+    if info.input_mean:
+        X = (X - np.asarray(info.input_mean)) / np.asarray(info.input_std)
+    return torch.as_tensor(X.astype(np.float32).reshape(len(X), *info.input_shape))
 
 
-def _arrays(rows: Rows, target: str | None, info: FamilyInfo, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _columns(rows: Rows, skip: str | None, what: str) -> list[str]:
+    """The columns of ``rows`` but ``skip`` (those of the first row; every row must have the same)."""
     if not rows:
         raise TaskDataError(f"{what}: no rows")
-    if target is None or target not in rows[0]:
-        raise TaskDataError(f"{what}: target column {target!r} not found; columns: {list(rows[0])}")
-    features = [c for c in rows[0] if c != target]
-    try:
-        X = np.array([[float(r[c]) for c in features] for r in rows], dtype=np.float32)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise TaskDataError(f"{what}: inputs must be numbers in columns {features}: {exc}") from None
-    y = np.array([r[target] for r in rows], dtype=object)
-    if info.kind == "regression":
-        try:
-            y = y.astype(np.float64)
-        except (TypeError, ValueError):
+    first = list(rows[0])
+    for i, row in enumerate(rows, start=1):
+        if set(row) != set(first):
             raise TaskDataError(
-                f"{what}: target {target!r} must be numeric for a regression family"
-            ) from None
-    return _shape(X, info, what), y
+                f"{what}: row {i} has columns {sorted(map(str, row))}, row 1 has {sorted(map(str, first))}; "
+                "give every row the same columns"
+            )
+    return [c for c in first if c != skip]
 
 
-def _query(query: Any, target: str | None, info: FamilyInfo) -> np.ndarray:
-    if isinstance(query, Sequence) and query and isinstance(query[0], Mapping):
-        features = [c for c in query[0] if c != target]
-        try:
-            X = np.array([[float(r[c]) for c in features] for r in query], dtype=np.float32)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise TaskDataError(f"query: inputs must be numbers in columns {features}: {exc}") from None
-        return _shape(X, info, "query")
-    return _shape(np.asarray(query, dtype=np.float32), info, "query")
+def _mismatch(have: Sequence[str], want: Sequence[str]) -> str | None:
+    """What ``have`` lacks and adds compared with ``want`` (``None`` when they are the same set)."""
+    missing = [c for c in want if c not in have]
+    extra = [c for c in have if c not in want]
+    if not missing and not extra:
+        return None
+    parts = [f"missing column(s) {missing}"] if missing else []
+    parts += [f"extra column(s) {extra}"] if extra else []
+    return " and ".join(parts)
+
+
+def _matrix(rows: Rows, columns: Sequence[str], what: str) -> np.ndarray:
+    """The values of ``columns`` in ``rows`` as floats, in that column order."""
+    X = np.empty((len(rows), len(columns)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for j, c in enumerate(columns):
+            try:
+                X[i, j] = float(row[c])
+            except (TypeError, ValueError):
+                raise TaskDataError(
+                    f"{what}: column {c!r} of row {i + 1} is {row[c]!r}, not a number; inputs must be numbers"
+                ) from None
+    return X
+
+
+def _support(rows: Rows, target: str | None, info: FamilyInfo) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The support's input columns (the family's order where it has one), inputs and targets."""
+    columns = _columns(rows, target, "support")
+    if target is None or target not in rows[0]:
+        raise TaskDataError(f"support: target column {target!r} not found; columns: {list(rows[0])}")
+    if info.input_columns:
+        wrong = _mismatch(columns, info.input_columns)
+        if wrong:
+            raise TaskDataError(
+                f"support: {wrong}: family {info.name!r} was meta-trained on input columns "
+                f"{list(info.input_columns)}; give exactly those (in any order) besides the target"
+            )
+        columns = list(info.input_columns)
+    return columns, _matrix(rows, columns, "support"), np.array([r[target] for r in rows], dtype=object)
+
+
+def _query(rows: Rows, target: str | None, columns: Sequence[str]) -> np.ndarray:
+    """Query inputs with their columns matched by name to the support's input ``columns``
+    (by position when no names are known: a support given as arrays for a family without names)."""
+    have = _columns(rows, target, "query")
+    if not columns:
+        return _matrix(rows, have, "query")
+    wrong = _mismatch(have, columns)
+    if wrong:
+        raise TaskDataError(
+            f"query: {wrong}: its input columns must be the support's, {list(columns)} (in any order)"
+        )
+    return _matrix(rows, columns, "query")

@@ -2,7 +2,8 @@
 
 * While a search runs, :class:`ModelKeeper` keeps the trained weights of each task's best trial (or of
   every trial, with ``keep = "all"``) as safetensors files in Optuna's artifact store, linked from the
-  trial (:mod:`._keeper`, :mod:`._store`).
+  trial (:mod:`._keeper`, :mod:`._store`); they are read back through :class:`ModelStore`, which
+  refuses a file that is gone or corrupted with a :class:`ModelError` naming it.
 * :func:`export` writes a task's best model to a self-contained directory (:mod:`._format`);
   :func:`load_model` reads it back through the strategy's plugin and predicts on raw rows
   (:mod:`._predict`).
@@ -23,7 +24,7 @@ from engine.trained._format import (
 )
 from engine.trained._keeper import KEEP_MODES, KeptModel, ModelKeeper
 from engine.trained._predict import LoadedModel, load_best_model, load_model, predict_csv, read_csv_rows
-from engine.trained._store import ARTIFACTS_ENV, open_store, resolve_artifacts
+from engine.trained._store import ARTIFACTS_ENV, ModelStore, open_store, resolve_artifacts
 
 __all__ = [
     "ARTIFACTS_ENV",
@@ -37,6 +38,7 @@ __all__ = [
     "ModelCard",
     "ModelError",
     "ModelKeeper",
+    "ModelStore",
     "delete_search",
     "export",
     "load_best_model",

@@ -19,20 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, download_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.artifacts import download_artifact
 
 from engine.errors import StorageError, UnknownNameError
 from engine.storage import Database, SearchRow, queries, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
-from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelError, read_card
-from engine.trained._store import remove_artifact
+from engine.trained._format import CARD_FILE, RERUN, WEIGHTS_FILE, ModelError, read_card
+from engine.trained._store import ModelStore, remove_artifact
 from engine.vocabulary import (
     ATTR,
     META_ARTIFACT_ATTR,
-    competence_study_name,
     cross_task_study_name,
     meta_study_name,
+    search_study_names,
 )
 
 __all__ = ["Deleted", "delete_search", "export"]
@@ -57,16 +56,19 @@ def export(
 
     Raises:
         UnknownNameError: No such search or task.
-        ModelError: No model is kept for the best trial, or ``out`` exists.
+        ModelError: No model is kept for the best trial, its file is gone or corrupted, ``out`` exists,
+            or the search is a meta-mode or cross-task search (which keep no model per task).
     """
     out = Path(out)
     db = Database(storage, create=False)
     if not db.has_tables():
         raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
     with db.session() as s:
-        if SearchRow.by_name(s, search) is None:
+        row = SearchRow.by_name(s, search)
+        if row is None:
             known = ", ".join(reads.search_names(s)) or "none"
             raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+        _refuse_other_modes(search, row.spec)
         rows = reads.best_rows(s, search=search)
         keys = [link.key for _, link, _, _ in rows]
         if task is None and len(rows) == 1:
@@ -94,22 +96,34 @@ def export(
         weights = Path(tmp) / WEIGHTS_FILE
         try:
             download_artifact(
-                artifact_store=FileSystemArtifactStore(art.store),
-                file_path=str(weights),
-                artifact_id=art.artifact_id,
+                artifact_store=ModelStore(art.store), file_path=str(weights), artifact_id=art.artifact_id
             )
-        except (ArtifactNotFound, FileNotFoundError):
-            raise ModelError(
-                f"the model of trial {number} is recorded but its file is gone from {art.store!r} "
-                f"(artifact {art.artifact_id}); was the artifact directory moved or cleaned?"
-            ) from None
-        card = read_card(weights)
+        except ModelError as exc:
+            raise ModelError(f"the model of trial {number}, the best of task {task!r}: {exc}") from None
+        card = read_card(weights, RERUN, shown=str(Path(art.store) / art.artifact_id))
         if occupied:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, out / WEIGHTS_FILE)
     (out / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _refuse_other_modes(search: str, spec: Any) -> None:
+    """Meta-mode and cross-task searches keep no model per task: say what they keep instead."""
+    mode = spec.get("search", {}).get("mode") if isinstance(spec, dict) else None
+    if mode == "meta":
+        raise ModelError(
+            f"search {search!r} is a meta-mode search: it keeps a meta-learner to adapt to a new task, not "
+            f"a model per task; adapt it to a few labelled rows with: stratagem adapt --search {search} "
+            "--support rows.csv --target COLUMN --query new.csv"
+        )
+    if mode == "cross_task":
+        raise ModelError(
+            f"search {search!r} is a cross-task search: it stores one best default configuration for its "
+            f"tasks (stratagem best --search {search}, engine.defaults()), not a trained model; to predict, "
+            'run a per-task search (mode = "per_task") on the task and predict from that search'
+        )
 
 
 @dataclass(frozen=True)
@@ -160,12 +174,7 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
         link_ids = [t.id for t in links]
         studies = {t.study_name for t in links}
         if task is None:
-            studies |= {
-                search,
-                cross_task_study_name(search),
-                meta_study_name(search),
-                competence_study_name(search),
-            }
+            studies = search_study_names(search, studies)
         elif any(t.study_name == cross_task_study_name(search) for t in links):
             studies.discard(cross_task_study_name(search))  # shared by every task: not one task's to delete
         artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]

@@ -1,10 +1,12 @@
 """Loading an exported model and predicting on raw rows (a CSV file's cells, or dictionaries).
 
 Rules for the rows, never a silent wrong answer: every column the model was trained on must be there
-(found by name; other columns, the target included, are ignored); a missing cell, a non-number in a
-numeric column or a category not seen in training is an error naming the row and column
-(:class:`~engine.task.RowEncoding`). Predictions run with one torch thread, as the search evaluated
-trials, so that they reproduce the stored values bit for bit on the same machine.
+(found by name; other columns, the target included, are ignored), and a CSV header names each column
+once; a missing cell, a non-number in a numeric column, a number beyond ±1e30 (training refuses those
+too) or a category not seen in training is an error naming the row and column
+(:class:`~engine.task.RowEncoding`), and so is an output that is not finite. Predictions run with one
+torch thread, as the search evaluated trials, so that they reproduce the stored values bit for bit on
+the same machine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from engine.errors import TaskDataError
 from engine.plugin import PluginHost
+from engine.spec.resolve import MAX_ABS_VALUE
 from engine.strategy import Strategy
 from engine.study.runtime import torch_threads
 from engine.study.trained import TrainedModel
@@ -78,14 +81,36 @@ class LoadedModel:
         return self.card.encoding.encode(list(self.columns), rows)
 
     def output(self, X: np.ndarray) -> np.ndarray:
-        """The members' mean output for encoded features: probabilities ``(n, k)`` or values ``(n,)``."""
+        """The members' mean output for encoded features: probabilities ``(n, k)`` or values ``(n,)``.
+
+        Raises:
+            TaskDataError: ``X`` has the wrong shape, or a value that is not finite or beyond ±1e30.
+            ModelError: An output is not finite (the weights hold non-finite numbers, or overflow).
+        """
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.card.n_features:
             raise TaskDataError(
                 f"expected encoded features of shape (n, {self.card.n_features}), got {X.shape}"
             )
+        with np.errstate(invalid="ignore"):
+            huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
+        if huge.size:
+            r, j = (int(i) for i in huge[0])
+            what = "is not a finite number" if not np.isfinite(X[r, j]) else f"is beyond ±{MAX_ABS_VALUE:.0e}"
+            raise TaskDataError(
+                f"row {r + 1}, column {self.card.feature_names[j]!r}: {X[r, j]:.6g} {what}, where the "
+                "model's arithmetic overflows (training refuses such values too); fix the value"
+            )
         with torch_threads(1):
-            return self._trained.predict(X)
+            out = self._trained.predict(X)
+        bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+        if bad.size:
+            raise ModelError(
+                f"row {int(bad[0]) + 1}: the model's output is not a finite number ({len(bad)} row(s) in "
+                f"all): its weights hold non-finite numbers or its arithmetic overflows on these values; "
+                "check the row, or export the model again"
+            )
+        return out
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """Class probabilities, one column per :attr:`classes` label.
@@ -175,7 +200,8 @@ def read_csv_rows(path: str | Path, delimiter: str = ",") -> tuple[list[str], li
     """A CSV file's header and rows (cells stripped; blank lines skipped).
 
     Raises:
-        TaskDataError: The file is missing, unreadable, empty, or a row has the wrong number of fields.
+        TaskDataError: The file is missing, unreadable, empty, its header names a column twice, or a row
+            has the wrong number of fields.
     """
     path = Path(path)
     where = f"CSV file {str(path)!r}"
@@ -188,6 +214,9 @@ def read_csv_rows(path: str | Path, delimiter: str = ",") -> tuple[list[str], li
     if not table:
         raise TaskDataError(f"{where} is empty; it needs a header row")
     header = [name or f"unnamed_{i}" for i, name in enumerate(table[0])]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise TaskDataError(f"{where}: the header repeats column names {repeated}; rename them")
     for line, row in enumerate(table[1:], start=2):
         if len(row) != len(header):
             raise TaskDataError(
@@ -206,10 +235,9 @@ def predict_csv(
     """
     header, rows = read_csv_rows(csv_path, delimiter)
     try:
-        X = model.card.encoding.encode(header, rows)
+        out = model.output(model.card.encoding.encode(header, rows))
     except TaskDataError as exc:
         raise TaskDataError(f"CSV file {str(csv_path)!r}: {exc}") from None
-    out = model.output(X)
     if model.kind == "classification":
         labels = [model.classes[i] for i in out.argmax(axis=1)]
         head = ["prediction", *(f"proba_{c}" for c in model.classes)] if proba else ["prediction"]

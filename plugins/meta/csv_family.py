@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 from typing import ClassVar
@@ -79,18 +80,15 @@ class CsvFamily(TaskFamily):
     def _error(self, key: str, message: str) -> FamilyError:
         return FamilyError(self.name, key, message)
 
-    def _load(self) -> tuple[dict[Pool, list[tuple[np.ndarray, np.ndarray]]], int]:
+    def _load(self) -> tuple[dict[Pool, list[tuple[np.ndarray, np.ndarray]]], FamilyInfo]:
+        """The pools of standardised tasks, and the family's info with its columns and standardisation."""
         cached = getattr(self, "_pools_", None)
         if cached is not None and cached[0] == self.get_params():
             return cached[1], cached[2]
         if self.kind not in ("regression", "classification"):
             raise self._error("kind", f"must be 'regression' or 'classification', got {self.kind!r}")
-        try:
-            with open(Path(self.path), newline="") as f:
-                rows = list(csv.DictReader(f))
-        except OSError as err:
-            raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
-        columns = list(rows[0]) if rows else []
+        n_out = check_int(self.name, "n_way", self.n_way, 2) if self.kind == "classification" else 1
+        columns, rows = self._read()
         for key in ("task_column", "target"):
             if getattr(self, key) not in columns:
                 raise self._error(key, f"no column {getattr(self, key)!r} in {self.path}; columns: {columns}")
@@ -105,17 +103,26 @@ class CsvFamily(TaskFamily):
         features = [c for c in columns if c not in (self.task_column, self.target)]
         if not features:
             raise self._error("path", f"{self.path} has no feature columns besides the task and target")
-        try:
-            X = np.array([[float(r[c]) for c in features] for r in rows], dtype=np.float64)
-        except ValueError as err:
-            raise self._error(
-                "path", f"feature columns must be numeric ({err}); drop or encode them"
-            ) from None
+        X = np.full((len(rows), len(features)), np.nan)
+        for line, r in enumerate(rows):
+            for col, c in enumerate(features):
+                with contextlib.suppress(ValueError):
+                    X[line, col] = float(r[c])
+                if not np.isfinite(X[line, col]):
+                    raise self._error(
+                        "path",
+                        f"feature columns must be numeric and finite: column {c!r} is {r[c]!r} in data row "
+                        f"{line + 1}; drop, fill or encode such values",
+                    )
         raw_y = [r[self.target] for r in rows]
         try:
             y = np.array([float(v) for v in raw_y]) if self.kind == "regression" else None
         except ValueError:
             raise self._error("target", f"column {self.target!r} must be numeric for regression") from None
+        if y is not None and not np.isfinite(y).all():
+            raise self._error(
+                "target", f"column {self.target!r} must hold finite numbers; drop or fill the other rows"
+            )
         if y is None:
             _, y = np.unique(np.array(raw_y), return_inverse=True)
         order = [tasks[i] for i in np.random.default_rng(int(self.seed)).permutation(len(tasks))]
@@ -132,15 +139,52 @@ class CsvFamily(TaskFamily):
         }
         train_rows = np.isin(names, split["meta_train"])
         mean, std = X[train_rows].mean(axis=0), X[train_rows].std(axis=0)
-        X = (X - mean) / np.where(std > 0, std, 1.0)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise self._error("path", "feature values are too large to standardise; rescale the columns")
+        std = np.where(std > 0, std, 1.0)
+        X = (X - mean) / std
         pools = {p: [(X[names == t], y[names == t]) for t in split[p]] for p in split}
-        self._pools_ = (self.get_params(), pools, len(features))
-        return pools, len(features)
+        info = FamilyInfo(
+            self.name,
+            self.kind,
+            (len(features),),
+            n_out,
+            input_columns=tuple(features),
+            input_mean=tuple(float(v) for v in mean),
+            input_std=tuple(float(v) for v in std),
+        )
+        self._pools_ = (self.get_params(), pools, info)
+        return pools, info
+
+    def _read(self) -> tuple[list[str], list[dict[str, str]]]:
+        """The file's header and its non-blank rows by column, each row as wide as the header."""
+        try:
+            with open(Path(self.path), newline="", encoding="utf-8-sig") as f:
+                table = [row for row in csv.reader(f, strict=True) if any(c.strip() for c in row)]
+        except OSError as err:
+            raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise self._error("path", f"cannot read {self.path!r} as UTF-8 CSV: {err}") from None
+        if not table:
+            raise self._error("path", f"{self.path} is empty; it needs a header row and data rows")
+        header = [c.strip() for c in table[0]]
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise self._error(
+                "path", f"{self.path} names column(s) {twice} more than once; give each column its own name"
+            )
+        for line, row in enumerate(table[1:], start=1):
+            if len(row) != len(header):
+                raise self._error(
+                    "path",
+                    f"{self.path}: data row {line} has {len(row)} fields but the header has {len(header)}",
+                )
+        return header, [dict(zip(header, row, strict=True)) for row in table[1:]]
 
     def info(self) -> FamilyInfo:
-        _, n_features = self._load()
-        n_out = check_int(self.name, "n_way", self.n_way, 2) if self.kind == "classification" else 1
-        return FamilyInfo(self.name, self.kind, (n_features,), n_out)
+        """Kind, width and output width, with the feature columns and their meta-train standardisation
+        (so that θ adapts to new raw rows as it was trained)."""
+        return self._load()[1]
 
     def explorable(self) -> dict[str, ParameterBounds]:
         """``k_shot`` up to what the largest meta-test task leaves beside ``k_query`` query rows (per

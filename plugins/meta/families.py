@@ -186,9 +186,17 @@ class Digits(TaskFamily):
         self.seed = seed
 
     def info(self) -> FamilyInfo:
+        """Images of 1x8x8 pixels; adapting θ takes the 64 pixel values as scikit-learn ships them
+        (0 to 16, row by row), which the family hands out divided by 16."""
         self.pool_classes("meta_train")
         return FamilyInfo(
-            self.name, "classification", (1, 8, 8), check_int(self.name, "n_way", self.n_way, 2)
+            self.name,
+            "classification",
+            (1, 8, 8),
+            check_int(self.name, "n_way", self.n_way, 2),
+            input_columns=tuple(f"pixel_{row}_{col}" for row in range(8) for col in range(8)),
+            input_mean=(0.0,) * 64,
+            input_std=(16.0,) * 64,
         )
 
     def explorable(self) -> dict[str, ParameterBounds]:

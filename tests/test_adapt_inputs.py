@@ -1,0 +1,252 @@
+"""`adapt` feeds θ what meta-training fed it: raw rows standardised as the family did, columns matched
+by name (to the family's and to the support's), and bad paths or columns refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import engine
+from engine.cli import cli
+from engine.errors import StratagemError, TaskDataError
+from engine.meta import FamilyError, load_weights, save_weights
+from engine.search import load_meta_search
+from engine.spec import SearchSpec
+from plugins.meta import CsvFamily
+
+OFFSET = 100.0
+"""Column ``b`` lies around 100 (spread 10): raw, it is far outside what θ saw in meta-training."""
+
+
+def _rows(rng: np.random.Generator, n: int, task: str | None = None) -> list[dict[str, float | str]]:
+    rows: list[dict[str, float | str]] = []
+    for _ in range(n):
+        a, b = float(rng.normal()), float(OFFSET + 10 * rng.normal())
+        row: dict[str, float | str] = {"a": a, "b": b, "y": 3 * a + 0.05 * float(rng.normal())}
+        rows.append({"task": task, **row} if task is not None else row)
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, float | str]], columns: list[str] | None = None) -> Path:
+    columns = columns or list(rows[0])
+    path.write_text(
+        ",".join(columns) + "\n" + "".join(",".join(str(r[c]) for c in columns) + "\n" for r in rows)
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A meta-trained csv-family search (Reptile, 300 iterations) and the folder of its data."""
+    folder = tmp_path_factory.mktemp("adapt_inputs")
+    rng = np.random.default_rng(0)
+    table = [r for t in range(6) for r in _rows(rng, 20, task=f"t{t}")]
+    _write(folder / "fam.csv", table)
+    spec = {
+        "search": {"name": "fam", "mode": "meta", "n_trials": 1, "seed": 0},
+        "family": {"name": "csv", "path": str(folder / "fam.csv"), "task_column": "task", "target": "y"}
+        | {"k_shot": 3, "k_query": 3},
+        "meta": {
+            "strategies": ["reptile"],
+            "iterations": 300,
+            "checkpoints": 1,
+            "meta_batch": [2],
+            "val_tasks": 5,
+            "test_tasks": 5,
+            "steps": [0, 5],
+        },
+    }
+    url = f"sqlite:///{folder / 'meta.db'}"
+    engine.run(SearchSpec.from_dict(spec), storage=url)
+    return url, folder
+
+
+@pytest.fixture(scope="module")
+def new_task() -> tuple[list[dict[str, float | str]], list[dict[str, float | str]]]:
+    """Support and query rows of a task meta-training never saw, with ``b`` around 100."""
+    rng = np.random.default_rng(1)
+    return _rows(rng, 5), _rows(rng, 12)
+
+
+def test_theta_keeps_the_family_columns_and_standardisation(searched: tuple[str, Path]) -> None:
+    url, folder = searched
+    info = load_meta_search("fam", storage=url)[2]
+    family = CsvFamily(str(folder / "fam.csv"), task_column="task", target="y", k_shot=3, k_query=3)
+    assert info == family.info()
+    assert info.input_columns == ("a", "b")
+    assert abs(info.input_mean[1] - OFFSET) < 10 and info.input_std[1] > 5
+
+
+def test_adapt_standardises_raw_rows_as_meta_training_did(
+    searched: tuple[str, Path], new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]]
+) -> None:
+    url, _ = searched
+    support, query = new_task
+    got = engine.adapt(search="fam", support=support, target="y", query=query, steps=5, storage=url)
+    strategy, model, info, _ = load_meta_search("fam", storage=url)
+    mean, std = np.array(info.input_mean), np.array(info.input_std)
+
+    def standardised(rows: list[dict[str, float | str]]) -> torch.Tensor:
+        raw = np.array([[float(r["a"]), float(r["b"])] for r in rows])
+        return torch.as_tensor(((raw - mean) / std).astype(np.float32))
+
+    y = torch.tensor([[float(r["y"])] for r in support])
+    expected = strategy.adapt(model, standardised(support), y, 5)(standardised(query)).reshape(-1)
+    assert np.allclose(got.predictions, expected.numpy(), atol=1e-5)
+    truth = np.array([float(r["y"]) for r in query])
+    mse = float(np.mean((np.array(got.predictions) - truth) ** 2))
+    constant = float(np.mean((float(np.mean([float(r["y"]) for r in support])) - truth) ** 2))
+    assert mse < 0.2 * constant, (mse, constant)
+    arrays = engine.adapt(
+        search="fam",
+        support=(np.array([[r["a"], r["b"]] for r in support]), np.array([r["y"] for r in support])),
+        query=np.array([[r["a"], r["b"]] for r in query]),
+        steps=5,
+        storage=url,
+    )
+    assert np.allclose(arrays.predictions, got.predictions, atol=1e-6)
+
+
+def test_columns_are_matched_by_name_in_any_order(
+    searched: tuple[str, Path], new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]]
+) -> None:
+    url, _ = searched
+    support, query = new_task
+    got = engine.adapt(search="fam", support=support, target="y", query=query, steps=5, storage=url)
+    flipped = engine.adapt(
+        search="fam",
+        support=[{"y": r["y"], "b": r["b"], "a": r["a"]} for r in support],
+        target="y",
+        query=[{"b": r["b"], "a": r["a"]} for r in query],
+        steps=5,
+        storage=url,
+    )
+    assert np.allclose(flipped.predictions, got.predictions, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ([{"foo": 1.0, "bar": 100.0}], ["missing column(s) ['a', 'b']", "extra column(s) ['foo', 'bar']"]),
+        ([{"a": 1.0}], ["missing column(s) ['b']"]),
+        ([{"a": 1.0, "b": 100.0, "c": 2.0}], ["extra column(s) ['c']"]),
+    ],
+)
+def test_a_query_with_other_columns_is_refused_naming_them(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    query: list[dict[str, float]],
+    words: list[str],
+) -> None:
+    with pytest.raises(TaskDataError) as caught:
+        engine.adapt(search="fam", support=new_task[0], target="y", query=query, storage=searched[0])
+    assert str(caught.value).startswith("query: ") and all(w in str(caught.value) for w in words)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"a": "x"}, ["missing column(s) ['a']", "extra column(s) ['x']", "['a', 'b']"]),
+        ({"task": "task"}, ["extra column(s) ['task']"]),
+    ],
+)
+def test_a_support_with_columns_other_than_the_familys_is_refused_naming_them(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    change: dict[str, str],
+    words: list[str],
+) -> None:
+    support = [
+        {change.get(k, k): v for k, v in r.items()} | ({"task": "new"} if "task" in change else {})
+        for r in new_task[0]
+    ]
+    with pytest.raises(TaskDataError) as caught:
+        engine.adapt(search="fam", support=support, target="y", storage=searched[0])
+    assert str(caught.value).startswith("support: ") and all(w in str(caught.value) for w in words)
+
+
+def test_the_command_line_predicts_from_raw_csv_rows_with_reordered_query_columns(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    tmp_path: Path,
+) -> None:
+    url, _ = searched
+    support, query = new_task
+    sup = _write(tmp_path / "sup.csv", support)
+    q = _write(tmp_path / "q.csv", query, ["b", "a"])
+    out = tmp_path / "out.csv"
+    args = ["adapt", "--search", "fam", "--storage", url, "--support", str(sup), "--target", "y"]
+    done = CliRunner().invoke(cli, [*args, "--query", str(q), "--steps", "5", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "prediction" and len(lines) == 1 + len(query)
+    api = engine.adapt(search="fam", support=support, target="y", query=query, steps=5, storage=url)
+    assert np.allclose([float(v) for v in lines[1:]], api.predictions, atol=1e-5)
+    as_json = CliRunner().invoke(cli, [*args, "--query", str(q), "--steps", "5", "--json"])
+    assert json.loads(as_json.stdout)["predictions"] == pytest.approx(api.predictions, abs=1e-5)
+
+
+def test_the_command_line_refuses_duplicate_column_names_naming_file_and_column(
+    searched: tuple[str, Path], tmp_path: Path
+) -> None:
+    dup, ok = tmp_path / "dup.csv", tmp_path / "ok.csv"
+    dup.write_text("a,a,y\n1,100,3\n0,90,0\n")
+    ok.write_text("a,b,y\n1,100,3\n0,90,0\n")
+    args = ["adapt", "--search", "fam", "--storage", searched[0], "--target", "y"]
+    for extra in (["--support", str(dup)], ["--support", str(ok), "--query", str(dup)]):
+        done = CliRunner().invoke(cli, [*args, *extra])
+        assert done.exit_code == 2 and "Traceback" not in done.output
+        assert "dup.csv" in done.stderr and "'a'" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_an_out_path_in_a_missing_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    sup = tmp_path / "sup.csv"
+    sup.write_text("a,b,y\n1,100,3\n")
+    missing = tmp_path / "nowhere" / "o.csv"
+    args = ["adapt", "--search", "no-such-search", "--storage", f"sqlite:///{tmp_path / 'x.db'}"]
+    done = CliRunner().invoke(cli, [*args, "--support", str(sup), "--target", "y", "--out", str(missing)])
+    assert done.exit_code == 2
+    assert done.stderr.startswith("Error: --out") and "does not exist" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and not (tmp_path / "x.db").exists()
+
+
+def test_theta_kept_without_its_standardisation_is_refused(searched: tuple[str, Path]) -> None:
+    url, _ = searched
+    best = engine.meta_best(storage=url, search="fam")[0]
+    path = Path(str(best.artifacts), str(best.artifact_id))
+    original = path.read_bytes()
+    tensors, metadata = load_weights(path)
+    record = json.loads(metadata["stratagem.meta"])
+    for key in ("input_columns", "input_mean", "input_std"):
+        del record["family"][key]  # as kept before the family's standardisation was saved with θ
+    try:
+        save_weights(path, tensors, {"stratagem.meta": json.dumps(record)})
+        with pytest.raises(StratagemError, match="without the standardisation family 'csv' applies"):
+            engine.adapt(search="fam", support=[{"a": 1.0, "b": 100.0, "y": 3.0}], target="y", storage=url)
+    finally:
+        path.write_bytes(original)
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "words"),
+    [
+        ("task,a,a,y", "t{t},1,2,3", ["['a'] more than once"]),
+        ("task,a,b,y", "t{t},nan,2,3", ["column 'a' is 'nan'"]),
+        ("task,a,b,y", "t{t},1,2", ["has 3 fields but the header has 4"]),
+    ],
+)
+def test_the_csv_family_refuses_duplicate_columns_and_non_finite_or_missing_values(
+    tmp_path: Path, header: str, row: str, words: list[str]
+) -> None:
+    lines = [header] + [f"t{t},{i},{i},{i}" for t in range(4) for i in range(3)]
+    lines.append(row.format(t=0))
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FamilyError) as caught:
+        CsvFamily(str(path), task_column="task", target="y").info()
+    assert caught.value.key == "path" and all(w in str(caught.value) for w in words)
