@@ -11,6 +11,7 @@ __all__ = [
     "STORAGE_ENV",
     "VERSION",
     "heartbeat_interval",
+    "heartbeat_problem",
     "mask_password",
     "resolve_storage",
 ]
@@ -19,6 +20,7 @@ DEFAULT_STORAGE = "sqlite:///stratagem.db"
 STORAGE_ENV = "STRATAGEM_STORAGE"
 HEARTBEAT_ENV = "STRATAGEM_HEARTBEAT"
 DEFAULT_HEARTBEAT = 10
+MAX_HEARTBEAT = 3600
 
 
 def mask_password(url: str) -> str:
@@ -39,11 +41,22 @@ def heartbeat_interval() -> int:
     A trial whose worker has sent none for three intervals (the grace period) counts as dead: the next
     worker to look fails it, with the reason, and runs a trial in its place.
     """
-    raw = os.environ.get(HEARTBEAT_ENV, "")
-    try:
-        return max(1, int(raw)) if raw.strip() else DEFAULT_HEARTBEAT
-    except ValueError:
-        return DEFAULT_HEARTBEAT
+    return (
+        DEFAULT_HEARTBEAT
+        if heartbeat_problem()
+        else int(os.environ.get(HEARTBEAT_ENV, "").strip() or DEFAULT_HEARTBEAT)
+    )
+
+
+def heartbeat_problem() -> str | None:
+    """What is wrong with ``$STRATAGEM_HEARTBEAT`` (commands that run trials refuse to start), or ``None``."""
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
+    if not raw or (raw.isdigit() and 1 <= int(raw) <= MAX_HEARTBEAT):
+        return None
+    return (
+        f"{HEARTBEAT_ENV}={raw!r}: give a whole number of seconds from 1 to {MAX_HEARTBEAT}, or unset it "
+        f"for the default {DEFAULT_HEARTBEAT}"
+    )
 
 
 def resolve_storage(storage: str | None) -> str:

@@ -348,3 +348,19 @@ def test_absurd_adaptation_steps_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match=r"meta\.steps: must be a non-empty list of integers from 0 to 10000"):
         load_spec(spec)
+
+
+def test_an_unknown_evaluator_is_refused_naming_the_file_and_key(tmp_path: Path) -> None:
+    _refused(
+        _spec(tmp_path, extra='[evaluation]\nclassification = "nope"'), "evaluation.classification", "'nope'"
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "1e9", "0", "99999"])
+def test_a_bad_heartbeat_setting_is_refused_before_any_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("STRATAGEM_HEARTBEAT", value)
+    with pytest.raises(StratagemError, match=r"STRATAGEM_HEARTBEAT=.*whole number of seconds from 1 to 3600"):
+        run(_spec(tmp_path), storage=f"sqlite:///{tmp_path / 'h.db'}")
+    assert not (tmp_path / "h.db").exists()

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from engine.errors import SearchFailed
+from engine.errors import SearchFailed, StratagemError
 from engine.plugin import PluginHost
 from engine.results import BestDefault, BestMeta, BestStrategy
 from engine.results import best as query_best
@@ -35,6 +35,7 @@ from engine.search.parallel import check_parallel, explore_per_task_parallel
 from engine.search.per_task import explore_per_task
 from engine.search.progress import ProgressSink
 from engine.search.register import check_resumable, register
+from engine.settings import heartbeat_problem
 from engine.spec import Plan, SearchSpec, load_spec, resolve
 from engine.storage import Database, queries
 from engine.storage.optuna_adapter import open_optuna_storage, trial_counts
@@ -106,6 +107,9 @@ def run(
         KeyboardInterrupt: Ctrl-C or SIGTERM, after failing the running trial with that reason and
             marking the search interrupted; finished trials stay stored.
     """
+    heartbeat = heartbeat_problem()
+    if heartbeat is not None:
+        raise StratagemError(heartbeat)
     if not isinstance(spec, SearchSpec):
         spec = load_spec(spec)
     spec = spec.replace(

@@ -142,7 +142,10 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         seen[name] = i
         for message in _data_problems(dataset, spec):
             p.add(key, message)
-        evaluator = host.evaluators.get(spec.evaluation.evaluator_for(dataset.kind))
+        evaluator_name = spec.evaluation.evaluator_for(dataset.kind)
+        if evaluator_name not in host.evaluators:
+            continue  # reported above, with its key
+        evaluator = host.evaluators.get(evaluator_name)
         fitting = tuple(s for s in strategies if dataset.kind in s.kinds)
         if not fitting:
             p.add(f"{key}", f"no selected strategy supports {dataset.kind} tasks")
