@@ -132,3 +132,14 @@ def test_cli_on_postgresql(project: Path, postgres_url: str) -> None:
     # resuming on the server adds only the missing trials
     out = stratagem("run", "spec.toml", "--storage", postgres_url, "--n-trials", "3", "--json", cwd=project)
     assert json.loads(out.stdout)["trials_run"] == 2
+
+
+def test_a_librarys_warning_is_one_line_shown_once(tmp_path: Path) -> None:
+    (tmp_path / "q.toml").write_text(
+        '[search]\nname = "q"\nn_trials = 2\nstrategies = ["linear"]\n[sampler]\nname = "qmc"\n'
+        '[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    proc = stratagem("run", "q.toml", "--storage", f"sqlite:///{tmp_path / 'q.db'}", cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if "QMCSampler is experimental" in line]
+    assert lines == [lines[0]] and lines[0].startswith("Warning: ExperimentalWarning: "), proc.stderr
+    assert "warnings.warn" not in proc.stderr and ".py:" not in proc.stderr

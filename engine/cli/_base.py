@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,7 +48,22 @@ def errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any
+) -> None:
+    """A library's warning (Optuna's experimental samplers, ...) as one line, without its source line,
+    once per command."""
+    text = f"Warning: {category.__name__}: {(str(message).strip().splitlines() or [''])[0]}"
+    if text not in _shown:
+        _shown.add(text)
+        click.echo(text, err=True)
+
+
+_shown: set[str] = set()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stratagem")
 def cli() -> None:
     """Stratagem: find the best learning strategy for each of many tasks, and learn across them."""
+    warnings.showwarning = _one_line_warning
