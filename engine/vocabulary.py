@@ -24,6 +24,7 @@ __all__ = [
     "RECHECK_ATTR",
     "RECHECK_CLAIM_ATTR",
     "SEARCH_STATUSES",
+    "SKIPPED_REASON",
     "TIE_LOSS",
     "WARM_START_ATTR",
     "SearchStatus",
@@ -50,6 +51,12 @@ RECHECK_CLAIM_ATTR: Final = "stratagem.recheck_claim"
 TIE_LOSS: Final = "validation_loss"
 """Key of a strategy trial's record: its loss on the validation rows (cross-entropy for classification,
 squared error for regression), which orders trials of equal validation value."""
+
+SKIPPED_REASON: Final = (
+    "not run: enqueued (a warm start's suggestion) while other workers finished the budget"
+)
+"""The :data:`FAILURE_ATTR` of an enqueued trial failed unrun because its study had its trials; listings
+of failures leave these out."""
 
 FAILURE_ATTR: Final = "stratagem.failure"
 """Trial user attribute holding why a failed trial failed (optuna-dashboard shows it; so does ``best``)."""

@@ -10,9 +10,11 @@ import pytest
 
 import engine
 from engine.errors import SpecError
+from engine.results import failures
 from engine.search import run
 from engine.spec import EvaluationSpec, SearchSpec
 from engine.storage import Database, SearchRow
+from engine.vocabulary import FAILURE_ATTR, SKIPPED_REASON
 from tests.conftest import tiny_spec
 
 
@@ -90,3 +92,13 @@ def test_other_meta_batch_choices_are_refused(sqlite_url: str) -> None:
             SearchSpec.from_dict({**changed, "search": {**spec["search"], "n_trials": 2}}), storage=sqlite_url
         )
     assert len(optuna.load_study(study_name="mb/meta", storage=sqlite_url).trials) == 1
+
+
+def test_an_enqueued_trial_left_when_the_budget_was_met_is_failed_and_not_listed(sqlite_url: str) -> None:
+    run(tiny_spec("late", n_trials=2), storage=sqlite_url)
+    study = optuna.load_study(study_name="late/iris", storage=sqlite_url)
+    study.enqueue_trial(dict(study.trials[0].params))  # a warm start's late suggestion, never run
+    assert run(tiny_spec("late", n_trials=2), storage=sqlite_url).trials_run == 0
+    (left,) = optuna.load_study(study_name="late/iris", storage=sqlite_url).trials[2:]
+    assert left.state == optuna.trial.TrialState.FAIL and left.user_attrs[FAILURE_ATTR] == SKIPPED_REASON
+    assert failures(storage=sqlite_url) == []

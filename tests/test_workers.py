@@ -118,6 +118,9 @@ def _exactly_n_with_no_traceback(tmp_path: Path, url: str, workers: int, n: int)
         assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == n
         assert TrialState.RUNNING not in states and TrialState.WAITING not in states
         assert _reasons(url, task) == []  # nothing died, so nothing was failed or run twice
+        study = optuna.load_study(study_name=strategy_study_name("many", task), storage=url)
+        configs = [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)]
+        assert len(set(configs)) == len(configs), configs  # workers seeded alike must not repeat trials
     visits = optuna.load_study(study_name="many", storage=url).get_trials(deepcopy=False)
     assert all(v.state != TrialState.RUNNING for v in visits)
     assert sum(v.user_attrs["stratagem"]["trials"] for v in visits) == 2 * n  # no trial run twice

@@ -23,7 +23,7 @@ from engine.results._records import (
 )
 from engine.storage import Database, DefaultRow, SearchRow, reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
-from engine.vocabulary import FAILURE_ATTR, search_study_names
+from engine.vocabulary import FAILURE_ATTR, SKIPPED_REASON, search_study_names
 from engine.warmstarter import WarmStartRecord
 
 __all__ = ["best", "best_report", "defaults", "failures", "searches", "tasks"]
@@ -260,6 +260,7 @@ def failures(*, storage: str | None = None, search: str | None = None) -> list[T
             trials = optuna_storage.get_all_trials(study_id(optuna_storage, study), states=(TrialState.FAIL,))
         except KeyError:  # registered, but no trial ran yet
             continue
+        trials = [t for t in trials if t.user_attrs.get(FAILURE_ATTR) != SKIPPED_REASON]
         if not trials:
             continue
         reasons = [str(t.user_attrs.get(FAILURE_ATTR, "no reason stored")) for t in trials]

@@ -33,9 +33,9 @@ from engine.search.deadline import TrialTimedOut, trial_deadline
 from engine.search.progress import ProgressSink
 from engine.settings import heartbeat_interval
 from engine.storage import Database
-from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials, trial_counts
+from engine.storage.optuna_adapter import Heartbeat, fail_stale_trials, skip_waiting_trials, trial_counts
 from engine.study import TrialFailed
-from engine.vocabulary import ATTR, DONE_STATES, FAILURE_ATTR
+from engine.vocabulary import ATTR, DONE_STATES, FAILURE_ATTR, SKIPPED_REASON
 
 __all__ = [
     "INTERRUPTED",
@@ -113,6 +113,7 @@ def run_trials(
     out = TrialsRun()
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks: list[Callback] = []
+    reseeded = False
     while out.attempts < limit:
         if deadline is not None and time.monotonic() >= deadline:
             out.status = "timeout"
@@ -123,6 +124,8 @@ def run_trials(
                 counts = trial_counts(study)
             finished = sum(counts.get(state, 0) for state in DONE_STATES)
             if finished >= n_trials:
+                if counts.get(TrialState.WAITING):
+                    skip_waiting_trials(study, SKIPPED_REASON)
                 out.status = "done"
                 return out
             if finished + counts.get(TrialState.RUNNING, 0) >= n_trials:
@@ -130,6 +133,11 @@ def run_trials(
                 return out
             if prepare is not None and not counts:
                 callbacks.extend(prepare())
+            if counts.get(TrialState.RUNNING) and not reseeded:
+                # Another worker is at work on this study: a sampler seeded as its own would propose its
+                # trials again. A sole worker keeps the seeded, reproducible sequence.
+                study.sampler.reseed_rng()
+                reseeded = True
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize": we beat
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 trial = study.ask()

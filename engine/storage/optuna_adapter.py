@@ -47,6 +47,7 @@ __all__ = [
     "fail_stale_trials",
     "open_optuna_storage",
     "planned_params",
+    "skip_waiting_trials",
     "study_id",
     "trial_counts",
     "was_enqueued",
@@ -136,6 +137,25 @@ def _safe(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<storage URL>"
+
+
+def skip_waiting_trials(study: optuna.Study, reason: str) -> list[int]:
+    """Fail the study's enqueued trials that no worker will run (it has its trials); return their numbers.
+
+    A warm start may enqueue a trial while other workers finish the budget; left WAITING, Optuna and
+    optuna-dashboard would show it pending for ever. Each gets ``reason`` in its
+    :data:`~engine.vocabulary.FAILURE_ATTR` user attribute. Callers hold the study's claim lock.
+    """
+    storage = study._storage
+    skipped: list[int] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            storage.set_trial_user_attr(trial._trial_id, FAILURE_ATTR, reason)
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                skipped.append(trial.number)
+        except UpdateFinishedTrialError:
+            continue
+    return skipped
 
 
 def fail_stale_trials(
