@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 import engine
 from engine.cli import cli
-from engine.errors import UnknownNameError
+from engine.errors import StratagemError, UnknownNameError
 from engine.storage import ArtifactRow, Database, SearchRow, SearchTaskRow, TaskRow
+from engine.storage.optuna_adapter import open_optuna_storage
 
 
 def _state(url: str) -> dict[str, Any]:
@@ -95,3 +96,32 @@ def test_postgres_delete_leaves_the_other_search(postgres_url: str, make_spec: A
     after = _state(postgres_url)
     assert after["searches"] == ["keep"] and set(after["studies"]) >= {"keep", "keep/iris", "keep/wine"}
     assert not any(name.startswith("drop") for name in after["studies"])
+
+
+def test_a_search_with_a_live_worker_is_not_deleted_until_the_worker_stops(
+    sqlite_url: str, make_spec: Any
+) -> None:
+    engine.run(make_spec("busy", n_trials=1), storage=sqlite_url)
+    storage = open_optuna_storage(sqlite_url)  # as a worker does: heartbeats on
+    study = optuna.load_study(study_name="busy/iris", storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # a worker at work on trial 1
+    before = _state(sqlite_url)
+    with pytest.raises(
+        StratagemError, match=r"'busy' is running: study 'busy/iris' has trials in flight \(\[1\]\)"
+    ):
+        engine.delete_search("busy", storage=sqlite_url)
+    assert _state(sqlite_url) == before
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # the worker stopped
+    assert engine.delete_search("busy", storage=sqlite_url).studies == ["busy", "busy/iris"]
+
+
+def test_studies_left_without_their_search_rows_can_still_be_deleted(sqlite_url: str, make_spec: Any) -> None:
+    engine.run(make_spec("gone", n_trials=1), storage=sqlite_url)
+    with Database(sqlite_url).session() as s:  # the rows deleted while a worker recreated a study
+        s.delete(s.scalars(select(SearchRow).where(SearchRow.name == "gone")).one())
+    deleted = engine.delete_search("gone", storage=sqlite_url)
+    assert deleted.studies == ["gone", "gone/iris"] and deleted.trials == 2
+    assert _state(sqlite_url)["studies"] == {}
+    with pytest.raises(UnknownNameError, match="no search 'gone'"):
+        engine.delete_search("gone", storage=sqlite_url)

@@ -45,6 +45,7 @@ __all__ = [
     "Heartbeat",
     "Heartbeats",
     "fail_stale_trials",
+    "live_trials",
     "open_optuna_storage",
     "planned_params",
     "skip_waiting_trials",
@@ -178,7 +179,7 @@ def fail_stale_trials(
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    stale = set(storage._get_stale_trial_ids(study._study_id)) | set(_never_beaten(storage, running))
+    stale = _stale_ids(storage, study._study_id, running)
     failed: list[int] = []
     for trial_id in sorted(stale):
         try:
@@ -189,6 +190,25 @@ def fail_stale_trials(
         except UpdateFinishedTrialError:
             continue
     return failed
+
+
+def live_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[int]:
+    """Numbers of the running trials of ``study_name`` whose worker still sends heartbeats (or started
+    less than a grace period ago): a process is at work on the study. ``storage`` is a writer's (it
+    knows the heartbeat interval)."""
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    sid = study_id(storage, study_name)
+    running = storage.get_all_trials(sid, deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale = _stale_ids(storage, sid, running)
+    return [t.number for t in running if t._trial_id not in stale]
+
+
+def _stale_ids(storage: BaseHeartbeat, study_id: int, running: list[FrozenTrial]) -> set[int]:
+    """Ids of the ``running`` trials whose worker died: heartbeats lapsed, or none ever sent."""
+    return set(storage._get_stale_trial_ids(study_id)) | set(_never_beaten(storage, running))
 
 
 def _never_beaten(storage: BaseHeartbeat, running: list[FrozenTrial]) -> list[int]:

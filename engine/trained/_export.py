@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from optuna.artifacts import download_artifact
 
-from engine.errors import StorageError, UnknownNameError
+from engine.errors import StorageError, StratagemError, UnknownNameError
 from engine.storage import Database, SearchRow, queries, reads
-from engine.storage.optuna_adapter import open_optuna_storage, study_id
+from engine.storage.optuna_adapter import GRACE_INTERVALS, live_trials, open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, RERUN, WEIGHTS_FILE, ModelError, read_card
 from engine.trained._store import ModelStore, remove_artifact
 from engine.vocabulary import (
@@ -160,42 +160,83 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
     db = Database(storage, create=False)
     if not db.has_tables():
         raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
-    with db.session() as s:
-        row = SearchRow.by_name(s, search)
-        if row is None:
-            known = ", ".join(reads.search_names(s)) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
-        links = [t for t in row.tasks if task is None or t.key == task]
-        if task is not None and not links:
-            raise UnknownNameError(
-                f"search {search!r} has no task {task!r}; its tasks: {', '.join(t.key for t in row.tasks)}"
-            )
-        search_id = row.id
-        link_ids = [t.id for t in links]
-        studies = {t.study_name for t in links}
-        if task is None:
-            studies = search_study_names(search, studies)
-        elif any(t.study_name == cross_task_study_name(search) for t in links):
-            studies.discard(cross_task_study_name(search))  # shared by every task: not one task's to delete
-        artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]
+    optuna_storage: optuna.storages.BaseStorage | None = None
+    present: set[str] = set()
     try:
         optuna_storage = open_optuna_storage(db.url, create=False)
         present = {st.study_name for st in optuna_storage.get_all_studies()}
     except StorageError:  # registered, but no study ever ran: only the engine's rows to delete
-        present = set()
+        optuna_storage = None
+    search_id: int | None = None
+    link_ids: list[int] = []
+    artifacts: list[tuple[str, str]] = []
+    with db.session() as s:
+        row = SearchRow.by_name(s, search)
+        if row is None:
+            # Studies of a search whose rows are gone (deleted while a worker still ran it) stay deletable.
+            studies = _orphans(optuna_storage, search) if task is None and optuna_storage else set()
+            if not studies:
+                known = ", ".join(reads.search_names(s)) or "none"
+                raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+        else:
+            links = [t for t in row.tasks if task is None or t.key == task]
+            if task is not None and not links:
+                keys = ", ".join(t.key for t in row.tasks)
+                raise UnknownNameError(f"search {search!r} has no task {task!r}; its tasks: {keys}")
+            search_id = row.id
+            link_ids = [t.id for t in links]
+            studies = {t.study_name for t in links}
+            if task is None:
+                studies = search_study_names(search, studies)
+            elif any(t.study_name == cross_task_study_name(search) for t in links):
+                studies.discard(cross_task_study_name(search))  # every task's: not one task's to delete
+            artifacts = [(a.artifact_id, a.store) for a in queries.artifacts_of(s, link_ids)]
+    studies &= present
+    _refuse_running(db.url, search, studies)
     deleted: list[str] = []
     trials = 0
     for name in sorted(studies):
-        if name in present:
-            trials += optuna_storage.get_n_trials(study_id(optuna_storage, name))
-            if name == meta_study_name(search):
-                artifacts += _meta_artifacts(optuna_storage, name)
-            optuna.delete_study(study_name=name, storage=optuna_storage)
-            deleted.append(name)
+        assert optuna_storage is not None  # studies are among those it holds
+        trials += optuna_storage.get_n_trials(study_id(optuna_storage, name))
+        if name == meta_study_name(search):
+            artifacts += _meta_artifacts(optuna_storage, name)
+        optuna.delete_study(study_name=name, storage=optuna_storage)
+        deleted.append(name)
     removed = sum(remove_artifact(store, artifact_id) for artifact_id, store in artifacts)
-    with db.session() as s:
-        queries.delete_search_rows(s, search_id, None if task is None else link_ids)
+    if search_id is not None:
+        with db.session() as s:
+            queries.delete_search_rows(s, search_id, None if task is None else link_ids)
     return Deleted(search, task, deleted, trials, removed)
+
+
+def _orphans(storage: optuna.storages.BaseStorage, search: str) -> set[str]:
+    """The studies that the search ``search`` made (their :data:`ATTR` says so), whatever rows remain."""
+    return {
+        st.study_name
+        for st in storage.get_all_studies()
+        if (st.study_name == search or st.study_name.startswith(f"{search}/"))
+        and isinstance(st.user_attrs.get(ATTR), dict)
+        and st.user_attrs[ATTR].get("search") == search
+    }
+
+
+def _refuse_running(url: str, search: str, studies: set[str]) -> None:
+    """Refuse to delete studies that a live worker is running trials of (it would recreate them).
+
+    Raises:
+        StratagemError: Naming the study and its trials in flight, and what to do.
+    """
+    if not studies:
+        return
+    writer = open_optuna_storage(url)  # a writer's storage knows the heartbeat interval
+    for name in sorted(studies):
+        live = live_trials(writer, name)
+        if live:
+            raise StratagemError(
+                f"search {search!r} is running: study {name!r} has trials in flight ({live}) whose workers "
+                "still send heartbeats. Stop its workers first (Ctrl-C), then delete it; a worker killed "
+                f"outright counts as stopped once it has missed {GRACE_INTERVALS} heartbeats"
+            )
 
 
 def _meta_artifacts(storage: optuna.storages.BaseStorage, name: str) -> list[tuple[str, str]]:
