@@ -184,6 +184,9 @@ def dask_client(n_jobs: int, address: str | None) -> Iterator[Any]:
         raise StratagemError(
             "--n-jobs and --dask need Dask: pip install 'stratagem[dask]' (dask[distributed])"
         ) from None
+    # Ctrl-C or SIGTERM cancels the client's pending gathers; asyncio then logs each one as "Task
+    # exception was never retrieved ... AllExit" with a traceback. The engine reports the interrupt itself.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), contextlib.ExitStack() as stack:
         if address is None:
             workers = max(1, min(n_jobs, os.cpu_count() or 1))
