@@ -102,3 +102,21 @@ def test_an_enqueued_trial_left_when_the_budget_was_met_is_failed_and_not_listed
     (left,) = optuna.load_study(study_name="late/iris", storage=sqlite_url).trials[2:]
     assert left.state == optuna.trial.TrialState.FAIL and left.user_attrs[FAILURE_ATTR] == SKIPPED_REASON
     assert failures(storage=sqlite_url) == []
+
+
+def test_a_resumed_search_does_not_repeat_its_earlier_trials(sqlite_url: str) -> None:
+    spec = tiny_spec("again", n_trials=3, sampler={"name": "random"})
+    run(spec, storage=sqlite_url)
+    run(spec.replace(n_trials=6), storage=sqlite_url)  # a new process would seed its sampler alike
+    trials = optuna.load_study(study_name="again/iris", storage=sqlite_url).trials
+    configs = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(configs) == 6 and len(set(configs)) == 6, configs
+
+
+def test_a_fresh_search_is_reproducible(tmp_path: Any) -> None:
+    runs = []
+    for name in ("one", "two"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        run(tiny_spec("same", n_trials=4), storage=url)
+        runs.append([t.params for t in optuna.load_study(study_name="same/iris", storage=url).trials])
+    assert runs[0] == runs[1]

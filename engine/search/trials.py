@@ -20,6 +20,7 @@ import logging
 import math
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -113,7 +114,6 @@ def run_trials(
     out = TrialsRun()
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks: list[Callback] = []
-    reseeded = False
     while out.attempts < limit:
         if deadline is not None and time.monotonic() >= deadline:
             out.status = "timeout"
@@ -131,13 +131,9 @@ def run_trials(
             if finished + counts.get(TrialState.RUNNING, 0) >= n_trials:
                 out.status = "wait"
                 return out
+            _reseed_if_shared(study, counts)
             if prepare is not None and not counts:
                 callbacks.extend(prepare())
-            if counts.get(TrialState.RUNNING) and not reseeded:
-                # Another worker is at work on this study: a sampler seeded as its own would propose its
-                # trials again. A sole worker keeps the seeded, reproducible sequence.
-                study.sampler.reseed_rng()
-                reseeded = True
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize": we beat
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 trial = study.ask()
@@ -158,6 +154,24 @@ def run_trials(
                 on_told(frozen)
     out.status = "limit"
     return out
+
+
+_started: weakref.WeakSet[optuna.samplers.BaseSampler] = weakref.WeakSet()
+_reseeded: weakref.WeakSet[optuna.samplers.BaseSampler] = weakref.WeakSet()
+
+
+def _reseed_if_shared(study: optuna.Study, counts: dict[TrialState, int]) -> None:
+    """Reseed the study's sampler (once) when trials other than its own are there: another worker's
+    trial running, or, at its first trial, trials stored before. A sampler seeded like another
+    process's would propose that process's trials again. A sole process that starts the study keeps
+    the seeded, reproducible sequence."""
+    sampler = study.sampler
+    if sampler in _reseeded:
+        return
+    if counts.get(TrialState.RUNNING) or (sampler not in _started and counts):
+        sampler.reseed_rng()
+        _reseeded.add(sampler)
+    _started.add(sampler)
 
 
 def _run_one(
