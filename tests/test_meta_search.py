@@ -258,3 +258,10 @@ def test_a_new_meta_search_starts_from_the_best_of_the_nearest_family_and_delete
 def test_the_search_listing_counts_a_meta_searchs_studies_and_trials(searched: str) -> None:
     (summary,) = [s for s in engine.searches(storage=searched) if s.name == "sin"]
     assert summary.studies == 1 and summary.trials == 3
+
+
+def test_a_worker_joins_a_meta_search_from_its_stored_spec(searched: str, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "engine.cli", "worker", "--search", "sin", "--storage", searched]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(optuna.load_study(study_name="sin/meta", storage=searched).trials) == 3  # it had its trials

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,39 @@ def test_spec_round_trips_through_its_dict(host: PluginHost) -> None:
     spec = load_spec(ROOT / "studies" / "regression.toml")
     again = SearchSpec.from_dict(spec.to_dict(), base_dir=spec.base_dir)
     assert again.to_dict() == spec.to_dict()
+
+
+ROUND_TRIPS = {
+    "per_task": {"search": {"name": "p"}, "tasks": [{"source": "sklearn", "dataset": "iris"}]},
+    "cross_task": {
+        "search": {"name": "c", "mode": "cross_task"},
+        "cross_task": {"first_stage": 0.5},
+        "tasks": [{"source": "sklearn", "dataset": "iris"}, {"source": "sklearn", "dataset": "wine"}],
+    },
+    "meta": {
+        "search": {"name": "m", "mode": "meta"},
+        "family": {"name": "sinusoid", "k_shot": 5},
+        "meta": {"strategies": ["maml"], "iterations": 20},
+        "competence": {"n_trials": 2, "parameters": {"amplitude": [0.1, 5.0]}},
+    },
+}
+
+
+@pytest.mark.parametrize("mode", sorted(ROUND_TRIPS))
+def test_the_spec_stored_with_a_search_loads_back_the_same(mode: str) -> None:
+    spec = SearchSpec.from_dict(ROUND_TRIPS[mode])
+    again = SearchSpec.from_stored(json.loads(json.dumps(spec.to_dict())))
+    assert again.to_dict() == spec.to_dict()
+
+
+def test_a_spec_stored_by_an_earlier_version_still_loads() -> None:
+    old = SearchSpec.from_dict(ROUND_TRIPS["meta"]).to_dict()
+    old |= {"cross_task": {"first_stage": 0.34}, "tasks": []}
+    old["meta"] = {**old["meta"], "train_family": None, "options": None}
+    old["competence"] = {**old["competence"], "query_size": None}
+    assert SearchSpec.from_stored(old).to_dict() == SearchSpec.from_dict(ROUND_TRIPS["meta"]).to_dict()
+
+
+def test_a_cross_task_table_outside_cross_task_mode_is_refused() -> None:
+    with pytest.raises(SpecError, match=r'cross_task: \[cross_task\] is only for search.mode = "cross_task"'):
+        SearchSpec.from_dict({**ROUND_TRIPS["per_task"], "cross_task": {"first_stage": 0.5}})

@@ -48,13 +48,13 @@ def stored_search_spec(
             "`stratagem run SPEC` first, or give the storage URL it was run on"
         )
     try:
-        return SearchSpec.from_dict(
+        return SearchSpec.from_stored(
             data, source=f"search {search!r} in {db.safe_url}", base_dir=base_dir or Path.cwd()
         )
     except SpecError as exc:
         raise SpecError(
-            f"{exc}\nThe stored spec of search {search!r} no longer loads: was it written by a newer "
-            "version of Stratagem? Run its spec file with `stratagem run` instead."
+            f"{exc}\nThe stored spec of search {search!r} no longer loads (a file it names has moved, or a "
+            "newer version of Stratagem wrote it): run its spec file with `stratagem run` instead."
         ) from None
 
 

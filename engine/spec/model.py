@@ -190,18 +190,41 @@ class SearchSpec:
                 "keep": self.keep,
                 "artifacts": self.artifacts,
             },
-            "cross_task": {"first_stage": self.first_stage},
+            **({"cross_task": {"first_stage": self.first_stage}} if self.mode == "cross_task" else {}),
             "sampler": dict(self.sampler),
             "pruner": dict(self.pruner_config),
             "evaluation": dataclasses.asdict(self.evaluation),
             **({"family": dict(self.family)} if self.family is not None else {}),
-            **({"meta": _jsonable(dataclasses.asdict(self.meta))} if self.mode == "meta" else {}),
-            **({"competence": self.competence.to_dict()} if self.competence is not None else {}),
-            "tasks": [
-                {"source": t.source, **({"name": t.name} if t.name else {}), **dict(t.options)}
-                for t in self.tasks
-            ],
+            **({"meta": _set(_jsonable(dataclasses.asdict(self.meta)))} if self.mode == "meta" else {}),
+            **({"competence": _set(self.competence.to_dict())} if self.competence is not None else {}),
+            **(
+                {
+                    "tasks": [
+                        {"source": t.source, **({"name": t.name} if t.name else {}), **dict(t.options)}
+                        for t in self.tasks
+                    ]
+                }
+                if self.mode != "meta"
+                else {}
+            ),
         }
+
+    @classmethod
+    def from_stored(
+        cls, data: Mapping[str, Any], *, source: str = "<spec>", base_dir: Path | None = None
+    ) -> SearchSpec:
+        """Read back a spec that :meth:`to_dict` stored with a search, also as earlier versions wrote
+        it (a ``cross_task`` table in every mode, null options, an empty task list in meta mode)."""
+        data = dict(data)
+        mode = dict(data.get("search") or {}).get("mode", "per_task")
+        if mode != "cross_task":
+            data.pop("cross_task", None)
+        if mode == "meta" and not data.get("tasks"):
+            data.pop("tasks", None)
+        for table in ("meta", "competence"):
+            if isinstance(data.get(table), Mapping):
+                data[table] = _set(data[table])
+        return cls.from_dict(data, source=source, base_dir=base_dir)
 
     @classmethod
     def from_dict(
@@ -239,6 +262,8 @@ class SearchSpec:
                     p.add(f"{section}.name", f"must be one of {', '.join(names)}; got {name!r}")
                 kw[section] = {"name": name, **{k: v for k, v in table.items() if k != "name"}}
         cross = p.table(data, "cross_task")
+        if "cross_task" in data and kw.get("mode", "per_task") != "cross_task":
+            p.add("cross_task", '[cross_task] is only for search.mode = "cross_task"')
         p.unknown(cross, {"first_stage"}, "cross_task.")
         if "first_stage" in cross:
             fs = cross["first_stage"]
@@ -328,6 +353,12 @@ class SearchSpec:
             base_dir=base_dir or Path.cwd(),
             **kw,
         )
+
+
+def _set(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A table without its unset (``None``) keys: TOML has no null, and :meth:`SearchSpec.from_dict`
+    reads a missing key as its default."""
+    return {k: v for k, v in table.items() if v is not None}
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
