@@ -409,8 +409,9 @@ def test_four_workers_on_a_cross_task_search_run_exactly_n_trials(tmp_path: Path
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}  # none failed, none run twice
     (default,) = defaults(storage=url, search="many")
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    best_trial = min(complete, key=lambda t: t.value)  # the study minimises the mean normalised loss
-    assert default.trial == best_trial.number and default.loss == pytest.approx(best_trial.value)
+    lowest = min(t.value for t in complete if t.value is not None)  # the study minimises the mean loss
+    assert default.loss == pytest.approx(lowest)
+    assert default.trial in [t.number for t in complete if t.value == lowest]  # of equal ones, any
     assert default.n_trials == 6
 
 
