@@ -364,3 +364,30 @@ def test_a_bad_heartbeat_setting_is_refused_before_any_write(
     with pytest.raises(StratagemError, match=r"STRATAGEM_HEARTBEAT=.*whole number of seconds from 1 to 3600"):
         run(_spec(tmp_path), storage=f"sqlite:///{tmp_path / 'h.db'}")
     assert not (tmp_path / "h.db").exists()
+
+
+WIDE_PLUGIN = """
+import torch
+import engine
+from plugins.strategies import LinearModel
+
+class Wide(LinearModel):
+    name = "wide"
+
+    def build(self, info):
+        return torch.nn.Linear(info.n_features, info.n_outputs + 3)
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(Wide)
+"""
+
+
+def test_a_strategy_whose_model_has_the_wrong_output_width_fails_its_trials_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "wide.py").write_text(WIDE_PLUGIN)
+    spec = _spec(tmp_path, 'plugins = ["wide.py"]').read_text().replace('["linear"]', '["wide"]')
+    (tmp_path / "s.toml").write_text(spec)
+    with pytest.raises(
+        SearchFailed, match=r"build\(\) made a model whose output per row has shape \(6,\).*needs 3"
+    ):
+        run(tmp_path / "s.toml", storage=f"sqlite:///{tmp_path / 'w.db'}")

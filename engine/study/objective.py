@@ -175,6 +175,27 @@ class StrategyObjective:
         self._members = []
         return value
 
+    def _check_width(self, model: torch.nn.Module, prepared: training.Prepared, name: str) -> None:
+        """Fail the trial when ``model`` (a strategy's build) does not give one output per class (one
+        value for regression): a wrong width would train, score and be kept, then fail to predict."""
+        want = prepared.info.n_outputs
+        try:
+            with torch.no_grad():
+                out = model(prepared.X_train[:2])
+        except Exception as exc:
+            plugin = self.plugin_of("strategy", name) if self.plugin_of else "unknown"
+            raise TrialFailed(
+                f"strategy {name!r} (plugin {plugin!r}): its model fails on a batch of the task's rows: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else None
+        if not (got == (want,) or (want == 1 and got == ())):
+            plugin = self.plugin_of("strategy", name) if self.plugin_of else "unknown"
+            raise TrialFailed(
+                f"strategy {name!r} (plugin {plugin!r}): build() made a model whose output per row has "
+                f"shape {got}; a {prepared.info.kind} task with this data needs {want} value(s) per row"
+            )
+
     def _plugin_call(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
@@ -221,6 +242,7 @@ class StrategyObjective:
                     f"{type(model).__name__}, not a torch.nn.Module"
                 )
             model.to(self.device)
+            self._check_width(model, prepared, strategy_cls.name)
             updater = self._plugin_call("updater", updater_cls.name, lambda: updater_cls(**u_params))
             problem = training.make_problem(self.dataset, prepared, val_idx, self.evaluator, fold_seed)
             t0 = time.perf_counter()
