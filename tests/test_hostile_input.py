@@ -391,3 +391,24 @@ def test_a_strategy_whose_model_has_the_wrong_output_width_fails_its_trials_sayi
         SearchFailed, match=r"build\(\) made a model whose output per row has shape \(6,\).*needs 3"
     ):
         run(tmp_path / "s.toml", storage=f"sqlite:///{tmp_path / 'w.db'}")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--out", "{bad}"],
+        ["competence", "--search", "s", "--plot", "{bad}"],
+        ["predict", "--search", "s", "--csv", "x.csv", "--out", "{bad}"],
+    ],
+)
+@pytest.mark.parametrize("bad", ["missing/r.out", "", "a-file/r.out"])
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, command: list[str], bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    args = [a.replace("{bad}", bad) for a in command]
+    result = CliRunner().invoke(cli, [*args, "--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output or "is a folder" in result.output, result.output
+    assert not (tmp_path / "none.db").exists()

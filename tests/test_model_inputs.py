@@ -155,7 +155,7 @@ def test_an_out_file_that_cannot_be_written_is_one_line(iris: tuple[str, Path], 
     rows = write_rows(tmp_path / "rows.csv", COLUMNS, ROW)
     out = tmp_path / "no-such-folder" / "predictions.csv"
     result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows), "--out", str(out))
-    refused(result, str(out), "cannot be written")
+    refused(result, str(out), "does not exist")
 
 
 # 2. Damaged model files

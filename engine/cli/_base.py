@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -14,7 +16,7 @@ import click
 from engine.errors import StratagemError
 from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
 
-__all__ = ["cli", "errors", "json_option", "plugin_option", "storage_option"]
+__all__ = ["check_out_path", "cli", "errors", "json_option", "plugin_option", "storage_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +34,25 @@ plugin_option = click.option(
     metavar="MODULE",
     help="Load a local plugin: a dotted module path or a .py file (repeatable).",
 )
+
+
+def check_out_path(option: str, path: str) -> None:
+    """Refuse, before any work, a file path the command could not write: an empty one, a folder, one in
+    a folder that is missing or not writable.
+
+    Raises:
+        StratagemError: Naming the option, the path and the fix.
+    """
+    target = Path(path)
+    if not path or target.is_dir():
+        raise StratagemError(f"{option} {path!r} is a folder, not a file; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise StratagemError(
+            f"{option} {path!r}: folder {str(folder)!r} does not exist; create it or write elsewhere"
+        )
+    if not os.access(folder, os.W_OK):
+        raise StratagemError(f"{option} {path!r}: folder {str(folder)!r} is not writable; write elsewhere")
 
 
 def errors(fn: F) -> F:

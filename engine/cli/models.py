@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from engine.cli import render
-from engine.cli._base import cli, errors, json_option, plugin_option, storage_option
+from engine.cli._base import check_out_path, cli, errors, json_option, plugin_option, storage_option
 from engine.settings import resolve_storage
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ def predict(
 
     if (model_dir is None) == (search is None):
         raise click.UsageError("give the model as --model DIR or as --search NAME (one of them)")
+    if out is not None and out != "-":
+        check_out_path("--out", out)
     if model_dir is not None:
         model = load_model(model_dir, plugins=plugins)
     else:
@@ -135,6 +137,7 @@ def report(search: str | None, out: str, storage: str | None) -> None:
     """Write one self-contained HTML report (plotly embedded, works offline) of stored searches."""
     from engine.report import write_report  # Optuna, plotly
 
+    check_out_path("--out", out)
     path = write_report(out, storage=storage, search=search)
     click.echo(f"Wrote {path}")
 
@@ -171,21 +174,13 @@ def adapt(
     with a `prediction` column).
     """
     import csv
-    import os
-    from pathlib import Path
 
     from engine.errors import StratagemError
     from engine.search import adapt as adapt_rows  # torch
     from engine.trained import read_csv_rows
 
     if out is not None and out != "-":
-        folder = Path(out).parent
-        if not folder.is_dir():
-            raise StratagemError(
-                f"--out {out!r}: folder {str(folder)!r} does not exist; create it or write elsewhere"
-            )
-        if not os.access(folder, os.W_OK):
-            raise StratagemError(f"--out {out!r}: folder {str(folder)!r} is not writable; write elsewhere")
+        check_out_path("--out", out)
 
     def table(path: str) -> list[dict[str, str]]:
         header, rows = read_csv_rows(path)  # refuses a header that names a column twice
@@ -229,6 +224,8 @@ def competence(search: str, plot: str | None, storage: str | None, as_json: bool
     from engine.results import competence as competence_map  # SQLAlchemy, Optuna
     from engine.results import plot_competence
 
+    if plot is not None:
+        check_out_path("--plot", plot)
     cmap = competence_map(search=search, storage=storage)
     if plot is not None:
         try:

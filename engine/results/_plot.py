@@ -33,7 +33,6 @@ def plot_competence(cmap: CompetenceMap, path: str | Path) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".svg":
         raise ValueError(f"{out}: the competence plot is an SVG image; give a path ending in .svg")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(competence_svg(cmap), encoding="utf-8")
     return out
 
