@@ -412,3 +412,17 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
     assert result.exit_code == 2, result.output
     assert "does not exist" in result.output or "is a folder" in result.output, result.output
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[meta]\ntest_tasks = 1000000", "meta.test_tasks"),
+        ("[competence]\nsteps = 100000", "competence.steps"),
+    ],
+)
+def test_meta_budgets_beyond_reason_are_refused(tmp_path: Path, table: str, key: str) -> None:
+    spec = tmp_path / "m.toml"
+    spec.write_text(f'[search]\nname = "m"\nmode = "meta"\n[family]\nname = "sinusoid"\n{table}\n')
+    with pytest.raises(SpecError, match=rf"{key}: must be an integer from"):
+        load_spec(spec)

@@ -14,6 +14,8 @@ from engine.task.source import is_type, type_name
 __all__ = [
     "MAX_NAME",
     "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_TASKS",
     "META_KEYS",
     "NAME_RE",
     "PRUNERS",
@@ -36,6 +38,9 @@ def _str_list(v: Any) -> bool:
 
 MAX_STEPS = 10_000
 """The most adaptation steps a meta-test curve may ask for (each test task is adapted that many times)."""
+
+MAX_TASKS = 100_000
+"""The most meta-validation or meta-test tasks (or competence-map tasks per point) a spec may ask for."""
 
 MAX_SEED = 2**31 - 1
 """The largest seed: every generator the engine seeds (Optuna's samplers, NumPy, torch) accepts it."""
@@ -98,8 +103,8 @@ META_KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: _int_list(v) and min(v) >= 1,
         "must be a non-empty list of positive integers",
     ),
-    "val_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
-    "test_tasks": (int, lambda v: v >= 1, "must be a positive integer"),
+    "val_tasks": (int, lambda v: 1 <= v <= MAX_TASKS, f"must be an integer from 1 to {MAX_TASKS}"),
+    "test_tasks": (int, lambda v: 1 <= v <= MAX_TASKS, f"must be an integer from 1 to {MAX_TASKS}"),
     "steps": (
         list,
         lambda v: _int_list(v) and max(v) <= MAX_STEPS,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.errors import StratagemError
-from engine.spec.checks import Problems, is_type
+from engine.spec.checks import MAX_STEPS, MAX_TASKS, Problems, is_type
 
 if TYPE_CHECKING:
     from engine.meta import TaskFamily
@@ -40,11 +40,26 @@ __all__ = ["COMPETENCE_SAMPLERS", "CompetenceSpec", "check_competence", "parse_c
 COMPETENCE_SAMPLERS = ("qmc", "random")
 """Samplers of the competence study: points spread over the explored box, not an optimiser."""
 
+MAX_QUERY = 10_000
+"""The most query points per task (per class) of a competence map."""
+
 _KEYS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "n_trials": (int, lambda v: v >= 1, "must be a positive integer (points of the map)"),
-    "tasks": (int, lambda v: v >= 2, "must be an integer >= 2 (meta-test tasks per point)"),
-    "steps": (int, lambda v: v >= 0, "must be a non-negative integer (adaptation steps)"),
-    "query_size": (int, lambda v: v >= 1, "must be a positive integer (query points per task)"),
+    "tasks": (
+        int,
+        lambda v: 2 <= v <= MAX_TASKS,
+        f"must be an integer from 2 to {MAX_TASKS} (meta-test tasks per point)",
+    ),
+    "steps": (
+        int,
+        lambda v: 0 <= v <= MAX_STEPS,
+        f"must be an integer from 0 to {MAX_STEPS} (adaptation steps)",
+    ),
+    "query_size": (
+        int,
+        lambda v: 1 <= v <= MAX_QUERY,
+        f"must be an integer from 1 to {MAX_QUERY} (query points per task)",
+    ),
     "sampler": (str, lambda v: v in COMPETENCE_SAMPLERS, f"must be one of {', '.join(COMPETENCE_SAMPLERS)}"),
     "threshold": ((int, float), math.isfinite, "must be a finite number (the competence threshold)"),
 }
