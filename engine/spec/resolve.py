@@ -15,7 +15,7 @@ import torch
 from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
-from engine.spec.checks import MAX_NAME, SEARCH_KEYS, Problems, is_type
+from engine.spec.checks import MAX_NAME, NAME_RE, SEARCH_KEYS, Problems, is_type
 from engine.spec.competence import check_competence
 from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
@@ -130,6 +130,8 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
             continue
         name = task.name or source.default_name(task.options)
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+        if not task.name and not NAME_RE.match(name[:MAX_NAME]):
+            name = re.sub(r"^[^A-Za-z0-9]+", "", name) or "task"  # from a file name such as "..csv"
         if len(name) > MAX_NAME:
             p.add(f"{key}.name", f"task name {name[:40]!r}... is longer than {MAX_NAME} characters")
             continue
