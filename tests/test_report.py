@@ -58,3 +58,10 @@ def test_a_headless_browser_draws_every_figure(report: Path, tmp_path: Path) -> 
         check=True,
     ).stdout
     assert dom.count('class="main-svg"') >= 6  # plotly replaced each placeholder with drawn SVG
+
+
+def test_a_storage_without_searches_is_refused_and_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "r.html"), "--storage", url])
+    assert result.exit_code == 2 and "holds no search to report" in result.output, result.output
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "r.html").exists()

@@ -19,9 +19,9 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
-from engine.errors import StorageError
+from engine.errors import StorageError, UnknownNameError
 from engine.results import BestStrategy, best, defaults, searches
-from engine.settings import resolve_storage
+from engine.settings import mask_password, resolve_storage
 from engine.storage.optuna_adapter import open_optuna_storage, was_enqueued
 
 __all__ = ["write_report"]
@@ -31,11 +31,16 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
     """Write the report of every stored search (or of ``search``) to ``out``; return its path.
 
     Raises:
-        UnknownNameError: ``search`` is given but not stored.
+        UnknownNameError: ``search`` is given but not stored, or no search is stored.
     """
     url = resolve_storage(storage)
     rows = best(storage=url, search=search)
     names = [search] if search else [s.name for s in searches(storage=url)]
+    if not names:
+        raise UnknownNameError(
+            f"{mask_password(url)} holds no search to report; run one first (stratagem run SPEC), or give "
+            "the storage it was run on (--storage)"
+        )
     try:
         optuna_storage = open_optuna_storage(url, create=False)
         present = {s.study_name for s in optuna_storage.get_all_studies()} if names else set()
