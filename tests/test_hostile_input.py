@@ -437,3 +437,21 @@ def test_a_task_named_after_its_file_gets_a_valid_name(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text(spec)
     plan = resolve(load_spec(tmp_path / "s.toml"), HOST)
     assert [t.key for t in plan.tasks] == ["rf", "task"]
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("def oops(:\n", "bad.py line 1: "),
+        ("raise SystemExit(3)\n", "it called exit(3)"),
+        ("1 / 0\n", "ZeroDivisionError"),
+    ],
+)
+def test_a_plugin_file_that_fails_on_import_is_one_line_naming_it(
+    tmp_path: Path, source: str, words: str
+) -> None:
+    (tmp_path / "bad.py").write_text(source)
+    result = CliRunner().invoke(cli, ["plugins", "--plugin", str(tmp_path / "bad.py")])
+    assert result.exit_code == 2, result.output
+    assert "bad.py' failed on import: " in result.output and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -165,8 +165,9 @@ class PluginHost:
             version = ep.dist.version if ep.dist is not None else "unknown"
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                self.problems.append(PluginProblem(ep.name, f"failed to import {ep.value}: {exc!r}"))
+            except (Exception, SystemExit) as exc:
+                problem = f"failed to import {ep.value}: {_import_problem(exc)}"
+                self.problems.append(PluginProblem(ep.name, problem))
                 continue
             self.register_module(plugin, ep.name, version, f"entry point {ep.value}")
 
@@ -233,9 +234,9 @@ def _import_local(spec: str, base_dir: Path) -> ModuleType:
         sys.modules[mod_name] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's exit() must not end the command silently
             del sys.modules[mod_name]
-            raise PluginError(f"plugin file {str(path)!r} raised on import: {exc!r}") from exc
+            raise PluginError(f"plugin file {str(path)!r} failed on import: {_import_problem(exc)}") from exc
         return module
     for folder in (str(base_dir), os.getcwd()):
         if folder not in sys.path:
@@ -247,5 +248,15 @@ def _import_local(spec: str, base_dir: Path) -> ModuleType:
             f"cannot import plugin module {spec!r}: {exc}. Give a dotted module path importable from "
             f"{base_dir} or a path to a .py file"
         ) from exc
-    except Exception as exc:
-        raise PluginError(f"plugin module {spec!r} raised on import: {exc!r}") from exc
+    except (Exception, SystemExit) as exc:
+        raise PluginError(f"plugin module {spec!r} failed on import: {_import_problem(exc)}") from exc
+
+
+def _import_problem(exc: BaseException) -> str:
+    """What went wrong importing a plugin, in one line (a syntax error with its file and line)."""
+    if isinstance(exc, SyntaxError):
+        where = f"{Path(exc.filename).name} line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        return f"{where}: {exc.msg}"
+    if isinstance(exc, SystemExit):
+        return f"it called exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
