@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 
 import engine
 from engine.errors import SpecError
+from engine.report import write_report
 from engine.search import load_meta_search
 from engine.spec import SearchSpec
 from engine.vocabulary import WARM_START_ATTR
@@ -265,3 +266,8 @@ def test_a_worker_joins_a_meta_search_from_its_stored_spec(searched: str, tmp_pa
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert len(optuna.load_study(study_name="sin/meta", storage=searched).trials) == 3  # it had its trials
+
+
+def test_the_report_shows_a_meta_search(searched: str, tmp_path: Path) -> None:
+    page = write_report(tmp_path / "r.html", storage=searched, search="sin").read_text()
+    assert "Meta-learning: the best meta-strategy" in page and "Meta study" in page and "sin/meta" in page

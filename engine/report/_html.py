@@ -20,9 +20,10 @@ from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
 from engine.errors import StorageError, UnknownNameError
-from engine.results import BestStrategy, best, defaults, searches
+from engine.results import BestStrategy, best, defaults, meta_best, searches
 from engine.settings import mask_password, resolve_storage
 from engine.storage.optuna_adapter import open_optuna_storage, was_enqueued
+from engine.vocabulary import cross_task_study_name, meta_study_name
 
 __all__ = ["write_report"]
 
@@ -51,7 +52,8 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
     for name in names:
         mine = [b for b in rows if b.search == name]
         parts.append(f"<h2>Search {_e(name)}</h2>")
-        parts.append(_best_table(mine))
+        if mine:
+            parts.append(_best_table(mine))
         for b in mine:
             if b.study not in present:
                 continue
@@ -83,6 +85,48 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
                     [[d.config.strategy, d.config.updater, d.loss, d.test_loss, d.n_trials] for d in found],
                 )
             )
+        metas = meta_best(storage=url, search=name)
+        if metas:
+            parts.append("<h3>Meta-learning: the best meta-strategy for the family</h3>")
+            parts.append(
+                _table(
+                    [
+                        "family",
+                        "strategy",
+                        "params",
+                        "updater",
+                        metas[0].metric + " (meta-val)",
+                        "meta-test",
+                        "trial",
+                        "trials",
+                    ],
+                    [
+                        [
+                            m.family,
+                            m.strategy,
+                            m.strategy_params,
+                            m.updater,
+                            m.value,
+                            "; ".join(
+                                f"{p['steps']} steps: {p['mean']:.4g} ± {p['ci95']:.2g}" for p in m.test
+                            ),
+                            m.trial,
+                            m.n_trials,
+                        ]
+                        for m in metas
+                    ],
+                )
+            )
+        for study_name, title in (
+            (cross_task_study_name(name), "Cross-task study"),
+            (meta_study_name(name), "Meta study"),
+        ):
+            if study_name in present:
+                study = optuna.load_study(study_name=study_name, storage=optuna_storage)
+                if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                    parts.append(f"<h3>{title} <small>({_e(study_name)})</small></h3>")
+                    parts.append(_figure(_history(study), f"history {study_name}"))
+                    figures += 1
     out = Path(out)
     out.write_text(_page(parts, figures), encoding="utf-8")
     return out
