@@ -455,3 +455,11 @@ def test_a_plugin_file_that_fails_on_import_is_one_line_naming_it(
     assert result.exit_code == 2, result.output
     assert "bad.py' failed on import: " in result.output and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_plugin_registering_a_name_that_is_no_name_is_dropped_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "odd.py").write_text(WIDE_PLUGIN.replace('name = "wide"', 'name = "bad name/../x"'))
+    host = PluginHost.load((str(tmp_path / "odd.py"),))
+    assert "bad name/../x" not in host.strategies.names()
+    (problem,) = [p for p in host.problems if "odd.py" in p.plugin]
+    assert "use a letter, then letters, digits" in problem.message

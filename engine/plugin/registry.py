@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,10 @@ class Registration(Generic[T]):
     name: str
     item: T
     plugin: str
+
+
+ITEM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}\Z")
+"""A registered item's name."""
 
 
 class Registry(Generic[T]):
@@ -42,6 +47,11 @@ class Registry(Generic[T]):
         key = name or getattr(item, "name", None)
         if not isinstance(key, str) or not key:
             raise TypeError(f"a registered {self.kind} needs a non-empty string `name`, got {key!r}")
+        if not ITEM_NAME.match(key):
+            raise ValueError(
+                f"{self.kind} name {key!r} (plugin {self._plugin!r}): use a letter, then letters, digits, "
+                "'_' or '-' (64 at most): specs, study parameters ('<name>.<parameter>') and files use it"
+            )
         if key in self._items:
             first = self._items[key].plugin
             raise DuplicateNameError(
