@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -182,3 +184,16 @@ def test_a_resumed_run_and_the_parallel_driver_are_guided_too(
     assert sum("fixed_params" in t.system_attrs for t in study.trials) == 1  # nothing enqueued again
     again = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
     assert again.enqueued == first.enqueued == 1 and again.sources == first.sources
+
+
+def test_a_guided_warm_started_search_run_alone_is_reproducible(history: str, tmp_path: Path) -> None:
+    task = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 3}, name="synth")
+    spec = _spec("again", (task,), warm_start=True, warm_start_method="guided", n_trials=5)
+    runs = []
+    for copy in ("a.db", "b.db"):
+        with sqlite3.connect(history.removeprefix("sqlite:///")) as a, sqlite3.connect(tmp_path / copy) as b:
+            a.backup(b)  # the file may be in WAL mode: copy it consistently
+        url = f"sqlite:///{tmp_path / copy}"
+        run(spec, storage=url)
+        runs.append([t.params for t in optuna.load_study(study_name="again/synth", storage=url).trials])
+    assert runs[0] == runs[1]

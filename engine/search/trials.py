@@ -156,22 +156,22 @@ def run_trials(
     return out
 
 
-_started: weakref.WeakSet[optuna.samplers.BaseSampler] = weakref.WeakSet()
-_reseeded: weakref.WeakSet[optuna.samplers.BaseSampler] = weakref.WeakSet()
+_started: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
+_reseeded: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
 
 
 def _reseed_if_shared(study: optuna.Study, counts: dict[TrialState, int]) -> None:
-    """Reseed the study's sampler (once) when trials other than its own are there: another worker's
-    trial running, or, at its first trial, trials stored before. A sampler seeded like another
-    process's would propose that process's trials again. A sole process that starts the study keeps
-    the seeded, reproducible sequence."""
-    sampler = study.sampler
-    if sampler in _reseeded:
+    """Reseed the study's sampler (once per study object, that is per run) when trials other than this
+    run's are there: another worker's trial running, or, at the run's first trial, trials stored before.
+    A sampler seeded like another process's would propose that process's trials again. A sole process
+    that starts the study keeps the seeded, reproducible sequence (also when a warm start wraps the
+    sampler after the first claim)."""
+    if study in _reseeded:
         return
-    if counts.get(TrialState.RUNNING) or (sampler not in _started and counts):
-        sampler.reseed_rng()
-        _reseeded.add(sampler)
-    _started.add(sampler)
+    if counts.get(TrialState.RUNNING) or (study not in _started and counts):
+        study.sampler.reseed_rng()
+        _reseeded.add(study)
+    _started.add(study)
 
 
 def _run_one(
