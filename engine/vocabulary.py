@@ -31,6 +31,7 @@ __all__ = [
     "StudyKind",
     "competence_study_name",
     "cross_task_study_name",
+    "in_search_namespace",
     "meta_study_name",
     "search_study_names",
     "strategy_study_name",
@@ -116,3 +117,8 @@ def search_study_names(search: str, task_studies: Iterable[str] = ()) -> set[str
         competence_study_name(search),
         *task_studies,
     }
+
+
+def in_search_namespace(study_name: str, search: str) -> bool:
+    """Whether ``study_name`` is one of the search's studies by name (``search`` or ``search/...``)."""
+    return study_name == search or study_name.startswith(f"{search}/")

@@ -22,7 +22,7 @@ from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, evaluat
 from engine.results import BestMeta, meta_best
 from engine.search.adapt import best_steps, load_theta
 from engine.search.progress import ProgressSink
-from engine.search.trials import open_study, run_study, set_study_attrs
+from engine.search.trials import run_study, set_study_attrs
 from engine.spec import CompetenceSpec, Plan
 from engine.storage import Database
 from engine.trained import resolve_artifacts
@@ -86,10 +86,9 @@ def explore_competence(
     kind = trained.kind
     name = competence_study_name(spec.name)
     with db.lock(f"stratagem.studies:{spec.name}"):
-        study = open_study(
-            storage,
-            search=spec.name,
-            source=spec.source,
+        study = optuna.create_study(
+            storage=storage,
+            load_if_exists=True,
             study_name=name,
             direction="maximize" if kind == "classification" else "minimize",
             sampler=_sampler(comp, spec.seed),

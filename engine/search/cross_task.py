@@ -58,7 +58,7 @@ from engine.search.progress import ProgressSink
 from engine.search.recorder import DefaultRecorder, Outcome
 from engine.search.register import SearchTask
 from engine.search.task_scale import TaskScale, racing_order, representative_info, task_scale
-from engine.search.trials import open_study, run_trials, set_study_attrs, wait_a_moment
+from engine.search.trials import run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.strategy import Strategy
@@ -215,10 +215,9 @@ def explore_cross_task(
 
     keys = [t.key for t in tasks]
     with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create it once
-        study = open_study(
-            storage,
-            search=spec.name,
-            source=spec.source,
+        study = optuna.create_study(
+            storage=storage,
+            load_if_exists=True,
             study_name=cross_task_study_name(spec.name),
             direction="minimize",
             sampler=plan.sampler(spec.seed),

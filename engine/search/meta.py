@@ -29,7 +29,7 @@ from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_prob
 from engine.search.competence import check_competence_resumable, explore_competence
 from engine.search.meta_warm import warm_start_meta
 from engine.search.progress import ProgressSink
-from engine.search.trials import open_study, run_study, set_study_attrs
+from engine.search.trials import run_study, set_study_attrs
 from engine.spec import Plan
 from engine.storage import Database
 from engine.study import PrefixedTrial, trial_seed
@@ -87,10 +87,9 @@ def explore_meta(
     location = resolve_artifacts(db.url, spec.artifacts)
     name = meta_study_name(spec.name)
     with db.lock(f"stratagem.studies:{spec.name}"):
-        study = open_study(
-            storage,
-            search=spec.name,
-            source=spec.source,
+        study = optuna.create_study(
+            storage=storage,
+            load_if_exists=True,
             study_name=name,
             direction="maximize" if kind == "classification" else "minimize",
             sampler=plan.sampler(spec.seed),

@@ -23,7 +23,7 @@ from engine.search.progress import ProgressSink
 from engine.search.recheck import Replay, final_choice, recheck_timeout, repair, replay_here
 from engine.search.recorder import Outcome, StrategyRecorder, tie_loss
 from engine.search.register import SearchTask, validation_attrs
-from engine.search.trials import TrialsRun, open_study, run_trials, set_study_attrs, wait_a_moment
+from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.study import StrategyObjective, resolve_device
@@ -76,10 +76,9 @@ def open_studies(
     """Create (or load) the task-exploration study and one strategy study per task, once over workers."""
     spec = plan.spec
     with db.lock(f"stratagem.studies:{spec.name}"):  # workers starting together create them once
-        task_study = open_study(
-            storage,
-            search=spec.name,
-            source=spec.source,
+        task_study = optuna.create_study(
+            storage=storage,
+            load_if_exists=True,
             study_name=spec.name,
             direction="maximize",
             sampler=optuna.samplers.RandomSampler(seed=spec.seed),
@@ -293,10 +292,9 @@ class Visit:
 def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: SearchTask) -> optuna.Study:
     spec = plan.spec
     seed = (spec.seed * 7_919 + int(task.fingerprint[:8], 16)) % (2**31 - 1)
-    study = open_study(
-        storage,
-        search=spec.name,
-        source=spec.source,
+    study = optuna.create_study(
+        storage=storage,
+        load_if_exists=True,
         study_name=strategy_study_name(spec.name, task.key),
         direction=task.resolved.evaluator.direction,
         sampler=plan.sampler(seed),

@@ -12,7 +12,6 @@ from typing import Any
 import optuna
 
 from engine.errors import SpecError
-from engine.search.trials import refuse_foreign
 from engine.spec import Plan, ResolvedTask, SearchSpec
 from engine.storage import Database, SearchRow, SearchTaskRow, TaskRow
 from engine.task import Split, fingerprint, make_split
@@ -25,6 +24,7 @@ from engine.vocabulary import (
     KIND_STRATEGIES,
     KIND_TASKS,
     cross_task_study_name,
+    in_search_namespace,
     strategy_study_name,
 )
 
@@ -65,12 +65,24 @@ def check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
       life of a study), or another validation (holdout and k-fold values would be mixed).
     """
     spec = plan.spec
-    studies = [s for s in storage.get_all_studies() if _in_namespace(s.study_name, spec.name)]
+    studies = [s for s in storage.get_all_studies() if in_search_namespace(s.study_name, spec.name)]
     for study in studies:
-        refuse_foreign(storage, study.study_name, spec.name, spec.source)
-        kind = study.user_attrs.get(ATTR, {}).get("kind")
-        has_trials = storage.get_n_trials(storage.get_study_id_from_name(study.study_name)) > 0
-        if kind and kind not in MODE_KINDS[spec.mode] and has_trials:
+        if storage.get_n_trials(storage.get_study_id_from_name(study.study_name)) == 0:
+            continue  # an empty study (a run killed between creating and describing it) is taken over
+        mine = study.user_attrs.get(ATTR)
+        mine = mine if isinstance(mine, dict) else {}
+        owner = mine.get("search")
+        if owner != spec.name:
+            made_by = f"by the search {owner!r}" if owner else "outside Stratagem"
+            raise SpecError(
+                f"this storage already holds an Optuna study named {study.study_name!r}, made {made_by}; "
+                "Stratagem will not add trials to it: give this search another name (search.name) or use "
+                "another storage",
+                source=spec.source,
+                key="search.name",
+            )
+        kind = mine.get("kind")
+        if kind and kind not in MODE_KINDS[spec.mode]:
             was = next((m for m, kinds in MODE_KINDS.items() if kind in kinds), kind)
             raise SpecError(
                 f"search {spec.name!r} was run with mode = {was!r} (its study {study.study_name!r}); this "
@@ -110,10 +122,6 @@ def validation_attrs(spec: SearchSpec) -> dict[str, Any]:
     evaluation = spec.evaluation
     folds = evaluation.folds if evaluation.validation == "kfold" else None
     return {"validation": evaluation.validation, "folds": folds}
-
-
-def _in_namespace(study_name: str, search: str) -> bool:
-    return study_name == search or study_name.startswith(f"{search}/")
 
 
 def register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:

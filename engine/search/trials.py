@@ -29,7 +29,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.errors import SpecError, StratagemError
+from engine.errors import StratagemError
 from engine.search.deadline import TrialTimedOut, trial_deadline
 from engine.search.progress import ProgressSink
 from engine.settings import heartbeat_interval
@@ -44,8 +44,6 @@ __all__ = [
     "RunStatus",
     "TrialsRun",
     "failure_reason",
-    "open_study",
-    "refuse_foreign",
     "run_study",
     "run_trials",
     "set_study_attrs",
@@ -271,41 +269,6 @@ def run_study(
             return trials_run
         if run.status == "wait" and run.attempts == 0:
             wait_a_moment()
-
-
-def open_study(
-    storage: optuna.storages.BaseStorage, *, search: str, source: str, study_name: str, **kwargs: Any
-) -> optuna.Study:
-    """Create the study ``study_name`` of the search ``search``, or load it when that search made it
-    (``kwargs`` go to :func:`optuna.create_study`). Call it under the search's study lock.
-
-    Raises:
-        SpecError: The study belongs to someone else (:func:`refuse_foreign`).
-    """
-    refuse_foreign(storage, study_name, search, source)
-    return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True, **kwargs)
-
-
-def refuse_foreign(storage: optuna.storages.BaseStorage, study_name: str, search: str, source: str) -> None:
-    """Raise :class:`SpecError` when the study ``study_name`` has trials and no search named ``search``
-    made it: an Optuna study made by hand or by another program is never taken over (a run would add
-    trials to it, ``stratagem delete`` would remove it). A missing or empty study passes (an empty one
-    is what a run killed between creating a study and describing it leaves)."""
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return
-    mine = storage.get_study_user_attrs(study_id).get(ATTR)
-    owner = mine.get("search") if isinstance(mine, dict) else None
-    if owner == search or storage.get_n_trials(study_id) == 0:
-        return
-    made_by = f"by the search {owner!r}" if owner else "outside Stratagem"
-    raise SpecError(
-        f"this storage already holds an Optuna study named {study_name!r}, made {made_by}; Stratagem will "
-        "not add trials to it: give this search another name (search.name) or use another storage",
-        source=source,
-        key="search.name",
-    )
 
 
 def set_study_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:

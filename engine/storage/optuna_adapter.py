@@ -147,16 +147,8 @@ def skip_waiting_trials(study: optuna.Study, reason: str) -> list[int]:
     optuna-dashboard would show it pending for ever. Each gets ``reason`` in its
     :data:`~engine.vocabulary.FAILURE_ATTR` user attribute. Callers hold the study's claim lock.
     """
-    storage = study._storage
-    skipped: list[int] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            storage.set_trial_user_attr(trial._trial_id, FAILURE_ATTR, reason)
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                skipped.append(trial.number)
-        except UpdateFinishedTrialError:
-            continue
-    return skipped
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return _fail_trials(study._storage, [t._trial_id for t in waiting], reason)
 
 
 def fail_stale_trials(
@@ -179,9 +171,14 @@ def fail_stale_trials(
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    stale = _stale_ids(storage, study._study_id, running)
+    return _fail_trials(storage, sorted(_stale_ids(storage, study._study_id, running)), reason)
+
+
+def _fail_trials(storage: optuna.storages.BaseStorage, trial_ids: list[int], reason: str) -> list[int]:
+    """Fail each trial with ``reason`` in its :data:`~engine.vocabulary.FAILURE_ATTR`; return the numbers
+    of those failed here (one that another worker finished or failed first is skipped)."""
     failed: list[int] = []
-    for trial_id in sorted(stale):
+    for trial_id in trial_ids:
         try:
             number = storage.get_trial_number_from_id(trial_id)
             storage.set_trial_user_attr(trial_id, FAILURE_ATTR, reason)

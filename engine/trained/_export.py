@@ -30,6 +30,7 @@ from engine.vocabulary import (
     ATTR,
     META_ARTIFACT_ATTR,
     cross_task_study_name,
+    in_search_namespace,
     meta_study_name,
     search_study_names,
 )
@@ -214,7 +215,7 @@ def _orphans(storage: optuna.storages.BaseStorage, search: str) -> set[str]:
     return {
         st.study_name
         for st in storage.get_all_studies()
-        if (st.study_name == search or st.study_name.startswith(f"{search}/"))
+        if in_search_namespace(st.study_name, search)
         and isinstance(st.user_attrs.get(ATTR), dict)
         and st.user_attrs[ATTR].get("search") == search
     }
