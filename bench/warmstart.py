@@ -324,7 +324,12 @@ def _trials(url: str, study_name: str) -> list[dict[str, Any]]:
             continue
         record = t.user_attrs.get("stratagem", {})
         out.append(
-            {"state": t.state.name, "value": t.value, "loss": tie_loss(record), "test": record.get("test_value")}
+            {
+                "state": t.state.name,
+                "value": t.value,
+                "loss": tie_loss(record),
+                "test": record.get("test_value"),
+            }
         )
     return out
 

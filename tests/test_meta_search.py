@@ -38,6 +38,9 @@ SPEC = {
 }
 
 
+DIGITS_FAMILY = {"name": "digits", "n_way": 5, "k_shot": 1, "k_query": 5}
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('meta') / 'meta.db'}"
@@ -117,6 +120,13 @@ def test_adapt_from_the_command_line_predicts_every_query_row(searched: str, tmp
         ({"meta": {"options": {"maml": {"network": "nope"}}}}, "meta.options.maml"),
         ({"meta": {"options": {"maml": {"hidden": [10**9]}}}}, "meta.options.maml.hidden"),
         ({"meta": {"options": {"maml": {"hidden": [4096] * 5}}}}, "meta.options.maml"),
+        (
+            {
+                "family": DIGITS_FAMILY,
+                "meta": {"strategies": ["protonet"], "options": {"protonet": {"transductive": -1}}},
+            },
+            "meta.options.protonet",
+        ),
     ],
 )
 def test_bad_meta_specs_are_refused_naming_the_key(
@@ -129,7 +139,7 @@ def test_bad_meta_specs_are_refused_naming_the_key(
 
 DIGITS = {
     "search": {"name": "dig", "mode": "meta", "n_trials": 1, "seed": 0},
-    "family": {"name": "digits", "n_way": 5, "k_shot": 1, "k_query": 5},
+    "family": DIGITS_FAMILY,
     "meta": {
         "strategies": ["protonet"],
         "train_family": {"n_way": 20},
@@ -175,7 +185,7 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
 
 def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'digits.db'}"
-    options = {"protonet": {"members": 2, "hidden": [16, 16]}}
+    options = {"protonet": {"members": 2, "hidden": [16, 16], "transductive": 2}}
     spec = {**DIGITS, "meta": {**DIGITS["meta"], "iterations": 20, "test_tasks": 50, "options": options}}
     engine.run(SearchSpec.from_dict(spec), storage=url)
     strategy, model, _, best = load_meta_search("dig", storage=url)
@@ -184,6 +194,7 @@ def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: P
         "hidden": (16, 16),
         "shift": 0,
         "members": 2,
+        "transductive": 2,
     }
     assert len(model.net.nets) == 2 and best.test[0]["mean"] > 0.2
     (trial,) = optuna.load_study(study_name="dig/meta", storage=url).trials

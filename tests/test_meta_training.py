@@ -13,6 +13,7 @@ import torch
 from engine.meta import (
     FamilyError,
     MetaModel,
+    adaptation_scores,
     evaluate_adaptation,
     load_meta_learner,
     mean_ci95,
@@ -166,6 +167,34 @@ def test_a_protonet_ensemble_trains_each_member_on_its_own_loss_and_sums_their_l
     for bad in (0, 1.5, True, 17):
         with pytest.raises(ValueError, match="members must be an integer from 1 to 16"):
             ProtoNet(members=bad).build(train.info())
+
+
+def test_a_transductive_protonet_refines_its_prototypes_with_the_rows_it_predicts(tmp_path: Path) -> None:
+    family = Digits(n_way=5, k_shot=1, k_query=15)
+    inductive, transductive = ProtoNet(network="identity"), ProtoNet(network="identity", transductive=3)
+    model = inductive.build(family.info())
+    # nearest centroid on raw pixels: the 75 unlabelled query images correct 1-shot prototypes
+    plain = adaptation_scores(inductive, model, family, steps=(0,), n_tasks=200)[0]
+    refined = adaptation_scores(transductive, model, family, steps=(0,), n_tasks=200)[0]
+    mean, ci = mean_ci95(refined - plain)
+    assert mean - ci > 0.02, (mean, ci)
+    task = family.sample("meta_test", 1, torch.Generator().manual_seed(0)).task(0)
+    predict = transductive.adapt(model, task.support_x, task.support_y, 0)
+    together = predict(task.query_x)
+    assert together.shape == (75, 5) and torch.isfinite(together).all()
+    assert predict(task.query_x[:1]).shape == (1, 5)  # one row alone is refined with itself only
+    assert not torch.allclose(predict(task.query_x[:3]), together[:3])  # rows are predicted together
+    # embeddings are centred and scaled to unit length: the labels do not depend on the inputs' scale
+    scaled = transductive.adapt(model, task.support_x * 7, task.support_y, 0)(task.query_x * 7)
+    assert torch.equal(scaled.argmax(dim=-1), together.argmax(dim=-1))
+    save_meta_learner(tmp_path / "theta.safetensors", transductive, model, family.info())
+    loaded_strategy, loaded, _ = load_meta_learner(tmp_path / "theta.safetensors", {"protonet": ProtoNet})
+    assert loaded_strategy.get_params()["transductive"] == 3
+    again = loaded_strategy.adapt(loaded, task.support_x, task.support_y, 0)(task.query_x)
+    assert torch.equal(again, together)
+    for bad in (-1, 1.5, True, 101):
+        with pytest.raises(ValueError, match="transductive must be an integer from 0"):
+            ProtoNet(transductive=bad).build(family.info())
 
 
 def test_a_digits_split_without_meta_validation_classes_trains_on_both_and_keeps_meta_test_unseen() -> None:

@@ -31,6 +31,13 @@ __all__ = ["FOMAML", "MAML", "MetaSGD", "Pretrain", "ProtoNet", "Reptile", "Scra
 MAX_MEMBERS = 16
 """Most embedding networks in one :class:`ProtoNet` ensemble (each costs a network's training time)."""
 
+MAX_REFINEMENTS = 100
+"""Most transductive refinement steps of one :class:`ProtoNet` prediction."""
+
+REFINE_TEMPERATURE = 0.2
+"""Temperature of the soft assignments of a transductive :class:`ProtoNet`: the squared distances it
+divides are between unit vectors (0 to 4). Chosen on meta-validation classes (docs/benchmarks_fewshot.md)."""
+
 
 class MAML(GradientMetaStrategy):
     """Model-agnostic meta-learning (Finn et al. 2017): θ such that a few gradient steps fit a task.
@@ -181,6 +188,13 @@ class ProtoNet(MetaStrategy):
             its own loss on the same episodes (an ensemble). A task is classified by the sum of the
             members' logits, which is the squared distance in their concatenated embeddings. Training
             and prediction cost ``members`` times one network's.
+        transductive: Refinement steps that also use the unlabelled rows being predicted (0: off, the
+            plain inductive prototypes). The support and predicted rows' embeddings are centred on
+            their joint mean and scaled to unit length; the prototypes are then moved ``transductive``
+            times by soft k-means (Ren et al. 2018): each predicted row joins every class with its
+            softmax weight at temperature :data:`REFINE_TEMPERATURE`. Each row's prediction then depends
+            on the other rows predicted with it, so give a task's query rows together (as meta-test
+            evaluation and ``stratagem adapt --query`` do); meta-training is unchanged.
     """
 
     name: ClassVar[str] = "protonet"
@@ -193,11 +207,13 @@ class ProtoNet(MetaStrategy):
         hidden: tuple[int, ...] = (64, 64),
         shift: int = 0,
         members: int = 1,
+        transductive: int = 0,
     ) -> None:
         self.network = network
         self.hidden = hidden
         self.shift = shift
         self.members = members
+        self.transductive = transductive
 
     @property
     def meta_trained(self) -> bool:  # type: ignore[override]
@@ -210,6 +226,7 @@ class ProtoNet(MetaStrategy):
     def build(self, info: FamilyInfo, generator: torch.Generator | None = None) -> MetaModel:
         self.check_family(info)
         members = self._members()
+        self._refinements()
         hidden = tuple(self.hidden)
         width = 0
         if self.network == "mlp":
@@ -226,15 +243,38 @@ class ProtoNet(MetaStrategy):
             raise ValueError(f"protonet: members must be an integer from 1 to {MAX_MEMBERS}, got {members!r}")
         return members
 
+    def _refinements(self) -> int:
+        steps = self.transductive
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_REFINEMENTS:
+            raise ValueError(
+                f"protonet: transductive must be an integer from 0 (off) to {MAX_REFINEMENTS}, got {steps!r}"
+            )
+        return steps
+
     def adapt_batch(
         self, model: MetaModel, support_x: torch.Tensor, support_y: torch.Tensor, steps: Sequence[int]
     ) -> list[Params]:
         n_way = int(support_y.max()) + 1
         z = _embed(model, support_x)
-        return [{"prototypes": _prototypes(z, support_y, n_way)} for _ in sorted(steps)]
+        state = {"prototypes": _prototypes(z, support_y, n_way)}
+        if self._refinements():  # refined at prediction time, with the rows predicted
+            state |= {"support": z, "support_onehot": nn.functional.one_hot(support_y, n_way).to(z.dtype)}
+        return [state for _ in sorted(steps)]
 
     def predict_batch(self, model: MetaModel, states: Params, x: torch.Tensor) -> torch.Tensor:
-        return -_sq_distances(_embed(model, x), states["prototypes"])
+        z = _embed(model, x)
+        refinements = self._refinements()
+        if not refinements:
+            return -_sq_distances(z, states["prototypes"])
+        support, onehot = states["support"], states["support_onehot"]
+        centre = torch.cat([support, z], dim=-2).mean(dim=-2, keepdim=True)
+        support, z = (nn.functional.normalize(v - centre, dim=-1) for v in (support, z))
+        sums, counts = onehot.transpose(-1, -2) @ support, onehot.sum(dim=-2).unsqueeze(-1)
+        prototypes = sums / counts.clamp(min=1)
+        for _ in range(refinements):  # soft k-means: each row joins each class with its softmax weight
+            weights = torch.softmax(-_sq_distances(z, prototypes) / REFINE_TEMPERATURE, dim=-1)
+            prototypes = (sums + weights.transpose(-1, -2) @ z) / (counts + weights.sum(dim=-2).unsqueeze(-1))
+        return -_sq_distances(z, prototypes) / REFINE_TEMPERATURE
 
     def meta_loss(self, model: MetaModel, batch: EpisodeBatch) -> torch.Tensor:
         shift = int(self.shift)
