@@ -250,3 +250,39 @@ def test_the_csv_family_refuses_duplicate_columns_and_non_finite_or_missing_valu
     with pytest.raises(FamilyError) as caught:
         CsvFamily(str(path), task_column="task", target="y").info()
     assert caught.value.key == "path" and all(w in str(caught.value) for w in words)
+
+
+@pytest.mark.parametrize("value", [1e300, -1e31, float("inf")])
+def test_values_beyond_1e30_are_refused_naming_row_and_column(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    tmp_path: Path,
+    value: float,
+) -> None:
+    url, _ = searched
+    support = new_task[0]
+    bad = [dict(r) for r in support]
+    bad[2]["b"] = value
+    with pytest.raises(TaskDataError, match=r"^support: row 3, column 'b': .* fix the value"):
+        engine.adapt(search="fam", support=bad, target="y", storage=url)
+    with pytest.raises(TaskDataError, match=r"^query: row 3, column 'b'"):
+        engine.adapt(search="fam", support=support, target="y", query=bad, storage=url)
+    args = ["adapt", "--search", "fam", "--storage", url, "--target", "y"]
+    done = CliRunner().invoke(cli, [*args, "--support", str(_write(tmp_path / "sup.csv", bad))])
+    assert done.exit_code == 2 and done.stderr.startswith("Error: support: row 3, column 'b'"), done.output
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_support_row_without_a_target_value_is_refused_naming_it(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    tmp_path: Path,
+) -> None:
+    url, _ = searched
+    support = [dict(r) for r in new_task[0]]
+    support[1]["y"] = ""
+    with pytest.raises(TaskDataError, match=r"^support: row 2 has no value in target column 'y'"):
+        engine.adapt(search="fam", support=support, target="y", storage=url)
+    args = ["adapt", "--search", "fam", "--storage", url, "--target", "y"]
+    done = CliRunner().invoke(cli, [*args, "--support", str(_write(tmp_path / "sup.csv", support))])
+    assert done.exit_code == 2 and "row 2 has no value in target column 'y'" in done.stderr, done.output

@@ -143,3 +143,35 @@ def test_a_librarys_warning_is_one_line_shown_once(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if "QMCSampler is experimental" in line]
     assert lines == [lines[0]] and lines[0].startswith("Warning: ExperimentalWarning: "), proc.stderr
     assert "warnings.warn" not in proc.stderr and ".py:" not in proc.stderr
+
+
+def test_best_for_a_task_that_is_not_stored_is_an_error_naming_the_stored_ones(project: Path) -> None:
+    stratagem("run", "spec.toml", cwd=project)
+    out = stratagem("best", "--task", "nope", cwd=project, check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == "Error: no stored task 'nope'; stored tasks: data, iris"
+    assert "iris" in stratagem("best", "--task", "iris", cwd=project).stdout
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(project: Path) -> None:
+    stratagem("run", "spec.toml", cwd=project)
+    stratagem("export", "--search", "cli", "--task", "iris", "--out", "model", cwd=project)
+    row = "5.1,3.5,1.4,0.2"
+    (project / "rows.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n" + f"{row}\n" * 50_000
+    )
+    script = Path(sys.executable).with_name("stratagem")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "predict", "--model", "model", "--csv", "rows.csv"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "prediction\n"
+    proc.stdout.close()  # as `| head -1` does
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=600) == 1, stderr  # click's status for a broken pipe
+    assert stderr == ""

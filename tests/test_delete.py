@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,38 @@ def test_studies_left_without_their_search_rows_can_still_be_deleted(sqlite_url:
     assert _state(sqlite_url)["studies"] == {}
     with pytest.raises(UnknownNameError, match="no search 'gone'"):
         engine.delete_search("gone", storage=sqlite_url)
+
+
+def test_a_copied_database_never_deletes_the_originals_models(
+    sqlite_url: str, make_spec: Any, tmp_path: Path
+) -> None:
+    engine.run(make_spec("s", datasets=("iris",), n_trials=2), storage=sqlite_url)
+    original = tmp_path / "study.db"
+    store = Path(str(original) + ".artifacts")
+    files = sorted(p.name for p in store.iterdir())
+    assert files
+    copy = tmp_path / "copy.db"
+    _copy_database(original, copy)
+    done = engine.delete_search("s", storage=f"sqlite:///{copy}")
+    assert done.artifacts == 0 and sorted(p.name for p in store.iterdir()) == files
+    assert engine.export(search="s", out=tmp_path / "m", storage=sqlite_url).is_dir()
+    # A copy moved with its models reads and deletes its own, whatever happens to the original's.
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    _copy_database(original, moved / "study.db")
+    shutil.copytree(store, moved / "study.db.artifacts")
+    for name in files:
+        (store / name).write_bytes(b"damaged")
+    url = f"sqlite:///{moved / 'study.db'}"
+    assert engine.export(search="s", out=tmp_path / "m2", storage=url).is_dir()
+    assert engine.delete_search("s", storage=url).artifacts == len(files)
+    assert not any((moved / "study.db.artifacts").iterdir())
+    assert sorted(p.name for p in store.iterdir()) == files
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """Copy a SQLite file as a user would with the sqlite3 shell's .backup (its WAL pages included)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    dst.close()
+    src.close()

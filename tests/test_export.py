@@ -261,3 +261,56 @@ def test_postgres_keeps_exports_and_reproduces(tmp_path: Path, postgres_url: str
         check=True,
     )
     assert float(proc.stdout.strip()) == result.best[0].test_value
+
+
+def test_overwrite_replaces_only_an_earlier_exports_files(tmp_path: Path, sqlite_url: str) -> None:
+    engine.run(csv_spec(tmp_path, n_trials=2), storage=sqlite_url)
+    out = tmp_path / "model"
+    engine.export(search="exp", out=out, storage=sqlite_url)
+    with pytest.raises(ModelError, match="already exists and is not empty"):
+        engine.export(search="exp", out=out, storage=sqlite_url)
+    (out / "model.json").write_text("stale", encoding="utf-8")
+    engine.export(search="exp", out=out, storage=sqlite_url, overwrite=True)
+    assert load_model(out).kind == "classification"
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "important.txt").write_text("data", encoding="utf-8")
+    with pytest.raises(
+        ModelError, match=r"holds files that are not an exported model \(important.txt, sub\)"
+    ):
+        engine.export(search="exp", out=precious, storage=sqlite_url, overwrite=True)
+    assert sorted(p.name for p in precious.iterdir()) == ["important.txt", "sub"]
+    with pytest.raises(ModelError, match="is a file, not a model folder"):
+        engine.export(search="exp", out=precious / "important.txt", storage=sqlite_url, overwrite=True)
+    assert (precious / "important.txt").read_text(encoding="utf-8") == "data"
+
+
+def test_the_current_folder_is_never_emptied_by_export(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.run(csv_spec(tmp_path, n_trials=2), storage=sqlite_url)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine", encoding="utf-8")
+    monkeypatch.chdir(work)
+    args = ["export", "--search", "exp", "--out", ".", "--overwrite", "--storage", sqlite_url]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "notes.txt" in result.output and "Traceback" not in result.output
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+
+
+def test_concurrent_exports_to_one_folder_all_leave_a_whole_model(tmp_path: Path, sqlite_url: str) -> None:
+    engine.run(csv_spec(tmp_path, n_trials=2), storage=sqlite_url)
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "engine.cli", "export", "--search", "exp", "--out", str(out), "--overwrite"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--storage", sqlite_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
+    assert load_model(out).kind == "classification"

@@ -187,10 +187,11 @@ def test_a_corrupted_kept_model_is_one_line_naming_the_file(
     assert "corrupted" in line and "run the search again" in line
     previous = tmp_path / "previous"
     previous.mkdir()
-    (previous / "keep.txt").write_text("mine")
+    (previous / "model.json").write_text("mine")  # an earlier export's card, which --overwrite replaces
     result = invoke("export", "--search", "fresh", "--storage", fresh, "--out", str(previous), "--overwrite")
     refused(result, str(kept), "corrupted", "run the search again")
-    assert [p.name for p in previous.iterdir()] == ["keep.txt"]  # nothing already there is lost
+    assert [p.name for p in previous.iterdir()] == ["model.json"]  # nothing already there is lost
+    assert (previous / "model.json").read_text() == "mine"
     with pytest.raises(ModelError, match="corrupted"):
         load_best_model(search="fresh", storage=fresh)
 
@@ -318,3 +319,77 @@ def test_predict_and_export_on_a_cross_task_search_say_what_it_stores(tmp_path: 
             line = refused(invoke(*args, *task, "--search", "ct", "--storage", url), "cross-task search")
             assert "best default configuration" in line and "per-task search" in line
     assert not (tmp_path / "m").exists()
+
+
+# 4. CSV files that are not what the model reads
+
+
+def test_a_csv_with_a_header_but_no_rows_is_refused_naming_the_file(
+    iris: tuple[str, Path], tmp_path: Path
+) -> None:
+    rows = write_rows(tmp_path / "header_only.csv", COLUMNS)
+    for source in (["--search", "flowers", "--storage", iris[0]], ["--model", str(iris[1])]):
+        refused(invoke("predict", *source, "--csv", str(rows)), "header_only.csv", "has no data rows")
+    with pytest.raises(TaskDataError, match="no rows to predict"):
+        load_model(iris[1]).predict([])
+
+
+@pytest.mark.parametrize("delimiter", ["", ";;", "\\t\\t"])
+def test_a_delimiter_that_is_not_one_character_is_refused(
+    iris: tuple[str, Path], tmp_path: Path, delimiter: str
+) -> None:
+    rows = write_rows(tmp_path / "rows.csv", COLUMNS, ROW)
+    result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows), "--delimiter", delimiter)
+    refused(result, "delimiter must be one character", repr(delimiter))
+
+
+def test_a_typed_backslash_t_delimiter_is_a_tab(iris: tuple[str, Path], tmp_path: Path) -> None:
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("\t".join(COLUMNS) + "\n" + "\t".join(ROW) + "\n", encoding="utf-8")
+    result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows), "--delimiter", "\\t")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["prediction", str(load_model(iris[1]).predict([ROW])[0])]
+
+
+@pytest.mark.parametrize(("separator", "typed"), [(";", ";"), ("\t", "\\t")])
+def test_a_delimiter_that_finds_no_column_hints_at_the_one_that_would(
+    iris: tuple[str, Path], tmp_path: Path, separator: str, typed: str
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(separator.join(COLUMNS) + "\n" + separator.join(ROW) + "\n", encoding="utf-8")
+    result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows))
+    refused(result, "rows.csv", "lack column(s)", f"give --delimiter '{typed}'")
+    unrelated = write_rows(tmp_path / "other.csv", ("x", "y"), ("1", "2"))
+    assert "--delimiter" not in refused(invoke("predict", "--model", str(iris[1]), "--csv", str(unrelated)))
+
+
+def test_an_interrupted_out_keeps_the_earlier_file_whole(
+    iris: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.trained
+
+    def interrupted(*_: Any, **__: Any) -> tuple[list[str], Any]:
+        def rows() -> Any:
+            yield ["setosa"]
+            raise KeyboardInterrupt  # as Ctrl-C halfway through the writing
+
+        return ["prediction"], rows()
+
+    rows = write_rows(tmp_path / "rows.csv", COLUMNS, ROW)
+    out = tmp_path / "out" / "predictions.csv"
+    out.parent.mkdir()
+    out.write_text("earlier\n")
+    monkeypatch.setattr(engine.trained, "predict_csv", interrupted)
+    result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows), "--out", str(out))
+    assert result.exit_code != 0
+    assert out.read_text() == "earlier\n" and [p.name for p in out.parent.iterdir()] == ["predictions.csv"]
+
+
+def test_an_out_that_is_the_csv_is_refused_before_any_work(iris: tuple[str, Path], tmp_path: Path) -> None:
+    rows = write_rows(tmp_path / "rows.csv", COLUMNS, ROW)
+    before = rows.read_text()
+    result = invoke(
+        "predict", "--model", "no-such-model", "--csv", str(rows), "--out", str(tmp_path / "." / "rows.csv")
+    )
+    refused(result, "is the --csv file")
+    assert rows.read_text() == before

@@ -227,3 +227,24 @@ def test_recommend_for_source_reads_a_csv_with_its_target_column(history: str, t
 def test_recommend_for_source_wants_exactly_one_task(given: dict[str, str], message: str) -> None:
     with pytest.raises(TaskChoiceError, match=re.escape(message)):
         recommend_for_source(**given)  # type: ignore[arg-type]
+
+
+def test_a_csv_with_values_beyond_1e30_is_refused_as_a_search_refuses_it(
+    history: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.csv"
+    _write_csv(path)
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[0] = "1e300"
+    path.write_text("\n".join([*lines[:3], ",".join(cells), *lines[4:]]) + "\n")
+
+    result = CliRunner().invoke(
+        cli, ["recommend", "--csv", str(path), "--target", "label", "--storage", history]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.stderr.splitlines()) == 1
+    assert "has a value of magnitude 1e+300; values beyond 1e+30 overflow the statistics: rescale it" in (
+        result.stderr
+    )

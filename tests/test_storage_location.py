@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import engine
+from engine.cli import cli
 from engine.errors import StorageError
+from engine.spec import SearchSpec, TaskSpec
 from engine.storage.database import ALLOW_NETWORK_ENV, check_local_file, filesystem_type
 
 MOUNTS = """\
@@ -32,3 +36,19 @@ def test_a_file_on_nfs_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) 
     check_local_file(Path("/home/me/study.db"), MOUNTS)  # a local disk is fine
     monkeypatch.setenv(ALLOW_NETWORK_ENV, "1")
     check_local_file(Path("/mnt/shared/runs/study.db"), MOUNTS)  # the user said so
+
+
+@pytest.mark.parametrize("command", [["best"], ["searches"], ["tasks", "--json"]])
+def test_a_folder_given_as_the_sqlite_file_is_an_error_naming_it(tmp_path: Path, command: list[str]) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    result = CliRunner().invoke(cli, [*command, "--storage", f"sqlite:///{folder}"])
+    assert result.exit_code == 2, result.output
+    assert "is a folder, not a database file" in result.output and "runs/stratagem.db" in result.output
+    assert list(folder.iterdir()) == []
+    with pytest.raises(StorageError, match="is a folder"):
+        engine.run(
+            SearchSpec(name="s", tasks=(TaskSpec("sklearn", {"dataset": "iris"}),), n_trials=1),
+            storage=f"sqlite:///{folder}",
+        )
+    assert list(folder.iterdir()) == []

@@ -56,17 +56,37 @@ def check_out_path(option: str, path: str) -> None:
 
 
 def errors(fn: F) -> F:
-    """Turn Stratagem's own errors into a one-line message and exit status 2."""
+    """Turn Stratagem's own errors into a one-line message and exit status 2.
+
+    An error caused by a broken pipe (the reader of the output, such as ``head``, has closed it) is no
+    error to report: it ends quietly, with click's status 1, as click ends any command whose output
+    pipe breaks.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except StratagemError as exc:
+            pipe = _broken_pipe(exc)
+            if pipe is not None:
+                raise pipe from None  # click silences stdout and stderr, then exits with status 1
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _broken_pipe(exc: BaseException) -> BrokenPipeError | None:
+    """The broken pipe among the causes of ``exc`` (``raise ... from None`` keeps it as the context)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, BrokenPipeError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _one_line_warning(

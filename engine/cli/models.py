@@ -6,13 +6,18 @@ instant.
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.cli import render
 from engine.cli._base import check_out_path, cli, errors, json_option, plugin_option, storage_option
+from engine.errors import StratagemError
 from engine.settings import resolve_storage
 
 if TYPE_CHECKING:
@@ -25,7 +30,9 @@ __all__ = ["adapt", "competence", "delete", "export", "predict", "report"]
 @click.option("--search", required=True, help="The search.")
 @click.option("--task", default=None, help="The task (may be left out when the search has one).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the model files of an earlier export in --out (nothing else)."
+)
 @storage_option
 @json_option
 @errors
@@ -73,29 +80,63 @@ def predict(
     a missing column, a missing value, a number beyond 1e30 or an unknown category, naming the row and
     column.
     """
-    import csv
-
-    from engine.errors import StratagemError
     from engine.trained import load_best_model, load_model, predict_csv  # torch
 
     if (model_dir is None) == (search is None):
         raise click.UsageError("give the model as --model DIR or as --search NAME (one of them)")
     if out is not None and out != "-":
         check_out_path("--out", out)
+        if os.path.exists(out) and os.path.exists(csv_path) and os.path.samefile(out, csv_path):
+            raise StratagemError(
+                f"--out {out!r} is the --csv file: writing the predictions would replace the rows being "
+                "predicted; write elsewhere"
+            )
     if model_dir is not None:
         model = load_model(model_dir, plugins=plugins)
     else:
         model = load_best_model(search=str(search), task=task, storage=storage, plugins=plugins)
     header, rows = predict_csv(model, csv_path, proba=proba, delimiter=delimiter)
+    _write_csv(out, header, rows)
+
+
+def _write_csv(out: str | None, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV table to ``out`` (a file; ``None`` or ``-``: stdout).
+
+    A file is written to a temporary file in its folder and moved into place once complete, so that an
+    interrupted write (Ctrl-C, a full disk) leaves the earlier file as it was. A broken pipe on stdout
+    ends the command quietly (:func:`engine.cli._base.errors`).
+
+    Raises:
+        StratagemError: The file or stdout cannot be written.
+    """
+    to_file = out not in (None, "-")
+    where = f"--out {out!r}" if to_file else "standard output"
+    tmp: Path | None = None
     try:
-        with click.open_file(out or "-", "w") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+        if not to_file:
+            with click.open_file("-", "w") as f:
+                _write_rows(f, header, rows)
+                f.flush()
+            return
+        target = Path(str(out))
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("x", newline="", encoding="utf-8") as f:
+            _write_rows(f, header, rows)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode)
+        os.replace(tmp, target)
+        tmp = None
     except OSError as exc:
-        raise StratagemError(
-            f"--out {out!r} cannot be written: {exc.strerror or exc}; write elsewhere"
-        ) from None
+        raise StratagemError(f"{where} cannot be written: {exc.strerror or exc}; write elsewhere") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _write_rows(f: Any, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
 
 
 @cli.command()
@@ -173,9 +214,6 @@ def adapt(
     support rows) has the same input columns, matched by name. Prints one prediction per query row (CSV
     with a `prediction` column).
     """
-    import csv
-
-    from engine.errors import StratagemError
     from engine.search import adapt as adapt_rows  # torch
     from engine.trained import read_csv_rows
 
@@ -200,13 +238,7 @@ def adapt(
     if as_json:
         render.print_json(result.to_dict())
         return
-    try:
-        with click.open_file(out or "-", "w") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["prediction"])
-            writer.writerows([p] for p in result.predictions)
-    except OSError as exc:
-        raise StratagemError(f"--out {out!r} cannot be written: {exc.strerror or exc}") from None
+    _write_csv(out, ["prediction"], ([p] for p in result.predictions))
 
 
 @cli.command()

@@ -13,9 +13,10 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.configuration import Configuration
+from engine.errors import TaskDataError
 from engine.recommendation._records import Evidence, NoHistoryError, Recommendation, Recommended
 from engine.storage import Database, reads
-from engine.task import Dataset, TaskKind
+from engine.task import Dataset, TaskKind, magnitude_problems
 from engine.task.metafeatures import compute_meta_features
 from engine.transfer.history import load_history
 from engine.transfer.portfolio import ranked_portfolio
@@ -171,8 +172,10 @@ def recommend(
         updaters: Only configurations of these updaters (default: any).
 
     Raises:
+        TaskDataError: A value is beyond ±1e30 (or not finite), as a search refuses it.
         NoHistoryError: No other task of the dataset's kind has a finished strategy study.
     """
+    _check_magnitudes(dataset)
     return recommend_for_features(
         compute_meta_features(dataset),
         dataset.kind,
@@ -183,3 +186,10 @@ def recommend(
         strategies=strategies,
         updaters=updaters,
     )
+
+
+def _check_magnitudes(dataset: Dataset) -> None:
+    """Refuse values a search refuses too: beyond ±1e30 they overflow the meta-features' statistics."""
+    problems = magnitude_problems(dataset)
+    if problems:
+        raise TaskDataError(f"task {dataset.name!r}: {problems[0]}")

@@ -26,7 +26,8 @@ from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, load_me
 from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
-from engine.trained import open_store, resolve_artifacts
+from engine.task import MAX_ABS_VALUE
+from engine.trained import locate, open_store, resolve_artifacts
 
 __all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
 
@@ -120,6 +121,7 @@ def load_theta(
             f"search {best.search!r} kept no θ for its best trial {best.trial}: give it an artifact "
             "directory (search.artifacts or $STRATAGEM_ARTIFACTS) and run it again"
         )
+    location = locate(location, storage, best.artifact_id)[0]
     with tempfile.TemporaryDirectory(prefix="stratagem-adapt-") as tmp:
         path = Path(tmp) / "meta_learner.safetensors"
         download_artifact(
@@ -230,11 +232,26 @@ def _inputs(X: np.ndarray, info: FamilyInfo, what: str) -> torch.Tensor:
         raise TaskDataError(
             f"{what}: rows need {width} input values (shape {info.input_shape}), got {X.shape}"
         )
-    if not np.isfinite(X).all():
-        raise TaskDataError(f"{what}: inputs must be finite numbers")
+    _check_magnitudes(X, info.input_columns, what)
     if info.input_mean:
         X = (X - np.asarray(info.input_mean)) / np.asarray(info.input_std)
     return torch.as_tensor(X.astype(np.float32).reshape(len(X), *info.input_shape))
+
+
+def _check_magnitudes(X: np.ndarray, columns: Sequence[str], what: str) -> None:
+    """Refuse a value that is not finite or beyond ±1e30, naming its row and column (``columns``, or
+    its position where they are not named): θ's arithmetic overflows on it, as a model's does
+    (``stratagem predict`` and training refuse such values too)."""
+    with np.errstate(invalid="ignore"):
+        huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
+    if huge.size:
+        r, j = (int(i) for i in huge[0])
+        column = repr(columns[j]) if j < len(columns) else str(j + 1)
+        how = "is not a finite number" if not np.isfinite(X[r, j]) else f"is beyond ±{MAX_ABS_VALUE:.0e}"
+        raise TaskDataError(
+            f"{what}: row {r + 1}, column {column}: {X[r, j]:.6g} {how}, where the meta-learner's "
+            "arithmetic overflows (training refuses such values too); fix the value"
+        )
 
 
 def _columns(rows: Rows, skip: str | None, what: str) -> list[str]:
@@ -273,6 +290,7 @@ def _matrix(rows: Rows, columns: Sequence[str], what: str) -> np.ndarray:
                 raise TaskDataError(
                     f"{what}: column {c!r} of row {i + 1} is {row[c]!r}, not a number; inputs must be numbers"
                 ) from None
+    _check_magnitudes(X, columns, what)
     return X
 
 
@@ -289,6 +307,11 @@ def _support(rows: Rows, target: str | None, info: FamilyInfo) -> tuple[list[str
                 f"{list(info.input_columns)}; give exactly those (in any order) besides the target"
             )
         columns = list(info.input_columns)
+    for i, row in enumerate(rows, start=1):
+        if row[target] is None or (isinstance(row[target], str) and not row[target].strip()):
+            raise TaskDataError(
+                f"support: row {i} has no value in target column {target!r}; give every support row its label"
+            )
     return columns, _matrix(rows, columns, "support"), np.array([r[target] for r in rows], dtype=object)
 
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from engine.errors import SpecError, StratagemError
@@ -21,7 +20,7 @@ from engine.spec.model import SearchSpec, TaskSpec
 from engine.strategy import Strategy
 from engine.study.factories import make_pruner, make_sampler, pruner_problem, sampler_problem
 from engine.study.runtime import device_problem
-from engine.task import Dataset, TaskKind, make_split
+from engine.task import Dataset, TaskKind, magnitude_problems, make_split
 from engine.updater import Updater
 from engine.warmstarter import WarmStarter
 
@@ -360,22 +359,9 @@ def _generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-MAX_ABS_VALUE = 1e30
-"""Larger feature or target values overflow float32 statistics (meta-features, losses): refused."""
-
-
 def _data_problems(dataset: Dataset, spec: SearchSpec) -> list[str]:
     """Problems of a loaded task that its source cannot know: huge values, too few rows for the folds."""
-    out: list[str] = []
-    with np.errstate(all="ignore"):
-        largest = np.abs(dataset.X).max(axis=0) if dataset.X.size else np.zeros(0)
-    for j in np.flatnonzero(~(largest <= MAX_ABS_VALUE)):
-        out.append(
-            f"column {dataset.feature_names[j]!r} has a value of magnitude {largest[j]:.3g}; values beyond "
-            f"{MAX_ABS_VALUE:.0e} overflow the statistics: rescale it"
-        )
-    if dataset.kind == "regression" and dataset.y.size and not np.abs(dataset.y).max() <= MAX_ABS_VALUE:
-        out.append(f"the target has values beyond {MAX_ABS_VALUE:.0e}, which overflow the losses: rescale it")
+    out = magnitude_problems(dataset)
     kfold = spec.evaluation.validation == "kfold" or spec.evaluation.recheck > 0
     if kfold and not out:
         split = make_split(dataset, seed=0)

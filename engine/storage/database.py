@@ -183,6 +183,11 @@ class Database:
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         self.url = resolve_storage(url)
         path = sqlite_path(self.url)
+        if path is not None and path.is_dir():
+            raise StorageError(
+                f"the SQLite path {str(path)!r} is a folder, not a database file; name a file in it, such "
+                f"as sqlite:///{(path / 'stratagem.db').as_posix()}"
+            )
         self.missing = not create and path is not None and not path.is_file()
         """A reader of an SQLite file that does not exist: it holds nothing, and is not created."""
         if create and path is not None:

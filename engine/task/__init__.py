@@ -8,12 +8,21 @@ compared on the same rows.
 
 from __future__ import annotations
 
-from engine.task.dataset import TASK_KINDS, Dataset, TaskInfo, TaskKind, fingerprint
+from engine.task.dataset import (
+    MAX_ABS_VALUE,
+    TASK_KINDS,
+    Dataset,
+    TaskInfo,
+    TaskKind,
+    fingerprint,
+    magnitude_problems,
+)
 from engine.task.encoding import FeatureColumn, RowEncoding
 from engine.task.source import Option, TaskSource
 from engine.task.split import Split, make_split
 
 __all__ = [
+    "MAX_ABS_VALUE",
     "TASK_KINDS",
     "Dataset",
     "FeatureColumn",
@@ -24,5 +33,6 @@ __all__ = [
     "TaskKind",
     "TaskSource",
     "fingerprint",
+    "magnitude_problems",
     "make_split",
 ]

@@ -15,7 +15,15 @@ import numpy as np
 from engine.errors import TaskDataError
 from engine.task.encoding import RowEncoding
 
-__all__ = ["TASK_KINDS", "Dataset", "TaskInfo", "TaskKind", "fingerprint"]
+__all__ = [
+    "MAX_ABS_VALUE",
+    "TASK_KINDS",
+    "Dataset",
+    "TaskInfo",
+    "TaskKind",
+    "fingerprint",
+    "magnitude_problems",
+]
 
 TaskKind = Literal["classification", "regression"]
 TASK_KINDS: tuple[TaskKind, ...] = ("classification", "regression")
@@ -152,3 +160,23 @@ def fingerprint(dataset: Dataset) -> str:
     y = dataset.y.astype("<i8" if dataset.kind == "classification" else "<f8")
     h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()[:32]
+
+
+MAX_ABS_VALUE = 1e30
+"""Larger feature or target values overflow float32 statistics (meta-features, losses): refused."""
+
+
+def magnitude_problems(dataset: Dataset) -> list[str]:
+    """Values of ``dataset`` beyond ±:data:`MAX_ABS_VALUE` (or not finite), one message per column,
+    then one for a regression target; every part that computes statistics of a task refuses them."""
+    out: list[str] = []
+    with np.errstate(all="ignore"):
+        largest = np.abs(dataset.X).max(axis=0) if dataset.X.size else np.zeros(0)
+    for j in np.flatnonzero(~(largest <= MAX_ABS_VALUE)):
+        out.append(
+            f"column {dataset.feature_names[j]!r} has a value of magnitude {largest[j]:.3g}; values beyond "
+            f"{MAX_ABS_VALUE:.0e} overflow the statistics: rescale it"
+        )
+    if dataset.kind == "regression" and dataset.y.size and not np.abs(dataset.y).max() <= MAX_ABS_VALUE:
+        out.append(f"the target has values beyond {MAX_ABS_VALUE:.0e}, which overflow the losses: rescale it")
+    return out

@@ -12,7 +12,7 @@ Python API::
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from engine.errors import StorageError, StratagemError, UnknownNameError
 from engine.storage import Database, SearchRow, queries, reads
 from engine.storage.optuna_adapter import GRACE_INTERVALS, live_trials, open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, RERUN, WEIGHTS_FILE, ModelError, read_card
-from engine.trained._store import ModelStore, remove_artifact
+from engine.trained._store import ModelStore, locate, remove_artifact
 from engine.vocabulary import (
     ATTR,
     META_ARTIFACT_ATTR,
@@ -53,12 +53,13 @@ def export(
         task: The task's name in the search (may be left out when the search has one task).
         out: The model directory to write (created; must not exist unless ``overwrite``).
         storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
-        overwrite: Replace an existing ``out``.
+        overwrite: Replace the model files of an earlier export in ``out`` (nothing else in it).
 
     Raises:
         UnknownNameError: No such search or task.
-        ModelError: No model is kept for the best trial, its file is gone or corrupted, ``out`` exists,
-            or the search is a meta-mode or cross-task search (which keep no model per task).
+        ModelError: No model is kept for the best trial, its file is gone or corrupted, ``out`` is a
+            file or holds files (with ``overwrite``: files other than an earlier export's two), or the
+            search is a meta-mode or cross-task search (which keep no model per task).
     """
     out = Path(out)
     db = Database(storage, create=False)
@@ -90,24 +91,56 @@ def export(
             "search.artifacts or $STRATAGEM_ARTIFACTS); run the search again with more trials, or under a "
             "new name, to keep one"
         )
-    occupied = out.exists() and not (out.is_dir() and not any(out.iterdir()))
-    if occupied and not overwrite:
-        raise ModelError(f"{str(out)!r} already exists and is not empty; choose another --out or remove it")
-    with tempfile.TemporaryDirectory(prefix="stratagem-export-") as tmp:
-        weights = Path(tmp) / WEIGHTS_FILE
-        try:
-            download_artifact(
-                artifact_store=ModelStore(art.store), file_path=str(weights), artifact_id=art.artifact_id
-            )
-        except ModelError as exc:
-            raise ModelError(f"the model of trial {number}, the best of task {task!r}: {exc}") from None
-        card = read_card(weights, RERUN, shown=str(Path(art.store) / art.artifact_id))
-        if occupied:
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+    _check_out(out, overwrite)
+    location = locate(art.store, db.url, art.artifact_id)[0]
+    created = not out.exists()
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, out / WEIGHTS_FILE)
-    (out / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+        # Both files are written in a folder beside their place, then each is renamed into it: an
+        # interrupted export or several at once leave whole files, and nothing else in ``out`` is touched.
+        with tempfile.TemporaryDirectory(prefix=".stratagem-export-", dir=out) as tmp:
+            weights = Path(tmp) / WEIGHTS_FILE
+            try:
+                download_artifact(
+                    artifact_store=ModelStore(location), file_path=str(weights), artifact_id=art.artifact_id
+                )
+            except ModelError as exc:
+                raise ModelError(f"the model of trial {number}, the best of task {task!r}: {exc}") from None
+            card = read_card(weights, RERUN, shown=str(Path(location) / art.artifact_id))
+            (Path(tmp) / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+            for name in (WEIGHTS_FILE, CARD_FILE):
+                os.replace(Path(tmp) / name, out / name)
+    except BaseException as exc:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # made for this export, which wrote nothing
+        if isinstance(exc, OSError):
+            raise ModelError(
+                f"cannot write the model folder {str(out)!r}: {exc}; choose another --out"
+            ) from exc
+        raise
     return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, or a folder holding anything but an earlier export (with
+    ``overwrite``; without it, anything at all): exporting replaces the model's two files only."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ModelError(f"{str(out)!r} is a file, not a model folder; choose another --out")
+    try:
+        present = sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise ModelError(f"cannot read the folder {str(out)!r}: {exc}; choose another --out") from None
+    if present and not overwrite:
+        raise ModelError(f"{str(out)!r} already exists and is not empty; choose another --out or remove it")
+    others = [name for name in present if name not in (WEIGHTS_FILE, CARD_FILE)]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ModelError(
+            f"{str(out)!r} holds files that are not an exported model ({shown}); --overwrite replaces "
+            f"only {CARD_FILE} and {WEIGHTS_FILE}: choose an empty or new --out"
+        )
 
 
 def _refuse_other_modes(search: str, spec: Any) -> None:
@@ -203,7 +236,7 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
             artifacts += _meta_artifacts(optuna_storage, name)
         optuna.delete_study(study_name=name, storage=optuna_storage)
         deleted.append(name)
-    removed = sum(remove_artifact(store, artifact_id) for artifact_id, store in artifacts)
+    removed = sum(remove_artifact(store, artifact_id, db.url) for artifact_id, store in artifacts)
     if search_id is not None:
         with db.session() as s:
             queries.delete_search_rows(s, search_id, None if task is None else link_ids)

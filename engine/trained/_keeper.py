@@ -158,4 +158,4 @@ class ModelKeeper:
                     keep_artifact=kept.artifact_id if sole and kept.trial_number == best_number else None,
                 )
         for artifact_id, location in doomed:
-            remove_artifact(location, artifact_id)
+            remove_artifact(location, artifact_id, self.db.url)

@@ -21,10 +21,10 @@ import numpy as np
 
 from engine.errors import TaskDataError
 from engine.plugin import PluginHost
-from engine.spec.resolve import MAX_ABS_VALUE
 from engine.strategy import Strategy
 from engine.study.runtime import torch_threads
 from engine.study.trained import TrainedModel
+from engine.task import MAX_ABS_VALUE
 from engine.trained._export import export
 from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelError, read_card, read_members
 
@@ -92,6 +92,8 @@ class LoadedModel:
             raise TaskDataError(
                 f"expected encoded features of shape (n, {self.card.n_features}), got {X.shape}"
             )
+        if not len(X):
+            raise TaskDataError("no rows to predict; give at least one")
         with np.errstate(invalid="ignore"):
             huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
         if huge.size:
@@ -196,14 +198,35 @@ def _strategy_class(card: ModelCard, plugins: Sequence[str]) -> type[Strategy]:
     return cls
 
 
+def _csv_delimiter(delimiter: str) -> str:
+    """``delimiter`` as the one character :mod:`csv` takes; the two characters ``\\t`` are a tab.
+
+    Raises:
+        TaskDataError: It is empty or longer than one character.
+    """
+    if delimiter == "\\t":
+        return "\t"
+    if len(delimiter) != 1:
+        raise TaskDataError(
+            f"the delimiter must be one character, such as ',' or ';' (\\t for a tab), got {delimiter!r}"
+        )
+    return delimiter
+
+
 def read_csv_rows(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
     """A CSV file's header and rows (cells stripped; blank lines skipped).
 
+    Args:
+        path: The CSV file.
+        delimiter: The field separator: one character, or the two characters ``\\t`` for a tab (as
+            people type it on a command line).
+
     Raises:
-        TaskDataError: The file is missing, unreadable, empty, its header names a column twice, or a row
-            has the wrong number of fields.
+        TaskDataError: The delimiter is not one character, or the file is missing, unreadable, empty,
+            its header names a column twice, or a row has the wrong number of fields.
     """
     path = Path(path)
+    delimiter = _csv_delimiter(delimiter)
     where = f"CSV file {str(path)!r}"
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -234,10 +257,13 @@ def predict_csv(
     written in full precision (Python's ``repr``), so reading them back gives the same floats.
     """
     header, rows = read_csv_rows(csv_path, delimiter)
+    where = f"CSV file {str(csv_path)!r}"
+    if not rows:
+        raise TaskDataError(f"{where} has no data rows, only a header; nothing to predict")
     try:
         out = model.output(model.card.encoding.encode(header, rows))
     except TaskDataError as exc:
-        raise TaskDataError(f"CSV file {str(csv_path)!r}: {exc}") from None
+        raise TaskDataError(f"{where}: {exc}{_delimiter_hint(header, model.columns, delimiter)}") from None
     if model.kind == "classification":
         labels = [model.classes[i] for i in out.argmax(axis=1)]
         head = ["prediction", *(f"proba_{c}" for c in model.classes)] if proba else ["prediction"]
@@ -249,3 +275,17 @@ def predict_csv(
     if proba:
         raise ModelError("--proba is for classification models; this one is a regression model")
     return ["prediction"], [[repr(float(v))] for v in out]
+
+
+def _delimiter_hint(header: Sequence[str], columns: Sequence[str], delimiter: str) -> str:
+    """A hint at ``--delimiter`` when ``header`` has none of ``columns`` but another common separator
+    would split it into some of them ('' otherwise)."""
+    if any(c in header for c in columns):
+        return ""
+    for other in (",", ";", "\t"):
+        if other != _csv_delimiter(delimiter) and any(
+            c.strip() in columns for name in header for c in name.split(other)
+        ):
+            shown = "\\t" if other == "\t" else other
+            return f"; the header has them when split at {other!r}: give --delimiter '{shown}'"
+    return ""
