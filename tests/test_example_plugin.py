@@ -104,7 +104,25 @@ def test_load_plugins_variable_naming_the_example_loads_it(
     example: importlib.metadata.Distribution, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(LOAD_ENV, f"some-other-plugin, {EXAMPLE_ENTRY_POINT}")
-    assert PluginHost.load().strategies.plugin_of(EXAMPLE_STRATEGY) == EXAMPLE_ENTRY_POINT
+    host = PluginHost.load()
+    assert host.strategies.plugin_of(EXAMPLE_STRATEGY) == EXAMPLE_ENTRY_POINT
+    # a name that no installed plugin has is reported, not silently ignored
+    (problem,) = host.problems
+    assert problem.plugin == "some-other-plugin" and EXAMPLE_ENTRY_POINT in problem.message
+    assert LOAD_ENV in problem.message
+
+
+def test_a_local_plugin_that_implements_no_hook_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "folder").mkdir()  # imports as an empty namespace package
+    (tmp_path / "nohooks.py").write_text("VALUE = 1\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("folder", "nohooks.py"):
+        result = CliRunner().invoke(cli, ["plugins", "--plugin", name])
+        assert result.exit_code == 2, result.output
+        assert f"plugin {name!r} implements no Stratagem hook" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_a_study_using_the_example_strategy_runs_and_is_best(

@@ -173,8 +173,14 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
     by_index = dict(zip(picked.tolist(), rows, strict=True))
     support = [{**by_index[i], "digit": int(digits.target[i])} for i in support_idx]
     got = engine.adapt(
-        search="dig", support=support, target="digit", query=[by_index[i] for i in query_idx], storage=url
+        search="dig",
+        support=support,
+        target="digit",
+        query=[by_index[i] for i in query_idx],
+        storage=url,
+        steps=5,
     )
+    assert got.steps == 0  # prototypes take no gradient step, whatever is asked
     images = torch.as_tensor(digits.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     codes = torch.tensor([(3, 5, 8).index(int(digits.target[i])) for i in support_idx])
     expected = strategy.adapt(model, images[support_idx], codes, 0)(images[query_idx]).argmax(dim=-1)

@@ -99,11 +99,14 @@ class MetaStrategy(Configurable, ABC):
         kinds: Family kinds the strategy handles.
         meta_trained: ``False`` for baselines whose θ is not trained at the meta level (train from
             scratch, nearest centroid): give them to no updater.
+        takes_steps: ``False`` for strategies whose adaptation ignores ``steps`` (prototypes): an
+            adapted task then reports 0 steps taken, whatever was asked.
     """
 
     name: ClassVar[str]
     kinds: ClassVar[tuple[TaskKind, ...]] = ("regression", "classification")
     meta_trained: ClassVar[bool] = True
+    takes_steps: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
     def check_family(self, info: FamilyInfo) -> None:

@@ -138,6 +138,13 @@ class PluginHost:
         for spec in extra:
             module = _import_local(spec, base_dir or Path.cwd())
             host.register_module(module, spec, getattr(module, "__version__", "local"), "local")
+            if host.pm.is_registered(module) and not host.pm.get_hookcallers(module):
+                host.pm.unregister(module)
+                raise PluginError(
+                    f"plugin {spec!r} implements no Stratagem hook (a folder, or a module without "
+                    "@hookimpl functions such as stratagem_register_strategies); name the .py file or "
+                    "module that holds them"
+                )
         host.collect()
         return host
 
@@ -159,7 +166,12 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         allowed = os.environ.get(LOAD_ENV)
         allow = None if allowed is None else {s.strip() for s in allowed.split(",") if s.strip()}
-        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        installed = importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME)
+        for unknown in sorted((allow or set()) - {ep.name for ep in installed}):
+            known = ", ".join(sorted(ep.name for ep in installed)) or "none"
+            problem = f"no installed plugin has that name (installed: {known}); check ${LOAD_ENV}"
+            self.problems.append(PluginProblem(unknown, problem))
+        for ep in installed:
             if allow is not None and ep.name not in allow:
                 continue
             version = ep.dist.version if ep.dist is not None else "unknown"

@@ -40,7 +40,8 @@ class AdaptedTask:
 
     Attributes:
         search: The meta-mode search whose θ was used; ``strategy`` its best meta-strategy.
-        steps: Adaptation steps taken on the support rows.
+        steps: Adaptation steps taken on the support rows (0 for a strategy that takes none, such as
+            prototypes, whatever was asked).
         n_support: Support rows.
         predictions: One per query row: a number (regression) or a support label (classification).
     """
@@ -214,7 +215,8 @@ def adapt(
         predictions = [labels[int(i)] if int(i) < len(labels) else int(i) for i in out.argmax(dim=-1)]
     else:
         predictions = [float(v) for v in out.reshape(-1)]
-    return AdaptedTask(search, best.strategy, int(steps), len(y), predictions)
+    taken = int(steps) if strategy.takes_steps else 0
+    return AdaptedTask(search, best.strategy, taken, len(y), predictions)
 
 
 def _array(values: Any, what: str) -> np.ndarray:
