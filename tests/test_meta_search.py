@@ -20,7 +20,7 @@ from engine.errors import SpecError
 from engine.report import write_report
 from engine.search import load_meta_search
 from engine.spec import SearchSpec
-from engine.vocabulary import WARM_START_ATTR
+from engine.vocabulary import META_ARTIFACT_ATTR, WARM_START_ATTR
 from plugins.meta import Digits
 
 SPEC = {
@@ -273,9 +273,14 @@ def test_a_new_meta_search_starts_from_the_best_of_the_nearest_family_and_delete
     assert Path(str(source.artifacts), str(source.artifact_id)).is_file()  # another search's θ stays
 
 
-def test_the_search_listing_counts_a_meta_searchs_studies_and_trials(searched: str) -> None:
+def test_the_search_listing_counts_a_meta_searchs_studies_trials_and_kept_theta(searched: str) -> None:
     (summary,) = [s for s in engine.searches(storage=searched) if s.name == "sin"]
     assert summary.studies == 1 and summary.trials == 3
+    store = Path(searched.removeprefix("sqlite:///") + ".artifacts")
+    trials = optuna.load_study(study_name="sin/meta", storage=searched).trials
+    files = [store / t.user_attrs[META_ARTIFACT_ATTR] for t in trials if META_ARTIFACT_ATTR in t.user_attrs]
+    assert summary.artifacts == len(files) >= 1
+    assert summary.artifact_bytes == sum(p.stat().st_size for p in files)
 
 
 def test_a_worker_joins_a_meta_search_from_its_stored_spec(searched: str, tmp_path: Path) -> None:

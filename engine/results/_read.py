@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from optuna.exceptions import OptunaError
 from optuna.trial import TrialState
@@ -22,8 +23,9 @@ from engine.results._records import (
     TrialFailures,
 )
 from engine.storage import Database, DefaultRow, SearchRow, reads
+from engine.storage.locations import locate, meta_artifacts
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
-from engine.vocabulary import FAILURE_ATTR, SKIPPED_REASON, search_study_names
+from engine.vocabulary import FAILURE_ATTR, SKIPPED_REASON, meta_study_name, search_study_names
 from engine.warmstarter import WarmStartRecord
 
 __all__ = ["best", "best_report", "defaults", "failures", "searches", "tasks"]
@@ -200,6 +202,9 @@ def searches(*, storage: str | None = None) -> list[SearchSummary]:
             for r in reads.searches_newest_first(s)
         ]
     trials = _trials_per_study(db.url)
+    for r, _ in rows:
+        if r.spec.get("search", {}).get("mode") == "meta" and meta_study_name(r.name) in trials:
+            kept[r.id] = _kept_theta(db.url, meta_study_name(r.name))  # listed on its study, not in rows
     return [
         SearchSummary(
             name=r.name,
@@ -228,6 +233,20 @@ def _trials_per_study(url: str) -> dict[str, int]:
         }
     except (SQLAlchemyError, OptunaError, StorageError):  # Optuna's tables are not there (yet): none
         return {}
+
+
+def _kept_theta(url: str, study_name: str) -> tuple[int, int]:
+    """How many θ files the meta study ``study_name`` kept that are still on disk, and their bytes."""
+    count = size = 0
+    try:
+        listed = meta_artifacts(open_optuna_storage(url, create=False), study_name)
+    except (SQLAlchemyError, OptunaError, StorageError, KeyError):
+        return 0, 0
+    for artifact_id, recorded in listed:
+        path = Path(locate(recorded, url, artifact_id)[0]) / artifact_id
+        if path.is_file():
+            count, size = count + 1, size + path.stat().st_size
+    return count, size
 
 
 LAST_REASONS = 3

@@ -26,8 +26,9 @@ from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, load_me
 from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
+from engine.storage.locations import locate
 from engine.task import MAX_ABS_VALUE
-from engine.trained import locate, open_store, resolve_artifacts
+from engine.trained import open_store, resolve_artifacts
 
 __all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
 

@@ -24,7 +24,7 @@ from engine.trained._format import (
 )
 from engine.trained._keeper import KEEP_MODES, KeptModel, ModelKeeper
 from engine.trained._predict import LoadedModel, load_best_model, load_model, predict_csv, read_csv_rows
-from engine.trained._store import ARTIFACTS_ENV, ModelStore, locate, open_store, resolve_artifacts
+from engine.trained._store import ARTIFACTS_ENV, ModelStore, open_store, resolve_artifacts
 
 __all__ = [
     "ARTIFACTS_ENV",
@@ -43,7 +43,6 @@ __all__ = [
     "export",
     "load_best_model",
     "load_model",
-    "locate",
     "open_store",
     "predict_csv",
     "read_csv_rows",

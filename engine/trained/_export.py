@@ -23,12 +23,12 @@ from optuna.artifacts import download_artifact
 
 from engine.errors import StorageError, StratagemError, UnknownNameError
 from engine.storage import Database, SearchRow, queries, reads
+from engine.storage.locations import locate, meta_artifacts
 from engine.storage.optuna_adapter import GRACE_INTERVALS, live_trials, open_optuna_storage, study_id
 from engine.trained._format import CARD_FILE, RERUN, WEIGHTS_FILE, ModelError, read_card
-from engine.trained._store import ModelStore, locate, remove_artifact
+from engine.trained._store import ModelStore, remove_artifact
 from engine.vocabulary import (
     ATTR,
-    META_ARTIFACT_ATTR,
     cross_task_study_name,
     in_search_namespace,
     meta_study_name,
@@ -233,7 +233,7 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
         assert optuna_storage is not None  # studies are among those it holds
         trials += optuna_storage.get_n_trials(study_id(optuna_storage, name))
         if name == meta_study_name(search):
-            artifacts += _meta_artifacts(optuna_storage, name)
+            artifacts += meta_artifacts(optuna_storage, name)
         optuna.delete_study(study_name=name, storage=optuna_storage)
         deleted.append(name)
     removed = sum(remove_artifact(store, artifact_id, db.url) for artifact_id, store in artifacts)
@@ -271,13 +271,3 @@ def _refuse_running(url: str, search: str, studies: set[str]) -> None:
                 "still send heartbeats. Stop its workers first (Ctrl-C), then delete it; a worker killed "
                 f"outright counts as stopped once it has missed {GRACE_INTERVALS} heartbeats"
             )
-
-
-def _meta_artifacts(storage: optuna.storages.BaseStorage, name: str) -> list[tuple[str, str]]:
-    """The θ files a meta study kept (one per trial that was best when it ended), with their store."""
-    study = optuna.load_study(study_name=name, storage=storage)
-    location = study.user_attrs.get(ATTR, {}).get("artifacts")
-    if not location:
-        return []
-    ids = (t.user_attrs.get(META_ARTIFACT_ATTR) for t in study.get_trials(deepcopy=False))
-    return [(artifact_id, location) for artifact_id in ids if isinstance(artifact_id, str)]

@@ -9,10 +9,9 @@ Every kept model is read through :class:`ModelStore`, which hands out a file onl
 be a safetensors file: a file that is gone or damaged is a :class:`~engine.trained.ModelError` naming
 it, for ``stratagem export``, ``predict --search``, ``adapt`` and ``competence`` alike.
 
-Rows record the directory a model went to. A SQLite file copied or moved elsewhere still holds the old
-directory's path, so :func:`locate` decides where a recorded model is read and whether this database may
-remove it: a copy reads its own ``.artifacts`` directory when that holds the file, and never removes a
-model from the directory beside another database file that still exists.
+Rows record the directory a model went to; :func:`engine.storage.locations.locate` decides where a
+recorded model is read and whether this database may remove it (a copied database never removes the
+original's).
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from engine.errors import StorageError
+from engine.storage.locations import beside, locate
 from engine.trained._format import RERUN, ModelError, weights_metadata
 
-__all__ = ["ARTIFACTS_ENV", "ModelStore", "locate", "open_store", "remove_artifact", "resolve_artifacts"]
+__all__ = ["ARTIFACTS_ENV", "ModelStore", "open_store", "remove_artifact", "resolve_artifacts"]
 
 ARTIFACTS_ENV = "STRATAGEM_ARTIFACTS"
-BESIDE = ".artifacts"
-"""Suffix of the directory beside a SQLite database file that keeps its models."""
 
 
 def resolve_artifacts(storage: str, artifacts: str | Path | None = None) -> str | None:
@@ -45,34 +43,7 @@ def resolve_artifacts(storage: str, artifacts: str | Path | None = None) -> str 
         return str(Path(artifacts).expanduser().resolve())
     if os.environ.get(ARTIFACTS_ENV):
         return str(Path(os.environ[ARTIFACTS_ENV]).expanduser().resolve())
-    return _beside(storage)
-
-
-def _beside(storage: str) -> str | None:
-    """The directory beside the SQLite database file of ``storage`` (``None`` for a server database)."""
-    if storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///") :].split("?", 1)[0]
-        if path and path != ":memory:":
-            return str(Path(path + BESIDE).expanduser().resolve())
-    return None
-
-
-def locate(recorded: str, storage: str, artifact_id: str) -> tuple[str, bool]:
-    """Where the database at ``storage`` reads a model recorded in directory ``recorded``, and whether it
-    may remove the file there.
-
-    A directory recorded as the one beside another SQLite file (the database was copied or moved) is
-    replaced by this database's own when that holds the file (the models were copied or moved along).
-    Otherwise the recorded directory is read, and its files are removed only if the database file it
-    belongs to no longer exists: a copy never deletes the original's models. Directories given by a
-    spec or ``$STRATAGEM_ARTIFACTS`` are shared by design and used as recorded.
-    """
-    own = _beside(storage)
-    if own is None or recorded == own or not recorded.endswith(BESIDE):
-        return recorded, True
-    if (Path(own) / artifact_id).is_file():
-        return own, True
-    return recorded, not Path(recorded[: -len(BESIDE)]).is_file()
+    return beside(storage)
 
 
 class ModelStore(FileSystemArtifactStore):
