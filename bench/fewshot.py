@@ -357,7 +357,7 @@ def digits_section(splits: tuple[int, ...], setup: DigitsSetup, jobs: int = 1) -
     lines += [*_verdict(scores, (*labels[:3], labels[6]), labels[7]), ""]
     lines += [
         f"Transductive rows: `ProtoNet(transductive={TRANSDUCTIVE})` on the same θ (no retraining): the "
-        "support and query embeddings of a task are centred on their joint mean and scaled to unit length, "
+        "support and query embeddings of a task are centred on their joint median and scaled to unit length, "
         f"then the prototypes take {TRANSDUCTIVE} soft k-means steps with the task's 75 query images "
         "(Ren et al. 2018). Each query image's label then depends on the other query images, and the "
         "query sets here are balanced (15 per class); an inductive learner sees one image at a time. The "

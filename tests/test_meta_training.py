@@ -184,6 +184,11 @@ def test_a_transductive_protonet_refines_its_prototypes_with_the_rows_it_predict
     assert together.shape == (75, 5) and torch.isfinite(together).all()
     assert predict(task.query_x[:1]).shape == (1, 5)  # one row alone is refined with itself only
     assert not torch.allclose(predict(task.query_x[:3]), together[:3])  # rows are predicted together
+    # one outlying row (a pixel of 1e6) weighs as much as any other: the other rows keep their labels
+    outlier = task.query_x[:1].clone()
+    outlier[0, 0, 3, 3] = 1e6
+    with_outlier = predict(torch.cat([task.query_x, outlier]))[:-1]
+    assert (with_outlier.argmax(dim=-1) == together.argmax(dim=-1)).float().mean() >= 0.95
     # embeddings are centred and scaled to unit length: the labels do not depend on the inputs' scale
     scaled = transductive.adapt(model, task.support_x * 7, task.support_y, 0)(task.query_x * 7)
     assert torch.equal(scaled.argmax(dim=-1), together.argmax(dim=-1))

@@ -190,7 +190,8 @@ class ProtoNet(MetaStrategy):
             and prediction cost ``members`` times one network's.
         transductive: Refinement steps that also use the unlabelled rows being predicted (0: off, the
             plain inductive prototypes). The support and predicted rows' embeddings are centred on
-            their joint mean and scaled to unit length; the prototypes are then moved ``transductive``
+            their joint (per-coordinate) median and scaled to unit length, so that no row, however
+            outlying, weighs more than another; the prototypes are then moved ``transductive``
             times by soft k-means (Ren et al. 2018): each predicted row joins every class with its
             softmax weight at temperature :data:`REFINE_TEMPERATURE`. Each row's prediction then depends
             on the other rows predicted with it, so give a task's query rows together (as meta-test
@@ -199,6 +200,7 @@ class ProtoNet(MetaStrategy):
 
     name: ClassVar[str] = "protonet"
     kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
+    takes_steps: ClassVar[bool] = False
     description: ClassVar[str] = "Prototypical networks: nearest class mean in a learned embedding."
 
     def __init__(
@@ -267,7 +269,8 @@ class ProtoNet(MetaStrategy):
         if not refinements:
             return -_sq_distances(z, states["prototypes"])
         support, onehot = states["support"], states["support_onehot"]
-        centre = torch.cat([support, z], dim=-2).mean(dim=-2, keepdim=True)
+        # The median, not the mean: one outlying row would move a mean, and so every row's direction.
+        centre = torch.cat([support, z], dim=-2).median(dim=-2, keepdim=True).values
         support, z = (nn.functional.normalize(v - centre, dim=-1) for v in (support, z))
         sums, counts = onehot.transpose(-1, -2) @ support, onehot.sum(dim=-2).unsqueeze(-1)
         prototypes = sums / counts.clamp(min=1)
