@@ -23,6 +23,7 @@ __all__ = [
     "META_ARTIFACT_ATTR",
     "RECHECK_ATTR",
     "RECHECK_CLAIM_ATTR",
+    "RESERVED_TASK_NAMES",
     "SEARCH_STATUSES",
     "SKIPPED_REASON",
     "TIE_LOSS",
@@ -85,6 +86,10 @@ DONE_STATES: Final = (TrialState.COMPLETE, TrialState.PRUNED)
 
 SearchStatus = Literal["running", "finished", "interrupted", "failed"]
 SEARCH_STATUSES: Final[tuple[SearchStatus, ...]] = ("running", "finished", "interrupted", "failed")
+
+
+RESERVED_TASK_NAMES: Final = ("cross_task", "meta", "competence")
+"""Task names that would give a task's study the name of one of the search's own studies."""
 
 
 def strategy_study_name(search: str, task: str) -> str:

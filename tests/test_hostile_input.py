@@ -293,7 +293,10 @@ def test_passwords_are_masked() -> None:
 
 def test_a_module_beside_the_spec_does_not_shadow_an_installed_package(tmp_path: Path) -> None:
     (tmp_path / "rich.py").write_text("raise ImportError('the local rich.py was imported')\n")
-    (tmp_path / "myplugin.py").write_text("import rich.console\n")
+    (tmp_path / "myplugin.py").write_text(
+        "import rich.console\nfrom engine.plugin import hookimpl\n\n"
+        "@hookimpl\ndef stratagem_register_strategies(registry):\n    pass\n"
+    )
     spec = _spec(tmp_path, 'plugins = ["myplugin"]')
     code = (
         "import sys; from engine.spec import load_spec; from engine.plugin import PluginHost\n"

@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import SpecError
 from engine.plugin.host import PluginHost
-from engine.spec import SearchSpec, load_spec, resolve
+from engine.spec import EvaluationSpec, MetaSpec, SearchSpec, TaskSpec, load_spec, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,3 +218,51 @@ def test_a_spec_stored_by_an_earlier_version_still_loads() -> None:
 def test_a_cross_task_table_outside_cross_task_mode_is_refused() -> None:
     with pytest.raises(SpecError, match=r'cross_task: \[cross_task\] is only for search.mode = "cross_task"'):
         SearchSpec.from_dict({**ROUND_TRIPS["per_task"], "cross_task": {"first_stage": 0.5}})
+
+
+IRIS = TaskSpec("sklearn", {"dataset": "iris"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"strategies": "linear"}, "search.strategies", "not the string 'linear'"),
+        ({"updaters": "random_search"}, "search.updaters", "write ['random_search']"),
+        ({"tasks": IRIS}, "tasks", "a list of TaskSpec"),
+        ({"tasks": [{"source": "sklearn"}]}, "tasks[0]", "must be a TaskSpec"),
+        ({"tasks": []}, "tasks", ""),
+        ({"sampler": "tpe"}, "sampler", "a mapping"),
+        ({"evaluation": {"validation": "kfold"}}, "evaluation", "an EvaluationSpec"),
+        ({"evaluation": EvaluationSpec(validation="bogus")}, "evaluation.validation", ""),
+        ({"evaluation": EvaluationSpec(folds=1)}, "evaluation.folds", ""),
+        ({"evaluation": EvaluationSpec(recheck=-3)}, "evaluation.recheck", ""),
+    ],
+)
+def test_a_spec_built_in_code_is_checked_as_a_toml_file_is(
+    changes: dict[str, object], key: str, words: str, host: PluginHost
+) -> None:
+    spec = SearchSpec(name="code", tasks=(IRIS,), n_trials=1).replace(**changes)
+    with pytest.raises(SpecError) as caught:
+        resolve(spec, host)
+    problems = _problems(caught.value)
+    assert key in problems and words in problems[key], problems
+
+
+@pytest.mark.parametrize(
+    ("meta", "key"),
+    [
+        ({"iterations": 0}, "meta.iterations"),
+        ({"checkpoints": 0}, "meta.checkpoints"),
+        ({"steps": ()}, "meta.steps"),
+        ({"meta_batch": (0,)}, "meta.meta_batch"),
+        ({"test_tasks": 0}, "meta.test_tasks"),
+        ({"strategies": "maml"}, "meta.strategies"),
+    ],
+)
+def test_a_meta_spec_built_in_code_is_checked_before_any_work(
+    meta: dict[str, object], key: str, host: PluginHost
+) -> None:
+    spec = SearchSpec(name="m", tasks=(), mode="meta", family={"name": "sinusoid"}, meta=MetaSpec(**meta))  # type: ignore[arg-type]
+    with pytest.raises(SpecError) as caught:
+        resolve(spec, host)
+    assert key in _problems(caught.value), caught.value.problems

@@ -195,8 +195,6 @@ def best(search: str | None, task: str | None, storage: str | None, as_json: boo
     from engine.results import best_report  # SQLAlchemy
 
     report = best_report(storage=storage, search=search, task=task)
-    if task is not None and search is None and not report.best:
-        _check_task_stored(task, storage)
     if as_json:
         render.print_json(report.to_dict())
     else:
@@ -204,26 +202,6 @@ def best(search: str | None, task: str | None, storage: str | None, as_json: boo
             render.best_tables(report.best, report.defaults)
         render.meta_table(report.meta)
         render.failures_table(report.failures)
-
-
-def _check_task_stored(task: str, storage: str | None) -> None:
-    """Refuse a ``--task`` that names no stored task (by its name, its name in a search, or a prefix of
-    its fingerprint), as ``best --search S --task T`` refuses one that ``S`` lacks.
-
-    Raises:
-        UnknownNameError: Naming the stored tasks.
-    """
-    from engine.errors import UnknownNameError
-    from engine.results import searches as stored_searches  # SQLAlchemy
-    from engine.results import tasks as stored_tasks
-
-    found = stored_tasks(storage=storage)
-    names = {t.name for t in found} | {key for s in stored_searches(storage=storage) for key in s.tasks}
-    if task in names or any(t.fingerprint.startswith(task) for t in found):
-        return
-    if not found:
-        raise UnknownNameError(f"no task {task!r}: the storage holds no tasks yet; run a search first")
-    raise UnknownNameError(f"no stored task {task!r}; stored tasks: {', '.join(sorted(names))}")
 
 
 @cli.command()

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from engine.configuration import Configuration
 from engine.errors import TaskDataError
 from engine.recommendation._records import Evidence, NoHistoryError, Recommendation, Recommended
@@ -84,8 +86,11 @@ def recommend_for_features(
         NoHistoryError: No other task of ``kind`` has a finished strategy study in the storage.
         ValueError: ``top`` is not positive, or the meta-features are incomplete.
     """
-    if top < 1:
-        raise ValueError(f"top must be at least 1, got {top}")
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+        raise ValueError(f"top must be an integer of at least 1, got {top!r}")
+    for key, names in (("strategies", strategies), ("updaters", updaters)):
+        if isinstance(names, str):
+            raise ValueError(f"{key} must be a list of names, not the string {names!r}; write [{names!r}]")
     db = _open(storage, kind, exclude_fingerprint)
     history = load_history(db, kind, exclude_fingerprint=exclude_fingerprint)
     if not history.sources:

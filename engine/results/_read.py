@@ -64,22 +64,30 @@ def best(
     Args:
         storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
         search: Only this search.
-        task: Only this task: its name in its search or a prefix of its fingerprint.
+        task: Only this task: its name in its search, else a prefix of its fingerprint (six
+            characters or more).
 
     Raises:
-        UnknownNameError: ``search`` is given but no such search is stored, or it has no task ``task``.
+        UnknownNameError: ``search`` is given but no such search is stored, or it has no task ``task``;
+            or ``task`` names no stored task.
     """
     with _reading(storage, search) as s:
         if s is None:
             return []
         rows = reads.best_rows(s, search=search)
-        if task is not None and search is not None:
-            row = SearchRow.by_name(s, search)
-            keys = [t.key for t in row.tasks] if row is not None else []
-            if keys and task not in keys and not any(tr.fingerprint.startswith(task) for _, _, _, tr in rows):
-                raise UnknownNameError(
-                    f"search {search!r} has no task {task!r}; its tasks: {', '.join(keys)}"
-                )
+        if task is not None:
+            # By name in its search; only a name that no task has is read as a fingerprint prefix
+            # (six characters or more, as reads.tasks_matching reads it).
+            named = [r for r in rows if r[1].key == task]
+            rows = named or [r for r in rows if len(task) >= 6 and r[3].fingerprint.startswith(task)]
+        if task is not None and not rows:
+            row = SearchRow.by_name(s, search) if search is not None else None
+            if row is not None and task not in (keys := [t.key for t in row.tasks]):
+                known = ", ".join(keys)
+                raise UnknownNameError(f"search {search!r} has no task {task!r}; its tasks: {known}")
+            if search is None and not reads.tasks_matching(s, task):
+                known = ", ".join(reads.task_names(s)) or "none (run a search first)"
+                raise UnknownNameError(f"no stored task {task!r}; stored tasks: {known}")
         return [
             BestStrategy(
                 search=srch.name,
@@ -98,7 +106,6 @@ def best(
                 recheck=Recheck.from_notes(b.notes),
             )
             for b, link, srch, trow in rows
-            if task is None or task == link.key or trow.fingerprint.startswith(task)
         ]
 
 

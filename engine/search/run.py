@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from engine.errors import SearchFailed, StratagemError
+from engine.errors import SearchFailed, SpecError, StratagemError
 from engine.plugin import PluginHost
 from engine.results import BestDefault, BestMeta, BestStrategy
 from engine.results import best as query_best
@@ -112,6 +112,8 @@ def run(
         raise StratagemError(heartbeat)
     if not isinstance(spec, SearchSpec):
         spec = load_spec(spec)
+    if isinstance(plugins, str) or isinstance(spec.plugins, str):
+        raise SpecError("must be a list of plugin modules or files, not one string", key="search.plugins")
     spec = spec.replace(
         n_trials=n_trials, seed=seed, warm_start=warm_start, plugins=(*spec.plugins, *plugins) or None
     )

@@ -252,7 +252,7 @@ class SearchSpec:
                     p.add(f"search.{key}", f"{hint}; got {value!r}")
                 else:
                     kw[key] = tuple(value) if isinstance(value, list) else value
-        if "name" not in search:
+        if search.get("name") is None:
             p.add("search.name", 'missing; give the search a name, such as name = "my-search"')
         for section, names in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
             table = p.table(data, section)

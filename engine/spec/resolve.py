@@ -14,14 +14,15 @@ import torch
 from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
-from engine.spec.checks import MAX_NAME, NAME_RE, SEARCH_KEYS, Problems, is_type
+from engine.spec.checks import MAX_NAME, NAME_RE, SEARCH_KEYS, Problems
 from engine.spec.competence import check_competence
-from engine.spec.model import SearchSpec, TaskSpec
+from engine.spec.model import EvaluationSpec, MetaSpec, SearchSpec, TaskSpec
 from engine.strategy import Strategy
 from engine.study.factories import make_pruner, make_sampler, pruner_problem, sampler_problem
 from engine.study.runtime import device_problem
 from engine.task import Dataset, TaskKind, magnitude_problems, make_split
 from engine.updater import Updater
+from engine.vocabulary import RESERVED_TASK_NAMES
 from engine.warmstarter import WarmStarter
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         SpecError: Listing every unknown name, bad option and unloadable task, each with its key.
     """
     p = Problems(spec.source)
-    _check_scalars(spec, p)
+    _check_as_toml(spec, p)
+    p.raise_if_any()  # the checks below read the spec's shapes and values as these made sure they are
     if spec.mode == "meta":
         return _resolve_meta(spec, host, p)
     for key, names, registry in (
@@ -134,6 +136,15 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         if len(name) > MAX_NAME:
             p.add(f"{key}.name", f"task name {name[:40]!r}... is longer than {MAX_NAME} characters")
             continue
+        if name in RESERVED_TASK_NAMES:
+            if task.name:
+                p.add(
+                    f"{key}.name",
+                    f"task name {name!r} is reserved (the study {spec.name}/{name} is the search's own); "
+                    "choose another name",
+                )
+                continue
+            name += "_task"  # a default name, e.g. from a file meta.csv
         if name in seen:
             p.add(
                 f"{key}.name",
@@ -156,15 +167,37 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
     return Plan(spec, tuple(tasks), warm_starter)
 
 
-def _check_scalars(spec: SearchSpec, p: Problems) -> None:
-    """The ``[search]`` numbers of a spec built in code, or changed after loading (``run(seed=...)``),
-    checked as a TOML file's are."""
-    for key, (types, check, hint) in SEARCH_KEYS.items():
+def _check_as_toml(spec: SearchSpec, p: Problems) -> None:
+    """A spec built in code, or changed after loading (``run(seed=...)``), checked as a TOML file's is:
+    its shapes first (so that reading it back cannot fail), then its dict form read back through
+    :meth:`SearchSpec.from_stored`, which applies every check of the TOML path."""
+    for key, (types, _, _) in SEARCH_KEYS.items():
         value = getattr(spec, key, None)
-        if value is None or types is list or isinstance(value, tuple | list):
-            continue
-        if not is_type(value, types) or (check is not None and not check(value)):
-            p.add(f"search.{key}", f"{hint}; got {value!r}")
+        if types is list and isinstance(value, str):
+            p.add(f"search.{key}", f"must be a list of names, not the string {value!r}; write [{value!r}]")
+    if spec.meta is not None and isinstance(spec.meta.strategies, str):
+        value = spec.meta.strategies
+        p.add("meta.strategies", f"must be a list of names, not the string {value!r}; write [{value!r}]")
+    shapes = (
+        ("tasks", spec.tasks, list | tuple, "a list of TaskSpec"),
+        ("evaluation", spec.evaluation, EvaluationSpec, "an EvaluationSpec"),
+        ("sampler", spec.sampler, Mapping, 'a mapping such as {"name": "tpe"}'),
+        ("pruner", spec.pruner, Mapping | None, 'a mapping such as {"name": "median"}, or None'),
+        ("meta", spec.meta, MetaSpec | None, "a MetaSpec, or None"),
+    )
+    for key, value, kind, what in shapes:
+        if not isinstance(value, kind):
+            p.add(key, f"must be {what}; got {value!r}")
+    if isinstance(spec.tasks, list | tuple):
+        for i, task in enumerate(spec.tasks):
+            if not isinstance(task, TaskSpec) or not isinstance(task.options, Mapping):
+                p.add(f"tasks[{i}]", f"must be a TaskSpec(source, options: mapping, name); got {task!r}")
+    if p.items:
+        return
+    try:
+        SearchSpec.from_stored(spec.to_dict(), source=spec.source, base_dir=spec.base_dir)
+    except SpecError as exc:
+        p.items.extend(exc.problems)
 
 
 def _check_sampler_and_pruner(spec: SearchSpec, p: Problems) -> None:

@@ -78,7 +78,7 @@ class Dataset:
         if y.shape != (n,):
             raise TaskDataError(f"task {self.name!r}: y must have shape ({n},), got {y.shape}")
         if self.kind == "classification":
-            y = y.astype(np.int64)
+            y = _class_codes(self.name, y)
             k = int(y.max()) + 1
             if y.min() < 0 or len(np.unique(y)) != k:
                 raise TaskDataError(
@@ -160,6 +160,24 @@ def fingerprint(dataset: Dataset) -> str:
     y = dataset.y.astype("<i8" if dataset.kind == "classification" else "<f8")
     h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()[:32]
+
+
+def _class_codes(name: str, y: np.ndarray) -> np.ndarray:
+    """``y`` as integer class codes, refusing labels that casting would change (0.5 -> 0, "cat")."""
+    fix = "encode the labels as codes 0..k-1 first, e.g. numpy.unique(y, return_inverse=True)[1]"
+    if y.dtype.kind in "iub":
+        return y.astype(np.int64)
+    try:
+        values = y.astype(np.float64)
+    except (TypeError, ValueError):
+        what = f"class codes must be integers, got {y.dtype} labels"
+        raise TaskDataError(f"task {name!r}: {what}; {fix}") from None
+    odd = ~(np.isfinite(values) & (values == np.round(values)))
+    if odd.any():
+        raise TaskDataError(
+            f"task {name!r}: class codes must be whole numbers, got {y[np.argmax(odd)].item()!r}; {fix}"
+        )
+    return values.astype(np.int64)
 
 
 MAX_ABS_VALUE = 1e30

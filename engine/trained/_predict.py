@@ -63,8 +63,21 @@ class LoadedModel:
             rows: Mappings from column name to cell (extra keys ignored), or sequences of cells in the
                 order of :attr:`columns`.
         """
+        if isinstance(rows, Mapping | str | bytes):
+            raise TaskDataError(
+                f"rows must be a list of rows, got one {type(rows).__name__}; wrap a single row in a list"
+            )
         rows = list(rows)
-        if rows and isinstance(rows[0], Mapping):
+        mappings = bool(rows) and isinstance(rows[0], Mapping)
+        for r, row in enumerate(rows):
+            text = isinstance(row, str | bytes) or not hasattr(row, "__len__")
+            if text or isinstance(row, Mapping) != mappings:
+                what = "mappings from column name to value" if mappings else "sequences of values"
+                raise TaskDataError(
+                    f"row {r + 1} is {row!r:.60}, not a row like the first ones ({what}); pass a list of "
+                    "rows (a 2-D array), each a mapping from column name to value or a sequence of values"
+                )
+        if mappings:
             header = list(self.columns)
             for r, row in enumerate(rows):
                 absent = [c for c in header if c not in row]

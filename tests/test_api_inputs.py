@@ -1,0 +1,93 @@
+"""The Python API refuses what it cannot mean, naming it, instead of answering something else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+import engine
+from engine.errors import SpecError, TaskDataError, UnknownNameError
+from engine.spec import SearchSpec, TaskSpec
+
+IRIS = TaskSpec("sklearn", {"dataset": "iris"})
+
+
+def _spec(name: str, *tasks: TaskSpec) -> SearchSpec:
+    return SearchSpec(
+        name=name,
+        tasks=tasks,
+        n_trials=1,
+        strategies=("linear",),
+        updaters=("gradient_descent",),
+        warm_start=False,
+    )
+
+
+def test_class_labels_that_are_not_whole_numbers_are_refused_not_truncated() -> None:
+    wine = load_wine()
+    with pytest.raises(TaskDataError, match=r"class codes must be whole numbers, got 0.5; encode the labels"):
+        engine.Dataset("half", wine.data, wine.target * 0.5, "classification")
+    with pytest.raises(TaskDataError, match="class codes must be integers, got object labels"):
+        engine.Dataset("text", wine.data, np.array(["a", "b"] * 89, dtype=object), "classification")
+    assert (
+        engine.Dataset("floats", wine.data, wine.target.astype(float), "classification").y.dtype == np.int64
+    )
+
+
+def test_a_task_name_wins_over_a_fingerprint_prefix_and_short_prefixes_match_nothing(sqlite_url: str) -> None:
+    engine.run(_spec("one", IRIS), storage=sqlite_url)
+    (iris,) = engine.best(search="one", storage=sqlite_url)
+    prefix = iris.fingerprint[:1]
+    wine = TaskSpec("sklearn", {"dataset": "wine"}, name=prefix)  # named like iris's fingerprint starts
+    engine.run(_spec("two", IRIS, wine), storage=sqlite_url)
+    assert [b.task for b in engine.best(search="two", task=prefix, storage=sqlite_url)] == [prefix]
+    assert [b.task for b in engine.best(search="two", task=iris.fingerprint[:8], storage=sqlite_url)] == [
+        "iris"
+    ]
+    with pytest.raises(UnknownNameError, match="has no task ''"):
+        engine.best(search="two", task="", storage=sqlite_url)
+    with pytest.raises(UnknownNameError, match="no stored task 'nope'; stored tasks: "):
+        engine.best(task="nope", storage=sqlite_url)
+
+
+def test_predict_refuses_rows_it_would_misread(sqlite_url: str, tmp_path: Path) -> None:
+    engine.run(_spec("p", IRIS), storage=sqlite_url)
+    model = engine.load_model(engine.export(search="p", out=tmp_path / "m", storage=sqlite_url))
+    row = [5.1, 3.5, 1.4, 0.2]
+    assert len(model.predict([row])) == 1
+    for bad, words in (
+        (["5134"], "row 1 is '5134', not a row"),
+        (row, "row 1 is 5.1, not a row"),
+        ([row, dict(zip(model.columns, row, strict=True))], "row 2 is {"),
+        (dict(zip(model.columns, row, strict=True)), "got one dict; wrap a single row in a list"),
+    ):
+        with pytest.raises(TaskDataError, match=words.replace("{", r"\{")):
+            model.predict(bad)
+
+
+@pytest.mark.parametrize("reserved", ["cross_task", "meta", "competence"])
+def test_task_names_of_the_searchs_own_studies_are_reserved(reserved: str, sqlite_url: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        engine.run(_spec("r", TaskSpec("sklearn", {"dataset": "iris"}, name=reserved)), storage=sqlite_url)
+    assert "is reserved" in dict(caught.value.problems)["tasks[0].name"]
+    assert engine.searches(storage=sqlite_url) == []
+
+
+def test_a_spec_without_a_name_or_with_one_plugin_string_is_refused_before_any_work(sqlite_url: str) -> None:
+    with pytest.raises(SpecError, match="search.name: missing"):
+        engine.run(SearchSpec(name=None, tasks=(IRIS,), n_trials=1), storage=sqlite_url)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="search.plugins: must be a list"):
+        engine.run(_spec("s", IRIS), plugins="my_plugins", storage=sqlite_url)  # type: ignore[arg-type]
+    assert engine.searches(storage=sqlite_url) == []
+
+
+def test_recommend_refuses_one_string_where_names_are_expected(sqlite_url: str) -> None:
+    wine = load_wine()
+    dataset = engine.Dataset("wine", wine.data, wine.target, "classification")
+    with pytest.raises(ValueError, match=r"strategies must be a list of names, not the string 'resmlp'"):
+        engine.recommend(dataset, storage=sqlite_url, strategies="resmlp")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="top must be an integer of at least 1, got 2.5"):
+        engine.recommend(dataset, storage=sqlite_url, top=2.5)  # type: ignore[arg-type]
