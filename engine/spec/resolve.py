@@ -15,7 +15,7 @@ from engine.errors import SpecError, StratagemError
 from engine.evaluator import Evaluator
 from engine.plugin import PluginHost
 from engine.spec.checks import MAX_NAME, NAME_RE, SEARCH_KEYS, Problems
-from engine.spec.competence import check_competence
+from engine.spec.competence import CompetenceSpec, check_competence
 from engine.spec.model import EvaluationSpec, MetaSpec, SearchSpec, TaskSpec
 from engine.strategy import Strategy
 from engine.study.factories import make_pruner, make_sampler, pruner_problem, sampler_problem
@@ -184,6 +184,8 @@ def _check_as_toml(spec: SearchSpec, p: Problems) -> None:
         ("sampler", spec.sampler, Mapping, 'a mapping such as {"name": "tpe"}'),
         ("pruner", spec.pruner, Mapping | None, 'a mapping such as {"name": "median"}, or None'),
         ("meta", spec.meta, MetaSpec | None, "a MetaSpec, or None"),
+        ("family", spec.family, Mapping | None, 'a mapping such as {"name": "sinusoid"}, or None'),
+        ("competence", spec.competence, CompetenceSpec | None, "a CompetenceSpec, or None"),
     )
     for key, value, kind, what in shapes:
         if not isinstance(value, kind):

@@ -37,6 +37,9 @@ from engine.vocabulary import (
 
 __all__ = ["Deleted", "delete_search", "export"]
 
+EXPORTING = ".stratagem-export-"
+"""Prefix of the folder an export writes its files in, inside ``out``, before renaming them into place."""
+
 
 def export(
     *,
@@ -98,7 +101,7 @@ def export(
         out.mkdir(parents=True, exist_ok=True)
         # Both files are written in a folder beside their place, then each is renamed into it: an
         # interrupted export or several at once leave whole files, and nothing else in ``out`` is touched.
-        with tempfile.TemporaryDirectory(prefix=".stratagem-export-", dir=out) as tmp:
+        with tempfile.TemporaryDirectory(prefix=EXPORTING, dir=out) as tmp:
             weights = Path(tmp) / WEIGHTS_FILE
             try:
                 download_artifact(
@@ -134,7 +137,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise ModelError(f"cannot read the folder {str(out)!r}: {exc}; choose another --out") from None
     if present and not overwrite:
         raise ModelError(f"{str(out)!r} already exists and is not empty; choose another --out or remove it")
-    others = [name for name in present if name not in (WEIGHTS_FILE, CARD_FILE)]
+    # another export's folder in flight (or left by a killed one) is no user file
+    others = [
+        name for name in present if name not in (WEIGHTS_FILE, CARD_FILE) and not name.startswith(EXPORTING)
+    ]
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise ModelError(
