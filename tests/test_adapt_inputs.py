@@ -286,3 +286,16 @@ def test_a_support_row_without_a_target_value_is_refused_naming_it(
     args = ["adapt", "--search", "fam", "--storage", url, "--target", "y"]
     done = CliRunner().invoke(cli, [*args, "--support", str(_write(tmp_path / "sup.csv", support))])
     assert done.exit_code == 2 and "row 2 has no value in target column 'y'" in done.stderr, done.output
+
+
+def test_support_rows_given_as_a_tuple_are_rows_not_an_x_y_pair(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+) -> None:
+    url, _ = searched
+    support, query = new_task
+    as_list = engine.adapt(search="fam", support=support, target="y", query=query, storage=url)
+    as_tuple = engine.adapt(search="fam", support=tuple(support), target="y", query=query, storage=url)
+    assert as_tuple.predictions == as_list.predictions
+    with pytest.raises(TaskDataError, match=r"an \(X, y\) pair, got a tuple of 3"):
+        engine.adapt(search="fam", support=([[0.0]], [1.0], [2.0]), target="y", storage=url)  # type: ignore[arg-type]

@@ -174,7 +174,10 @@ def adapt(
             non-numeric values, or more support labels than the family's classes.
     """
     strategy, model, info, best = load_meta_search(search, storage=storage, plugins=plugins)
-    if isinstance(support, tuple):
+    pair = isinstance(support, tuple) and not (support and isinstance(support[0], Mapping))
+    if pair and len(support) != 2:
+        raise TaskDataError(f"support: give rows (mappings) or an (X, y) pair, got a tuple of {len(support)}")
+    if pair:
         columns = list(info.input_columns)
         X, y = _array(support[0], "support"), np.asarray(support[1])
         if len(X) != len(y):
@@ -201,7 +204,7 @@ def adapt(
         codes = {label: i for i, label in enumerate(labels)}
         y_t = torch.tensor([codes[v] for v in y.tolist()], dtype=torch.int64)
     else:
-        named = f"target {target!r}" if target is not None and not isinstance(support, tuple) else "targets"
+        named = f"target {target!r}" if target is not None and not pair else "targets"
         try:
             y_f = y.astype(np.float32)
         except (TypeError, ValueError):
