@@ -27,7 +27,7 @@ from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
 from engine.storage.locations import locate
-from engine.task import MAX_ABS_VALUE
+from engine.task import out_of_range_cell
 from engine.trained import open_store, resolve_artifacts
 
 __all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
@@ -245,18 +245,13 @@ def _inputs(X: np.ndarray, info: FamilyInfo, what: str) -> torch.Tensor:
 
 
 def _check_magnitudes(X: np.ndarray, columns: Sequence[str], what: str) -> None:
-    """Refuse a value that is not finite or beyond ±1e30, naming its row and column (``columns``, or
-    its position where they are not named): θ's arithmetic overflows on it, as a model's does
-    (``stratagem predict`` and training refuse such values too)."""
-    with np.errstate(invalid="ignore"):
-        huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
-    if huge.size:
-        r, j = (int(i) for i in huge[0])
-        column = repr(columns[j]) if j < len(columns) else str(j + 1)
-        how = "is not a finite number" if not np.isfinite(X[r, j]) else f"is beyond ±{MAX_ABS_VALUE:.0e}"
+    """Refuse a value that is not finite or beyond ±1e30, naming its row and column: θ's arithmetic
+    overflows on it, as a model's does (``stratagem predict`` and training refuse such values too)."""
+    cell = out_of_range_cell(X, columns)
+    if cell is not None:
         raise TaskDataError(
-            f"{what}: row {r + 1}, column {column}: {X[r, j]:.6g} {how}, where the meta-learner's "
-            "arithmetic overflows (training refuses such values too); fix the value"
+            f"{what}: {cell}, where the meta-learner's arithmetic overflows (training refuses such values "
+            "too); fix the value"
         )
 
 

@@ -16,6 +16,7 @@ from engine.task.dataset import (
     TaskKind,
     fingerprint,
     magnitude_problems,
+    out_of_range_cell,
 )
 from engine.task.encoding import FeatureColumn, RowEncoding
 from engine.task.source import Option, TaskSource
@@ -35,4 +36,5 @@ __all__ = [
     "fingerprint",
     "magnitude_problems",
     "make_split",
+    "out_of_range_cell",
 ]

@@ -7,6 +7,7 @@ found again, in any search.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "TaskKind",
     "fingerprint",
     "magnitude_problems",
+    "out_of_range_cell",
 ]
 
 TaskKind = Literal["classification", "regression"]
@@ -198,3 +200,16 @@ def magnitude_problems(dataset: Dataset) -> list[str]:
     if dataset.kind == "regression" and dataset.y.size and not np.abs(dataset.y).max() <= MAX_ABS_VALUE:
         out.append(f"the target has values beyond {MAX_ABS_VALUE:.0e}, which overflow the losses: rescale it")
     return out
+
+
+def out_of_range_cell(X: np.ndarray, columns: Sequence[str]) -> str | None:
+    """The first cell of ``X`` (rows x columns) that is not finite or beyond ±:data:`MAX_ABS_VALUE`, as
+    ``row R, column C: V is ...`` (``C`` from ``columns``, else its position from 1); ``None`` if none."""
+    with np.errstate(invalid="ignore"):
+        huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
+    if not huge.size:
+        return None
+    r, j = (int(i) for i in huge[0])
+    column = repr(columns[j]) if j < len(columns) else str(j + 1)
+    how = "is not a finite number" if not np.isfinite(X[r, j]) else f"is beyond ±{MAX_ABS_VALUE:.0e}"
+    return f"row {r + 1}, column {column}: {X[r, j]:.6g} {how}"

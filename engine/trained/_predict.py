@@ -24,7 +24,7 @@ from engine.plugin import PluginHost
 from engine.strategy import Strategy
 from engine.study.runtime import torch_threads
 from engine.study.trained import TrainedModel
-from engine.task import MAX_ABS_VALUE
+from engine.task import out_of_range_cell
 from engine.trained._export import export
 from engine.trained._format import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelError, read_card, read_members
 
@@ -107,14 +107,11 @@ class LoadedModel:
             )
         if not len(X):
             raise TaskDataError("no rows to predict; give at least one")
-        with np.errstate(invalid="ignore"):
-            huge = np.argwhere(~(np.abs(X) <= MAX_ABS_VALUE))
-        if huge.size:
-            r, j = (int(i) for i in huge[0])
-            what = "is not a finite number" if not np.isfinite(X[r, j]) else f"is beyond ±{MAX_ABS_VALUE:.0e}"
+        cell = out_of_range_cell(X, self.card.feature_names)
+        if cell is not None:
             raise TaskDataError(
-                f"row {r + 1}, column {self.card.feature_names[j]!r}: {X[r, j]:.6g} {what}, where the "
-                "model's arithmetic overflows (training refuses such values too); fix the value"
+                f"{cell}, where the model's arithmetic overflows (training refuses such values too); "
+                "fix the value"
             )
         with torch_threads(1):
             out = self._trained.predict(X)
