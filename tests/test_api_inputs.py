@@ -11,6 +11,7 @@ from sklearn.datasets import load_wine
 import engine
 from engine.errors import SpecError, TaskDataError, UnknownNameError
 from engine.spec import SearchSpec, TaskSpec
+from engine.trained import ModelError
 
 IRIS = TaskSpec("sklearn", {"dataset": "iris"})
 
@@ -91,3 +92,18 @@ def test_recommend_refuses_one_string_where_names_are_expected(sqlite_url: str) 
         engine.recommend(dataset, storage=sqlite_url, strategies="resmlp")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="top must be an integer of at least 1, got 2.5"):
         engine.recommend(dataset, storage=sqlite_url, top=2.5)  # type: ignore[arg-type]
+
+
+def test_run_arguments_of_the_wrong_kind_are_refused_before_the_search_is_registered(sqlite_url: str) -> None:
+    with pytest.raises(
+        engine.StratagemError, match=r"progress must be an engine ProgressSink .* task_started"
+    ):
+        engine.run(_spec("p", IRIS), storage=sqlite_url, progress=5)  # type: ignore[arg-type]
+    with pytest.raises(engine.StratagemError, match=r"n_jobs must be a whole number of trials .* got 1\.5"):
+        engine.run(_spec("j", IRIS), storage=sqlite_url, n_jobs=1.5)  # type: ignore[arg-type]
+    assert engine.searches(storage=sqlite_url) == []  # nothing registered, so nothing left marked failed
+
+
+def test_load_model_names_a_path_that_is_not_one() -> None:
+    with pytest.raises(ModelError, match=r"path must be a model directory .* got None"):
+        engine.load_model(None)  # type: ignore[arg-type]

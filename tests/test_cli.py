@@ -11,6 +11,10 @@ from typing import Any
 
 import optuna
 import pytest
+from click.testing import CliRunner
+
+import engine.results
+from engine.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,3 +179,13 @@ def test_output_into_a_pipe_closed_early_ends_quietly(project: Path) -> None:
     stderr = proc.stderr.read()
     assert proc.wait(timeout=600) == 1, stderr  # click's status for a broken pipe
     assert stderr == ""
+
+
+def test_ctrl_c_in_any_command_exits_130_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(**_: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.results, "tasks", interrupted)
+    result = CliRunner().invoke(cli, ["tasks", "--storage", "sqlite:///unused.db"])
+    assert result.exit_code == 130
+    assert result.output.strip() == "Interrupted."

@@ -56,7 +56,7 @@ def check_out_path(option: str, path: str) -> None:
 
 
 def errors(fn: F) -> F:
-    """Turn Stratagem's own errors into a one-line message and exit status 2.
+    """Turn Stratagem's own errors into a one-line message and exit status 2, and Ctrl-C into status 130.
 
     An error caused by a broken pipe (the reader of the output, such as ``head``, has closed it) is no
     error to report: it ends quietly, with click's status 1, as click ends any command whose output
@@ -73,6 +73,9 @@ def errors(fn: F) -> F:
                 raise pipe from None  # click silences stdout and stderr, then exits with status 1
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C: the shell's status for SIGINT, as `run` gives
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,6 +11,7 @@ Running the same spec again resumes: each study gets trials only up to ``n_trial
 from __future__ import annotations
 
 import logging
+import numbers
 import signal
 import threading
 import time
@@ -110,6 +111,8 @@ def run(
     heartbeat = heartbeat_problem()
     if heartbeat is not None:
         raise StratagemError(heartbeat)
+    _check_arguments(progress, n_jobs)
+    n_jobs = None if n_jobs is None else int(n_jobs)
     if not isinstance(spec, SearchSpec):
         spec = load_spec(spec)
     if isinstance(plugins, str) or isinstance(spec.plugins, str):
@@ -167,6 +170,22 @@ def run(
         defaults=defaults,
         meta=meta,
     )
+
+
+def _check_arguments(progress: object, n_jobs: object) -> None:
+    """``run``'s own arguments, checked before anything is stored (a bad one found later left the
+    search registered and marked failed)."""
+    missing = [m for m in _SINK_METHODS if not callable(getattr(progress, m, None))]
+    if progress is not None and progress is not False and missing:
+        raise StratagemError(
+            f"progress must be an engine ProgressSink (or None), got {progress!r}: "
+            f"it has no {', '.join(missing)}"
+        )
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)):
+        raise StratagemError(f"n_jobs must be a whole number of trials run at once, got {n_jobs!r}")
+
+
+_SINK_METHODS = ("task_started", "trial_finished", "task_finished")
 
 
 def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:

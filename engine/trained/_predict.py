@@ -12,6 +12,7 @@ the same machine.
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -166,6 +167,8 @@ def load_model(
     Raises:
         ModelError: The directory is not a model, or its strategy is not installed or does not fit.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ModelError(f"path must be a model directory (a str or a Path), got {path!r}")
     path = Path(path)
     if not (path / CARD_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise ModelError(
