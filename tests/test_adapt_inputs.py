@@ -299,3 +299,22 @@ def test_support_rows_given_as_a_tuple_are_rows_not_an_x_y_pair(
     assert as_tuple.predictions == as_list.predictions
     with pytest.raises(TaskDataError, match=r"an \(X, y\) pair, got a tuple of 3"):
         engine.adapt(search="fam", support=([[0.0]], [1.0], [2.0]), target="y", storage=url)  # type: ignore[arg-type]
+
+
+def test_rows_from_a_generator_are_read_and_one_row_or_a_string_is_refused(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+) -> None:
+    url, _ = searched
+    support, query = new_task
+    listed = engine.adapt(search="fam", support=support, target="y", query=query, steps=2, storage=url)
+    generated = engine.adapt(
+        search="fam", support=(r for r in support), target="y", query=iter(query), steps=2, storage=url
+    )
+    assert generated.predictions == listed.predictions
+    with pytest.raises(TaskDataError, match=r"^support: one row \(a mapping\) given; give a list of rows"):
+        engine.adapt(search="fam", support=support[0], target="y", storage=url)
+    with pytest.raises(
+        TaskDataError, match=r"^query: give a list of rows \(mappings\) or an array, got 'a,b'"
+    ):
+        engine.adapt(search="fam", support=support, target="y", query="a,b", storage=url)

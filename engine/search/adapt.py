@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,8 @@ def adapt(
         TaskDataError: Rows of the wrong width, columns other than the family's or the support's,
             non-numeric values, or more support labels than the family's classes.
     """
+    support = _rows_given(support, "support")
+    query = None if query is None else _rows_given(query, "query")
     strategy, model, info, best = load_meta_search(search, storage=storage, plugins=plugins)
     pair = isinstance(support, tuple) and not (support and isinstance(support[0], Mapping))
     if pair and len(support) != 2:
@@ -221,6 +223,18 @@ def adapt(
         predictions = [float(v) for v in out.reshape(-1)]
     taken = int(steps) if strategy.takes_steps else 0
     return AdaptedTask(search, best.strategy, taken, len(y), predictions)
+
+
+def _rows_given(value: Any, what: str) -> Any:
+    """``value`` as rows ``adapt`` can index: an iterator of rows (a generator, ``csv.DictReader``) is
+    read into a list; one row, a string or a number, which would be read cell by cell, is refused."""
+    if isinstance(value, Mapping):
+        raise TaskDataError(f"{what}: one row (a mapping) given; give a list of rows, one mapping each")
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TaskDataError(f"{what}: give a list of rows (mappings) or an array, got {value!r:.60}")
+    if isinstance(value, Iterator):
+        return list(value)
+    return value
 
 
 def _array(values: Any, what: str) -> np.ndarray:
