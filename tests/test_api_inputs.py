@@ -11,6 +11,7 @@ from sklearn.datasets import load_wine
 import engine
 from engine.errors import SpecError, TaskDataError, UnknownNameError
 from engine.spec import SearchSpec, TaskSpec
+from engine.storage import Database, reads
 from engine.trained import ModelError
 
 IRIS = TaskSpec("sklearn", {"dataset": "iris"})
@@ -107,3 +108,14 @@ def test_run_arguments_of_the_wrong_kind_are_refused_before_the_search_is_regist
 def test_load_model_names_a_path_that_is_not_one() -> None:
     with pytest.raises(ModelError, match=r"path must be a model directory .* got None"):
         engine.load_model(None)  # type: ignore[arg-type]
+
+
+def test_a_search_that_appears_between_lookup_and_listing_is_not_listed_as_another(sqlite_url: str) -> None:
+    engine.run(_spec("s", IRIS), storage=sqlite_url)
+    with Database(sqlite_url).session() as s:  # as if the lookup ran before "s" was registered
+        assert str(reads.unknown_search(s, "s")).strip("'\"") == (
+            "search 's' was being registered while this read; run it again"
+        )
+        assert "no search 'x' in this storage; stored searches: s" in str(reads.unknown_search(s, "x"))
+    with pytest.raises(engine.UnknownNameError, match="stored searches: s"):
+        engine.best(search="x", storage=sqlite_url)

@@ -98,8 +98,7 @@ def competence(*, search: str, storage: str | None = None) -> CompetenceMap:
         raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
     with db.session() as s:
         if SearchRow.by_name(s, search) is None:
-            known = ", ".join(reads.search_names(s)) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+            raise reads.unknown_search(s, search)
     name = competence_study_name(search)
     try:
         study = optuna.load_study(study_name=name, storage=open_optuna_storage(db.url, create=False))

@@ -72,8 +72,7 @@ def meta_best(*, storage: str | None = None, search: str | None = None) -> list[
         return []
     with db.session() as s:
         if search is not None and SearchRow.by_name(s, search) is None:
-            known = ", ".join(reads.search_names(s)) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+            raise reads.unknown_search(s, search)
         names = [
             r.name
             for r in reads.searches_newest_first(s)

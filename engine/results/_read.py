@@ -51,8 +51,7 @@ def _reading(storage: str | None, search: str | None) -> Iterator[Session | None
         return
     with db.session() as s:
         if search is not None and SearchRow.by_name(s, search) is None:
-            known = ", ".join(reads.search_names(s)) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+            raise reads.unknown_search(s, search)
         yield s
 
 

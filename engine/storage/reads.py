@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
+from engine.errors import UnknownNameError
 from engine.storage.models import ArtifactRow, BestRow, DefaultRow, SearchRow, SearchTaskRow, TaskRow
 
 __all__ = [
@@ -39,6 +40,20 @@ BestJoin = tuple[BestRow, SearchTaskRow, SearchRow, TaskRow]
 def search_names(s: Session) -> list[str]:
     """The names of every stored search, sorted."""
     return sorted(s.scalars(select(SearchRow.name)))
+
+
+def unknown_search(s: Session, search: str) -> UnknownNameError:
+    """The error for a search that a lookup did not find, listing the stored ones.
+
+    The listing is a second query: a search registered in between (another process starting it) is
+    in it, and is then said to have appeared meanwhile rather than listed as if it were another one.
+    """
+    names = search_names(s)
+    if search in names:
+        return UnknownNameError(f"search {search!r} was being registered while this read; run it again")
+    return UnknownNameError(
+        f"no search {search!r} in this storage; stored searches: {', '.join(names) or 'none'}"
+    )
 
 
 def best_rows(s: Session, *, search: str | None = None) -> list[BestJoin]:

@@ -71,8 +71,7 @@ def export(
     with db.session() as s:
         row = SearchRow.by_name(s, search)
         if row is None:
-            known = ", ".join(reads.search_names(s)) or "none"
-            raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+            raise reads.unknown_search(s, search)
         _refuse_other_modes(search, row.spec)
         rows = reads.best_rows(s, search=search)
         keys = [link.key for _, link, _, _ in rows]
@@ -216,8 +215,7 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
             # Studies of a search whose rows are gone (deleted while a worker still ran it) stay deletable.
             studies = _orphans(optuna_storage, search) if task is None and optuna_storage else set()
             if not studies:
-                known = ", ".join(reads.search_names(s)) or "none"
-                raise UnknownNameError(f"no search {search!r} in this storage; stored searches: {known}")
+                raise reads.unknown_search(s, search)
         else:
             links = [t for t in row.tasks if task is None or t.key == task]
             if task is not None and not links:
