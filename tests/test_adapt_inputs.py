@@ -318,3 +318,23 @@ def test_rows_from_a_generator_are_read_and_one_row_or_a_string_is_refused(
         TaskDataError, match=r"^query: give a list of rows \(mappings\) or an array, got 'a,b'"
     ):
         engine.adapt(search="fam", support=support, target="y", query="a,b", storage=url)
+
+
+def test_adapt_never_writes_over_its_own_input_or_the_database(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    tmp_path: Path,
+) -> None:
+    url, folder = searched
+    sup, query = _write(tmp_path / "sup.csv", new_task[0]), _write(tmp_path / "q.csv", new_task[1])
+    before = sup.read_text(), query.read_text()
+    args = ["adapt", "--search", "fam", "--storage", url, "--target", "y", "--support", str(sup)]
+    for extra, out, words in (
+        ([], sup, "--out '{}' is the --support file"),
+        (["--query", str(query)], query, "--out '{}' is the --query file"),
+        ([], folder / "meta.db", "--out '{}' is the database of --storage"),
+    ):
+        done = CliRunner().invoke(cli, [*args, *extra, "--out", str(out)])
+        assert done.exit_code == 2 and words.format(out) in done.stderr, done.output
+    assert (sup.read_text(), query.read_text()) == before
+    assert engine.meta_best(search="fam", storage=url)

@@ -7,16 +7,25 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
 from engine.errors import StratagemError
 from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
+from engine.storage.locations import BESIDE, beside
 
-__all__ = ["check_out_path", "cli", "errors", "json_option", "plugin_option", "storage_option"]
+__all__ = [
+    "check_out_path",
+    "cli",
+    "errors",
+    "json_option",
+    "plugin_option",
+    "storage_option",
+    "write_out",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,9 +45,13 @@ plugin_option = click.option(
 )
 
 
-def check_out_path(option: str, path: str) -> None:
-    """Refuse, before any work, a file path the command could not write: an empty one, a folder, one in
-    a folder that is missing or not writable.
+def check_out_path(
+    option: str, path: str, *, storage: str | None = None, inputs: Mapping[str, str | None] | None = None
+) -> None:
+    """Refuse, before any work, a file path the command could not write or must not: an empty one, a
+    folder, one in a folder that is missing or not writable, the SQLite file of the URL ``storage`` (or
+    its journal), a file in the folder beside it that keeps its models, and any of the command's
+    ``inputs`` (``{option: path}``).
 
     Raises:
         StratagemError: Naming the option, the path and the fix.
@@ -53,6 +66,68 @@ def check_out_path(option: str, path: str) -> None:
         )
     if not os.access(folder, os.W_OK):
         raise StratagemError(f"{option} {path!r}: folder {str(folder)!r} is not writable; write elsewhere")
+    real = target.resolve()
+    for other, given in (inputs or {}).items():
+        if given and Path(given).resolve() == real:
+            raise StratagemError(
+                f"{option} {path!r} is the {other} file: writing there would replace what is being read; "
+                "write elsewhere"
+            )
+    models = beside(storage) if storage else None
+    if models is not None:
+        database = Path(models[: -len(BESIDE)])
+        if real in {database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)}:
+            raise StratagemError(
+                f"{option} {path!r} is the database of --storage: writing there would destroy the stored "
+                "results; write elsewhere"
+            )
+        if real.is_relative_to(models):
+            raise StratagemError(
+                f"{option} {path!r} is in {models!r}, where the database keeps its models: writing there "
+                "could replace one; write elsewhere"
+            )
+
+
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+"""Files SQLite keeps beside a database file while it writes."""
+
+
+def write_out(option: str, out: str | None, write: Callable[[IO[str]], object]) -> None:
+    """Write a command's output with ``write(file)`` to ``out``: standard output for ``None`` or
+    ``-``; a device or a pipe (``/dev/null``, a FIFO) as it is; any other file atomically, through a
+    temporary file in its (real) folder moved into place once complete, so that an interrupted write
+    (Ctrl-C, a full disk) leaves the earlier file as it was. A broken pipe on standard output ends the
+    command quietly (:func:`errors`).
+
+    Raises:
+        StratagemError: The file or standard output cannot be written.
+    """
+    to_file = out not in (None, "-")
+    where = f"{option} {out!r}" if to_file else "standard output"
+    tmp: Path | None = None
+    try:
+        if not to_file:
+            with click.open_file("-", "w") as f:
+                write(f)
+                f.flush()
+            return
+        target = Path(str(out)).resolve()  # a link is followed: the file it names is replaced
+        if target.exists() and not target.is_file():
+            with target.open("w", newline="", encoding="utf-8") as f:
+                write(f)
+            return
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("x", newline="", encoding="utf-8") as f:
+            write(f)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise StratagemError(f"{where} cannot be written: {exc.strerror or exc}; write elsewhere") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def errors(fn: F) -> F:

@@ -7,17 +7,22 @@ instant.
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.cli import render
-from engine.cli._base import check_out_path, cli, errors, json_option, plugin_option, storage_option
-from engine.errors import StratagemError
+from engine.cli._base import (
+    check_out_path,
+    cli,
+    errors,
+    json_option,
+    plugin_option,
+    storage_option,
+    write_out,
+)
 from engine.settings import resolve_storage
 
 if TYPE_CHECKING:
@@ -85,12 +90,7 @@ def predict(
     if (model_dir is None) == (search is None):
         raise click.UsageError("give the model as --model DIR or as --search NAME (one of them)")
     if out is not None and out != "-":
-        check_out_path("--out", out)
-        if os.path.exists(out) and os.path.exists(csv_path) and os.path.samefile(out, csv_path):
-            raise StratagemError(
-                f"--out {out!r} is the --csv file: writing the predictions would replace the rows being "
-                "predicted; write elsewhere"
-            )
+        check_out_path("--out", out, storage=resolve_storage(storage), inputs={"--csv": csv_path})
     if model_dir is not None:
         model = load_model(model_dir, plugins=plugins)
     else:
@@ -100,37 +100,8 @@ def predict(
 
 
 def _write_csv(out: str | None, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Write a CSV table to ``out`` (a file; ``None`` or ``-``: stdout).
-
-    A file is written to a temporary file in its folder and moved into place once complete, so that an
-    interrupted write (Ctrl-C, a full disk) leaves the earlier file as it was. A broken pipe on stdout
-    ends the command quietly (:func:`engine.cli._base.errors`).
-
-    Raises:
-        StratagemError: The file or stdout cannot be written.
-    """
-    to_file = out not in (None, "-")
-    where = f"--out {out!r}" if to_file else "standard output"
-    tmp: Path | None = None
-    try:
-        if not to_file:
-            with click.open_file("-", "w") as f:
-                _write_rows(f, header, rows)
-                f.flush()
-            return
-        target = Path(str(out))
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with tmp.open("x", newline="", encoding="utf-8") as f:
-            _write_rows(f, header, rows)
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode)
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        raise StratagemError(f"{where} cannot be written: {exc.strerror or exc}; write elsewhere") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    """Write a CSV table to ``out`` (``None`` or ``-``: standard output), as :func:`write_out` writes."""
+    write_out("--out", out, lambda f: _write_rows(f, header, rows))
 
 
 def _write_rows(f: Any, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -176,11 +147,15 @@ def delete(search: str, task: str | None, yes: bool, storage: str | None, as_jso
 @errors
 def report(search: str | None, out: str, storage: str | None) -> None:
     """Write one self-contained HTML report (plotly embedded, works offline) of stored searches."""
-    from engine.report import write_report  # Optuna, plotly
+    from engine.report import report_html  # Optuna, plotly
 
-    check_out_path("--out", out)
-    path = write_report(out, storage=storage, search=search)
-    click.echo(f"Wrote {path}")
+    url = resolve_storage(storage)
+    if out != "-":
+        check_out_path("--out", out, storage=url)
+    page = report_html(storage=url, search=search)
+    write_out("--out", out, lambda f: f.write(page))
+    if out != "-":
+        click.echo(f"Wrote {out}")
 
 
 @cli.command()
@@ -218,7 +193,8 @@ def adapt(
     from engine.trained import read_csv_rows
 
     if out is not None and out != "-":
-        check_out_path("--out", out)
+        inputs = {"--support": support_path, "--query": query_path}
+        check_out_path("--out", out, storage=resolve_storage(storage), inputs=inputs)
 
     def table(path: str) -> list[dict[str, str]]:
         header, rows = read_csv_rows(path)  # refuses a header that names a column twice
@@ -253,20 +229,22 @@ def competence(search: str, plot: str | None, storage: str | None, as_json: bool
     Each point is one set of family parameters with the query score (mean ± 95% CI over meta-test
     tasks) after adaptation. --plot writes an SVG image (opens in any browser or image viewer).
     """
-    from engine.results import competence as competence_map  # SQLAlchemy, Optuna
-    from engine.results import plot_competence
+    from engine.results import check_svg_path, competence_svg  # SQLAlchemy, Optuna
+    from engine.results import competence as competence_map
 
     if plot is not None:
-        check_out_path("--plot", plot)
-    cmap = competence_map(search=search, storage=storage)
-    if plot is not None:
         try:
-            written = plot_competence(cmap, plot)
+            check_svg_path(plot)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+        check_out_path("--plot", plot, storage=resolve_storage(storage))
+    cmap = competence_map(search=search, storage=storage)
+    if plot is not None:
+        svg = competence_svg(cmap)
+        write_out("--plot", plot, lambda f: f.write(svg))
     if as_json:
         render.print_json(cmap.to_dict())
     else:
         render.competence_table(cmap)
     if plot is not None:
-        click.echo(f"Wrote {written}", err=as_json)
+        click.echo(f"Wrote {plot}", err=as_json)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from engine.report._html import write_report
+from engine.report._html import report_html, write_report
 
-__all__ = ["write_report"]
+__all__ = ["report_html", "write_report"]

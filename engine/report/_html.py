@@ -25,11 +25,22 @@ from engine.settings import mask_password, resolve_storage
 from engine.storage.optuna_adapter import open_optuna_storage, was_enqueued
 from engine.vocabulary import cross_task_study_name, meta_study_name
 
-__all__ = ["write_report"]
+__all__ = ["report_html", "write_report"]
 
 
 def write_report(out: str | Path, *, storage: str | None = None, search: str | None = None) -> Path:
     """Write the report of every stored search (or of ``search``) to ``out``; return its path.
+
+    Raises:
+        UnknownNameError: ``search`` is given but not stored, or no search is stored.
+    """
+    out = Path(out)
+    out.write_text(report_html(storage=storage, search=search), encoding="utf-8")
+    return out
+
+
+def report_html(*, storage: str | None = None, search: str | None = None) -> str:
+    """The report of every stored search (or of ``search``): one self-contained HTML page.
 
     Raises:
         UnknownNameError: ``search`` is given but not stored, or no search is stored.
@@ -127,9 +138,7 @@ def write_report(out: str | Path, *, storage: str | None = None, search: str | N
                     parts.append(f"<h3>{title} <small>({_e(study_name)})</small></h3>")
                     parts.append(_figure(_history(study), f"history {study_name}"))
                     figures += 1
-    out = Path(out)
-    out.write_text(_page(parts, figures), encoding="utf-8")
-    return out
+    return _page(parts, figures)
 
 
 def _history(study: optuna.Study) -> go.Figure:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from engine.results._competence import CompetenceMap, CompetencePoint, competence
 from engine.results._meta import BestMeta, meta_best
-from engine.results._plot import competence_svg, plot_competence
+from engine.results._plot import check_svg_path, competence_svg, plot_competence
 from engine.results._read import best, best_report, defaults, failures, searches, tasks
 from engine.results._records import (
     BestDefault,
@@ -43,6 +43,7 @@ __all__ = [
     "TrialFailures",
     "best",
     "best_report",
+    "check_svg_path",
     "competence",
     "competence_svg",
     "defaults",

@@ -30,10 +30,20 @@ def plot_competence(cmap: CompetenceMap, path: str | Path) -> Path:
     Raises:
         ValueError: ``path`` does not end in ``.svg``.
     """
+    out = check_svg_path(path)
+    out.write_text(competence_svg(cmap), encoding="utf-8")
+    return out
+
+
+def check_svg_path(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, if it names an SVG file.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.svg``.
+    """
     out = Path(path)
     if out.suffix.lower() != ".svg":
         raise ValueError(f"{out}: the competence plot is an SVG image; give a path ending in .svg")
-    out.write_text(competence_svg(cmap), encoding="utf-8")
     return out
 
 
