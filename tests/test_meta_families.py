@@ -126,3 +126,40 @@ def test_csv_family_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(FamilyError) as info:
         _draw(CsvFamily(str(many), task_column="store", target="sales", k_shot=4, k_query=4), "meta_train")
     assert info.value.key == "k_shot"
+
+
+@pytest.mark.parametrize(
+    ("options", "header", "key", "words"),
+    [
+        ({"test_fraction": float("inf")}, None, "test_fraction", "must be a number between 0 and 1"),
+        ({"val_fraction": float("nan")}, None, "val_fraction", "got nan"),
+        ({"val_fraction": -5.0}, None, "val_fraction", "got -5.0"),
+        ({"target": "store"}, None, "target", "is the task column 'store'"),
+        ({}, "store,,x2,sales", "path", "header column(s) [2] have no name"),
+    ],
+)
+def test_csv_family_refuses_options_and_headers_that_would_mislead(
+    tmp_path: Path, options: dict[str, object], header: str | None, key: str, words: str
+) -> None:
+    path = _table(tmp_path / "t.csv", tasks=6, label=False)
+    if header is not None:
+        path.write_text("\n".join([header, *path.read_text().splitlines()[1:]]) + "\n")
+    with pytest.raises(FamilyError) as info:
+        CsvFamily(**{"path": str(path), "task_column": "store", "target": "sales", **options}).info()  # type: ignore[arg-type]
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_csv_family_refuses_a_row_without_a_task_a_path_that_is_no_file_and_names_k_query(
+    tmp_path: Path,
+) -> None:
+    path = _table(tmp_path / "t.csv", tasks=6, label=False)
+    lines = path.read_text().splitlines()
+    lines[3] = "," + lines[3].split(",", 1)[1]
+    (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FamilyError, match=r"data row 3 names no task \(column 'store' is empty\)"):
+        CsvFamily(str(tmp_path / "blank.csv"), task_column="store", target="sales").info()
+    with pytest.raises(FamilyError, match="is not a file; give a CSV file"):
+        CsvFamily(str(tmp_path), task_column="store", target="sales").info()
+    with pytest.raises(FamilyError) as info:
+        _draw(CsvFamily(str(path), task_column="store", target="sales", k_query=0))
+    assert info.value.key == "k_query"

@@ -3,6 +3,7 @@ another mode, another validation, other meta-batch choices. What is stored stays
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -120,3 +121,23 @@ def test_a_fresh_search_is_reproducible(tmp_path: Any) -> None:
         run(tiny_spec("same", n_trials=4), storage=url)
         runs.append([t.params for t in optuna.load_study(study_name="same/iris", storage=url).trials])
     assert runs[0] == runs[1]
+
+
+def test_a_csv_family_whose_file_changed_is_not_resumed(sqlite_url: str, tmp_path: Path) -> None:
+    rows = ["store,x1,y"] + [f"s{t},{r / 10},{t + r / 10}" for t in range(6) for r in range(12)]
+    data = tmp_path / "fam.csv"
+    data.write_text("\n".join(rows) + "\n")
+    spec = {
+        "search": {"name": "fam", "mode": "meta", "n_trials": 1, "seed": 0},
+        "family": {"name": "csv", "path": str(data), "task_column": "store", "target": "y", "k_shot": 3},
+        "meta": {"strategies": ["scratch"], "iterations": 4, "checkpoints": 1, "meta_batch": [2]}
+        | {"val_tasks": 4, "test_tasks": 4, "steps": [0, 1]},
+    }
+    engine.run(SearchSpec.from_dict(spec), storage=sqlite_url)
+    more = {**spec, "search": {**spec["search"], "n_trials": 2}}
+    data.write_text("\n".join([rows[0], *(r + "0" for r in rows[1:])]) + "\n")  # other values, same shape
+    with pytest.raises(SpecError, match=r"family\.path: the data of family 'csv' changed since search 'fam'"):
+        engine.run(SearchSpec.from_dict(more), storage=sqlite_url)
+    assert len(optuna.load_study(study_name="fam/meta", storage=sqlite_url).trials) == 1
+    data.write_text("\n".join(rows) + "\n")  # restored: it resumes
+    assert engine.run(SearchSpec.from_dict(more), storage=sqlite_url).trials_run == 1

@@ -279,6 +279,12 @@ class TaskFamily(Configurable, ABC):
         episodes); ``TypeError`` for an option the family does not take."""
         return type(self)(**{**self.get_params(), **options})
 
+    def data_fingerprint(self) -> str | None:
+        """A digest of the data the family reads beyond its options (a user's file), or ``None`` when
+        its options determine its tasks. A meta search refuses to resume when it changed, as a per-task
+        search refuses a task whose data changed. Called after :meth:`info` succeeded."""
+        return None
+
     @abstractmethod
     def info(self) -> FamilyInfo:
         """The family's kind, input shape and output width; raises :class:`FamilyError` on bad options."""

@@ -56,17 +56,17 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
     old: dict[str, Any] = next(
         (s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies() if s.study_name == name), {}
     )
-    family = plan.family
-    assert family is not None
-    new = {
-        "family": {"name": family.name, **_jsonable(family.get_params())},
-        "strategies": [s.name for s in plan.meta_strategies],
-        "updaters": [u.name for u in plan.meta_updaters],
-        "options": _jsonable(dict(plan.spec.meta.options or {})),
-        "meta_batch": list(plan.spec.meta.meta_batch),
-    }
-    for key, value in new.items():
+    for key, value in _choices(plan).items():
         if key in old and old[key] != value:
+            if key == "data":
+                options = plan.spec.family or {}
+                raise SpecError(
+                    f"the data of family {options.get('name')!r} changed since search {plan.spec.name!r} "
+                    f"meta-trained on it (digest {old[key]}, now {value}); restore it, or rename the "
+                    "search to start a new one on the new data",
+                    source=plan.spec.source,
+                    key="family.path" if "path" in options else "family",
+                )
             raise SpecError(
                 f"search {plan.spec.name!r} explored {key} {old[key]}; this run asks for {value}. Keep them, "
                 "or rename the search to start a new one",
@@ -74,6 +74,21 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
                 key="family" if key == "family" else f"meta.{key}",
             )
     check_competence_resumable(plan, storage)
+
+
+def _choices(plan: Plan) -> dict[str, Any]:
+    """What a meta study keeps from the spec and its family, and a resumed run must not change: the
+    family's options and data, the meta-strategies, updaters, their options and the meta-batch sizes."""
+    family = plan.family
+    assert family is not None, "a meta-mode plan has a family"
+    return {
+        "family": {"name": family.name, **_jsonable(family.get_params())},
+        "data": family.data_fingerprint(),
+        "strategies": [s.name for s in plan.meta_strategies],
+        "updaters": [u.name for u in plan.meta_updaters],
+        "options": _jsonable(dict(plan.spec.meta.options or {})),
+        "meta_batch": list(plan.spec.meta.meta_batch),
+    }
 
 
 def explore_meta(
@@ -95,21 +110,17 @@ def explore_meta(
             sampler=plan.sampler(spec.seed),
             pruner=plan.pruner(),
         )
-        family_attrs = {"name": family.name, **_jsonable(family.get_params())}
+        choices = _choices(plan)
         attrs = {
             "kind": KIND_META,
             "search": spec.name,
-            "family": family_attrs,
             "metric": "accuracy" if kind == "classification" else "mse",
-            "strategies": [s.name for s in plan.meta_strategies],
-            "updaters": [u.name for u in plan.meta_updaters],
-            "options": _jsonable(dict(spec.meta.options or {})),
-            "meta_batch": list(spec.meta.meta_batch),
             "artifacts": location,
+            **choices,
         }
         set_study_attrs(study, attrs)
         if spec.warm_start and not study.get_trials(deepcopy=False):
-            warm_start_meta(db, storage, study, plan, family_attrs)
+            warm_start_meta(db, storage, study, plan, choices["family"])
     objective = MetaObjective(plan, study, location)
     trials_run = run_study(
         db,

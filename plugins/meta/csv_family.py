@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -88,10 +89,25 @@ class CsvFamily(TaskFamily):
         if self.kind not in ("regression", "classification"):
             raise self._error("kind", f"must be 'regression' or 'classification', got {self.kind!r}")
         n_out = check_int(self.name, "n_way", self.n_way, 2) if self.kind == "classification" else 1
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                raise self._error(
+                    key, f"must be a number between 0 and 1 (a share of the tasks), got {value!r}"
+                )
         columns, rows = self._read()
         for key in ("task_column", "target"):
             if getattr(self, key) not in columns:
                 raise self._error(key, f"no column {getattr(self, key)!r} in {self.path}; columns: {columns}")
+        if self.target == self.task_column:
+            raise self._error(
+                "target", f"is the task column {self.task_column!r}; give the column to predict"
+            )
+        for line, r in enumerate(rows, start=1):
+            if not r[self.task_column].strip():
+                raise self._error(
+                    "task_column", f"data row {line} names no task (column {self.task_column!r} is empty)"
+                )
         names = np.array([r[self.task_column] for r in rows])
         tasks = sorted(set(names.tolist()))
         if len(tasks) < 3:
@@ -158,8 +174,11 @@ class CsvFamily(TaskFamily):
 
     def _read(self) -> tuple[list[str], list[dict[str, str]]]:
         """The file's header and its non-blank rows by column, each row as wide as the header."""
+        path = Path(self.path)
+        if path.exists() and not path.is_file():  # a folder, a device or a pipe: no end to read to
+            raise self._error("path", f"{self.path!r} is not a file; give a CSV file")
         try:
-            with open(Path(self.path), newline="", encoding="utf-8-sig") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 table = [row for row in csv.reader(f, strict=True) if any(c.strip() for c in row)]
         except OSError as err:
             raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
@@ -168,6 +187,11 @@ class CsvFamily(TaskFamily):
         if not table:
             raise self._error("path", f"{self.path} is empty; it needs a header row and data rows")
         header = [c.strip() for c in table[0]]
+        unnamed = [i for i, c in enumerate(header, start=1) if not c]
+        if unnamed:
+            raise self._error(
+                "path", f"{self.path}: header column(s) {unnamed} have no name; name every column"
+            )
         twice = sorted({c for c in header if header.count(c) > 1})
         if twice:
             raise self._error(
@@ -180,6 +204,14 @@ class CsvFamily(TaskFamily):
                     f"{self.path}: data row {line} has {len(row)} fields but the header has {len(header)}",
                 )
         return header, [dict(zip(header, row, strict=True)) for row in table[1:]]
+
+    def data_fingerprint(self) -> str:
+        """SHA-256 of the file's bytes (first 16 hex digits): a meta search does not resume on changed
+        data."""
+        try:
+            return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
+        except OSError as err:
+            raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
 
     def info(self) -> FamilyInfo:
         """Kind, width and output width, with the feature columns and their meta-train standardisation
@@ -204,7 +236,9 @@ class CsvFamily(TaskFamily):
         gen = pool_generator(generator, self.seed, check_pool(self.name, pool))
         n = check_int(self.name, "n_tasks", n_tasks)
         k = check_int(self.name, "k_shot", self.k_shot)
-        q = check_int(self.name, "query_size", self.k_query if query_size is None else query_size)
+        q = check_int(self.name, "k_query", self.k_query)
+        if query_size is not None:
+            q = check_int(self.name, "query_size", query_size)
         if self.kind == "regression":
             usable = [t for t in pools[pool] if len(t[1]) >= k + q]
             if not usable:
