@@ -453,3 +453,22 @@ def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path
     _out, err = b.communicate(timeout=120)
     assert b.returncode == 130 and "Traceback" not in err, err
     assert [s.status for s in searches(storage=url)] == ["interrupted"]  # the last one to stop says so
+
+
+def test_the_last_worker_to_stop_is_not_kept_waiting_by_a_dead_ones_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dead.db'}"
+    plugin = tmp_path / "hanging.py"
+    plugin.write_text(HANGING_PLUGIN)
+    spec = _spec(tmp_path, 2, (str(plugin),))
+    first, second = tmp_path / "first", tmp_path / "second"
+    a = _worker(spec, url, HANG_MARKER=str(first))
+    _wait_for(first, a)
+    b = _worker(spec, url, HANG_MARKER=str(second))
+    _wait_for(second, b)
+    a.kill()  # kill -9: its trial stays RUNNING, and its heartbeats stop
+    a.communicate()
+    time.sleep(4.5)  # more than 3 heartbeat intervals of 1 s: a's trial is stale
+    b.send_signal(signal.SIGTERM)
+    _out, err = b.communicate(timeout=120)
+    assert b.returncode == 130 and "Traceback" not in err, err
+    assert [s.status for s in searches(storage=url)] == ["interrupted"]  # before: "running" for ever

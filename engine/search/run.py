@@ -39,7 +39,7 @@ from engine.search.register import check_resumable, register
 from engine.settings import heartbeat_problem
 from engine.spec import Plan, SearchSpec, load_spec, resolve
 from engine.storage import Database, queries
-from engine.storage.optuna_adapter import open_optuna_storage, trial_counts
+from engine.storage.optuna_adapter import open_optuna_storage, working_trials
 from engine.study import quiet_optuna, torch_threads
 from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, meta_study_name, strategy_study_name
 
@@ -189,10 +189,11 @@ _SINK_METHODS = ("task_started", "trial_finished", "task_finished")
 
 
 def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:
-    """Whether a study of this search has a running trial: another worker is still at work on it.
+    """Whether a study of this search has a running trial that another worker is still at work on.
 
-    Called after this worker failed its own running trial, so whatever still runs is someone else's (or
-    a dead worker's, which the next claim fails).
+    Called after this worker failed its own running trial, so whatever still runs is someone else's: a
+    dead worker's (its heartbeats lapsed; the next claim fails it) does not count, or a search whose
+    workers were all killed would stay marked running.
     """
     spec = plan.spec
     if spec.mode == "meta":
@@ -204,11 +205,10 @@ def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:
     try:
         for name in names:
             try:
-                study = optuna.load_study(study_name=name, storage=storage)
+                if working_trials(storage, name):
+                    return True
             except KeyError:  # not created yet
                 continue
-            if trial_counts(study).get(TrialState.RUNNING):
-                return True
     except Exception:  # the database is what failed: say how this worker ended
         return False
     return False

@@ -52,6 +52,7 @@ __all__ = [
     "study_id",
     "trial_counts",
     "was_enqueued",
+    "working_trials",
 ]
 
 log = logging.getLogger("stratagem")
@@ -201,6 +202,16 @@ def live_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[i
         return []
     stale = _stale_ids(storage, sid, running)
     return [t.number for t in running if t._trial_id not in stale]
+
+
+def working_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[int]:
+    """Numbers of the running trials of ``study_name`` that a process still works on: those of
+    :func:`live_trials`, or every running one on a storage without heartbeats (nothing tells a dead
+    worker's trial apart there)."""
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        return live_trials(storage, study_name)
+    sid = study_id(storage, study_name)
+    return [t.number for t in storage.get_all_trials(sid, deepcopy=False, states=(TrialState.RUNNING,))]
 
 
 def _stale_ids(storage: BaseHeartbeat, study_id: int, running: list[FrozenTrial]) -> set[int]:
