@@ -20,6 +20,7 @@ from engine.meta import evaluate_adaptation
 from engine.results import CompetenceMap, CompetencePoint, competence_svg
 from engine.search import load_meta_search
 from engine.spec import SearchSpec
+from engine.storage import Database, SearchRow
 from engine.vocabulary import ATTR, KIND_COMPETENCE
 from plugins.meta import MAML, Digits, ProtoNet, Sinusoid
 
@@ -119,6 +120,12 @@ def test_a_search_without_a_map_says_how_to_get_one(tmp_path: Path) -> None:
     plain = {k: v for k, v in SPEC.items() if k != "competence"}
     engine.run(SearchSpec.from_dict({**plain, "search": {**SPEC["search"], "n_trials": 1}}), storage=url)
     with pytest.raises(StratagemError, match=r"\[competence\]"):
+        engine.competence(search="sin", storage=url)
+    with Database(url).session() as s:  # as a spec with a [competence] table stopped before its map
+        row = SearchRow.by_name(s, "sin")
+        assert row is not None
+        row.spec = {**row.spec, "competence": COMPETENCE}
+    with pytest.raises(StratagemError, match="no competence map yet: its run stopped before drawing it"):
         engine.competence(search="sin", storage=url)
     out = _cli("competence", "--search", "nope", "--storage", url)
     assert out.returncode == 2 and "no search 'nope'" in out.stderr

@@ -12,6 +12,7 @@ import sqlalchemy
 
 from engine.errors import StorageError
 from engine.search import run
+from engine.search.join import stored_search_spec
 from engine.storage import Database
 from tests.conftest import fresh_postgres_database, tiny_spec
 
@@ -60,3 +61,5 @@ def test_on_postgres_other_tables_are_fine_but_a_studies_table_that_is_not_optun
 def test_an_sqlite_database_in_memory_is_refused_with_the_fix(url: str) -> None:
     with pytest.raises(StorageError, match=r"in memory.*sqlite:///stratagem\.db"):
         run(tiny_spec("x", n_trials=1), storage=url)
+    with pytest.raises(StorageError, match=r"in memory.*sqlite:///stratagem\.db"):  # `stratagem worker`
+        stored_search_spec("x", storage=url)

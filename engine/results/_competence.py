@@ -97,12 +97,19 @@ def competence(*, search: str, storage: str | None = None) -> CompetenceMap:
     if not db.has_tables():
         raise UnknownNameError(f"no search {search!r}: the storage holds no Stratagem data yet")
     with db.session() as s:
-        if SearchRow.by_name(s, search) is None:
+        row = SearchRow.by_name(s, search)
+        if row is None:
             raise reads.unknown_search(s, search)
+        asked = bool(row.spec.get("competence"))
     name = competence_study_name(search)
     try:
         study = optuna.load_study(study_name=name, storage=open_optuna_storage(db.url, create=False))
     except KeyError:
+        if asked:  # the run stopped (or is still at work) before the map
+            raise StratagemError(
+                f"search {search!r} has no competence map yet: its run stopped before drawing it, or is "
+                "still meta-training; run the same spec again (finished trials are kept)"
+            ) from None
         raise StratagemError(
             f"search {search!r} has no competence map: give its meta-mode spec a [competence] table "
             "(n_trials and [competence.parameters]) and run it again"

@@ -22,6 +22,7 @@ from engine.search.progress import ProgressSink
 from engine.search.run import SearchResult, run
 from engine.spec import SearchSpec
 from engine.storage import Database, reads
+from engine.storage.database import refuse_in_memory
 
 __all__ = ["join", "stored_search_spec"]
 
@@ -35,6 +36,7 @@ def stored_search_spec(
         StorageError: The storage holds no search of that name (the message lists those it holds).
     """
     db = Database(storage, create=False)
+    refuse_in_memory(db.url)
     data: dict[str, Any] | None = None
     names: list[str] = []
     if db.has_tables():

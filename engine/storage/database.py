@@ -100,6 +100,20 @@ def in_memory_sqlite(url: str) -> bool:
     )
 
 
+def refuse_in_memory(url: str) -> None:
+    """Refuse an in-memory SQLite URL for a study database.
+
+    Raises:
+        StorageError: ``url`` is an SQLite database in memory.
+    """
+    if in_memory_sqlite(url):
+        raise StorageError(
+            f"{url} is an SQLite database in memory, private to one connection: Optuna's studies and the "
+            "engine's tables cannot share it, and it is gone when the process ends. Use a file, such as "
+            "sqlite:///stratagem.db"
+        )
+
+
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (a directory) shared by every process of this machine.

@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StorageError
 from engine.settings import heartbeat_interval
-from engine.storage.database import Database, in_memory_sqlite, sqlite_path, tune_sqlite
+from engine.storage.database import Database, refuse_in_memory, sqlite_path, tune_sqlite
 from engine.storage.optuna_batch import count_trials
 from engine.vocabulary import FAILURE_ATTR
 
@@ -78,12 +78,7 @@ def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDB
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
-    if in_memory_sqlite(url):
-        raise StorageError(
-            f"{url} is an SQLite database in memory, private to one connection: Optuna's studies and the "
-            "engine's tables cannot share it, and it is gone when the process ends. Use a file, such as "
-            "sqlite:///stratagem.db"
-        )
+    refuse_in_memory(url)
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise StorageError(f"no study database at {path}: check the path in --storage")
