@@ -293,3 +293,32 @@ def test_a_worker_joins_a_meta_search_from_its_stored_spec(searched: str, tmp_pa
 def test_the_report_shows_a_meta_search(searched: str, tmp_path: Path) -> None:
     page = write_report(tmp_path / "r.html", storage=searched, search="sin").read_text()
     assert "Meta-learning: the best meta-strategy" in page and "Meta study" in page and "sin/meta" in page
+
+
+def test_a_meta_strategy_that_cannot_build_for_the_family_is_refused_before_training(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    lines = ["shop,a,b,label"] + [
+        f"s{t},{x:.3f},{y:.3f},{int(x + y > 0)}" for t in range(6) for x, y in rng.normal(size=(12, 2))
+    ]
+    (tmp_path / "shops.csv").write_text("\n".join(lines) + "\n")
+    family = {"name": "csv", "path": str(tmp_path / "shops.csv"), "task_column": "shop", "target": "label"}
+    spec = {
+        "search": {"name": "tab", "mode": "meta", "n_trials": 1, "seed": 0},
+        "family": family | {"kind": "classification", "k_shot": 2, "k_query": 2},
+        "meta": {"strategies": ["protonet", "maml"], "iterations": 4, "checkpoints": 1, "meta_batch": [2]}
+        | {"val_tasks": 4, "test_tasks": 4, "steps": [0, 1]},
+    }
+    url = f"sqlite:///{tmp_path / 'tab.db'}"
+    with pytest.raises(SpecError) as caught:
+        engine.run(SearchSpec.from_dict(spec), storage=url)
+    ((key, message),) = caught.value.problems
+    assert key == "meta.strategies" and "'protonet' cannot build θ for family 'csv'" in message
+    assert "needs image inputs" in message and engine.searches(storage=url) == []
+    fixed = {**spec["meta"], "options": {"protonet": {"network": "mlp", "hidden": [8]}}}
+    assert engine.run(SearchSpec.from_dict({**spec, "meta": fixed}), storage=url).trials_run == 1
+    anyone = {k: v for k, v in spec["meta"].items() if k != "strategies"}  # every registered one that fits
+    result = engine.run(
+        SearchSpec.from_dict({**spec, "search": {**spec["search"], "name": "any"}, "meta": anyone}),
+        storage=url,
+    )
+    assert result.trials_run == 1

@@ -269,6 +269,17 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
                     f"meta-strategy {s_name!r} does not handle {family.info().kind} families",
                 )
             continue
+        if family is not None and s_name not in (meta.options or {}):  # those with options: below
+            problem = _build_problem(cls(), family, meta.train_family)
+            if problem is not None:
+                if meta.strategies:
+                    p.add(
+                        "meta.strategies",
+                        f"meta-strategy {s_name!r} cannot build θ for family {family.name!r} with its "
+                        f"default options: {problem}; give it options in [meta] options = "
+                        f"{{ {s_name} = {{ ... }} }}, or leave it out",
+                    )
+                continue
         strategies.append(cls)
     updaters: list[type[Updater]] = []
     for u_name in meta.updaters:
@@ -335,19 +346,37 @@ def _check_meta_options(
             continue
         if family is None:
             continue
-        try:
-            trainer = family
-            if train_family and strategy.meta_trained:
-                trainer = family.with_options(train_family)
-            size = _theta_size(strategy, trainer.info())
-        except (StratagemError, ValueError, TypeError) as exc:
-            p.add(key, f"meta-strategy {s_name!r} cannot build θ with these options: {exc}")
+        size = _theta_size_for(strategy, family, train_family)
+        if isinstance(size, str):
+            p.add(key, f"meta-strategy {s_name!r} cannot build θ with these options: {size}")
             continue
         if size > MAX_PARAMETERS:
             p.add(
                 key,
                 f"θ would have {size:,} parameters, more than {MAX_PARAMETERS:,}; lower hidden or members",
             )
+
+
+def _theta_size_for(
+    strategy: MetaStrategy, family: TaskFamily, train_family: Mapping[str, Any] | None
+) -> int | str:
+    """The parameters of θ that ``strategy`` builds for the family it meta-trains on (``family``, with
+    ``train_family`` over its options), or why it cannot build one."""
+    try:
+        trainer = family
+        if train_family and strategy.meta_trained:
+            trainer = family.with_options(train_family)
+        return _theta_size(strategy, trainer.info())
+    except (StratagemError, ValueError, TypeError) as exc:
+        return str(exc)
+
+
+def _build_problem(
+    strategy: MetaStrategy, family: TaskFamily, train_family: Mapping[str, Any] | None
+) -> str | None:
+    """Why ``strategy`` cannot build θ for ``family`` (``None`` if it can)."""
+    size = _theta_size_for(strategy, family, train_family)
+    return size if isinstance(size, str) else None
 
 
 def _option_problem(opts: Mapping[str, Any], defaults: Mapping[str, Any]) -> tuple[str, str] | None:
