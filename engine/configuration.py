@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Configuration"]
+__all__ = ["Configuration", "plain_params"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,31 @@ class Configuration:
             "updater": self.updater,
             "updater_params": dict(self.updater_params),
         }
+
+
+def plain_params(params: Any) -> dict[str, Any]:
+    """Keyword arguments as a plugin's ``suggest`` returned them, in the values a configuration is stored
+    with: NumPy scalars become Python's (``np.float32(0.5)`` -> ``0.5``), lists and tuples keep their
+    shape; anything else is refused, since it could not be stored, shown or reloaded.
+
+    Raises:
+        TypeError: ``params`` is not a mapping with string keys, or a value is of another type; the
+            message names the key.
+    """
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise TypeError(f"suggest must return a dict of keyword arguments by name, got {params!r:.80}")
+    return {k: _plain(k, v) for k, v in params.items()}
+
+
+def _plain(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(key, v) for v in value)
+    item = getattr(value, "item", None)  # a NumPy (or torch) scalar
+    if callable(item) and getattr(value, "shape", None) == ():
+        return _plain(key, item())
+    raise TypeError(
+        f"suggest returned {key}={value!r:.60} of type {type(value).__name__}; give numbers, strings, "
+        "booleans or lists of them"
+    )

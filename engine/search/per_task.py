@@ -345,7 +345,6 @@ class _ObservedObjective:
         self.flush()
         self._started = True
         value = self.objective(trial)
-        self._pending = Outcome(trial.number, value, dict(trial.params), self.objective.last_record)
         trained = self.objective.last_trained
         if self.keeper is not None and trained is not None and math.isfinite(value):
             improves = self.recorder.improves(value, tie_loss(self.objective.last_record))
@@ -353,6 +352,8 @@ class _ObservedObjective:
                 self._kept = self.keeper.upload(
                     trial, trial.number, dict(trial.params), trained, value, self.objective.last_record
                 )
+        # Only now: a trial whose model could not be kept fails, and a failed trial is never offered.
+        self._pending = Outcome(trial.number, value, dict(trial.params), self.objective.last_record)
         return value
 
     def flush(self) -> None:

@@ -26,13 +26,14 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import optuna
 import torch
 from optuna.trial import FixedTrial
 
+from engine.configuration import plain_params
 from engine.errors import StratagemError
 from engine.study import training
 from engine.study.trained import TrainedModel
@@ -145,13 +146,15 @@ class StrategyObjective:
         self.last_trained, self._members, self._fold_values = None, [], []
         strategy_name = trial.suggest_categorical("strategy", list(self._strategies))
         strategy_cls = self._strategies[strategy_name]
+        prefixed = cast(optuna.Trial, PrefixedTrial(trial, strategy_name))
         s_params = self._plugin_call(
-            "strategy", strategy_name, strategy_cls.suggest, PrefixedTrial(trial, strategy_name), self._info
+            "strategy", strategy_name, lambda: plain_params(strategy_cls.suggest(prefixed, self._info))
         )
         updater_name = trial.suggest_categorical("updater", list(self._updaters))
         updater_cls = self._updaters[updater_name]
+        prefixed = cast(optuna.Trial, PrefixedTrial(trial, updater_name))
         u_params = self._plugin_call(
-            "updater", updater_name, updater_cls.suggest, PrefixedTrial(trial, updater_name), self._info
+            "updater", updater_name, lambda: plain_params(updater_cls.suggest(prefixed, self._info))
         )
         seed = trial_seed(self.seed, self.task_key, trial.number)
         started = time.perf_counter()

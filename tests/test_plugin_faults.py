@@ -1,0 +1,85 @@
+"""Faults inside plugins and around a trial: the trial fails with its reason, and nothing a failed trial
+did becomes a task's best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import engine
+from engine.configuration import plain_params
+from engine.errors import SearchFailed
+from engine.spec import SearchSpec
+from engine.trained import ModelKeeper
+from tests.conftest import tiny_spec
+
+NUMPY_SUGGEST = """
+import numpy as np
+import engine
+from plugins.strategies import LinearModel
+
+class NumpyLinear(LinearModel):
+    name = "nplinear"
+
+    @classmethod
+    def suggest(cls, trial, info):
+        return {"input_dropout": np.float32(trial.suggest_float("input_dropout", 0.0, 0.5))}
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(NumpyLinear)
+"""
+
+
+def test_a_trial_whose_model_cannot_be_kept_fails_and_never_becomes_the_best(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ModelKeeper, "upload", full_disk)
+    with pytest.raises(SearchFailed, match="No space left on device"):
+        engine.run(tiny_spec("full", n_trials=2), storage=sqlite_url)
+    study = optuna.load_study(study_name="full/iris", storage=sqlite_url)
+    assert {t.state for t in study.trials} == {TrialState.FAIL}
+    assert engine.best(storage=sqlite_url) == []  # before: a failed trial was stored as the best
+
+
+def test_numpy_values_from_a_plugins_suggest_are_stored_as_python_values(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "np_plugin.py").write_text(NUMPY_SUGGEST)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {
+                "name": "np",
+                "n_trials": 2,
+                "strategies": ["nplinear"],
+                "updaters": ["gradient_descent"],
+            }
+            | {"warm_start": False, "plugins": [str(tmp_path / "np_plugin.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    result = engine.run(spec, storage=sqlite_url)  # before: every trial failed, and one was the best
+    (best,) = result.best
+    assert type(best.strategy_params["input_dropout"]) is float
+    study = optuna.load_study(study_name="np/iris", storage=sqlite_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert best.trial in {t.number for t in study.trials}
+
+
+def test_plain_params_refuses_what_could_not_be_stored() -> None:
+    assert plain_params({"a": np.int64(3), "b": (np.float32(0.5), 2), "c": None}) == {
+        "a": 3,
+        "b": (0.5, 2),
+        "c": None,
+    }
+    with pytest.raises(TypeError, match=r"suggest returned f=.* of type builtin_function_or_method"):
+        plain_params({"f": print})
+    with pytest.raises(TypeError, match="suggest must return a dict"):
+        plain_params([("a", 1)])
