@@ -298,3 +298,59 @@ def test_a_local_plugin_file_from_the_cli_is_listed_as_local(
     assert entry["origin"] == "local"
     assert entry["registers"] == {"strategies": ["local_probe"]}
     assert entry["hooks"] == ["stratagem_register_strategies"]
+
+
+class _MaximizingAccuracy(engine.Evaluator):
+    name = "my_accuracy"
+    basis = "maximize"  # type: ignore[assignment]  # not a basis: it would be minimised
+
+    def __call__(self, y: Any, out: Any) -> float:
+        return 0.0
+
+
+class _WrongItems:
+    def __init__(self, hook: str, item: object) -> None:
+        self.hook, self.item = hook, item
+
+    @engine.hookimpl
+    def stratagem_register_evaluators(self, registry: engine.Registry[engine.Evaluator]) -> None:
+        if self.hook == "evaluators":
+            registry.add(self.item)  # type: ignore[arg-type]
+
+    @engine.hookimpl
+    def stratagem_register_strategies(self, registry: engine.Registry[type[engine.Strategy]]) -> None:
+        if self.hook == "strategies":
+            registry.add(self.item)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("hook", "item", "words"),
+    [
+        ("evaluators", _MaximizingAccuracy(), "basis must be 'score' (higher is better) or 'error'"),
+        ("evaluators", _MaximizingAccuracy, "register an instance, _MaximizingAccuracy(), not the class"),
+        ("strategies", _Probe(), "register a subclass of engine.Strategy (the class itself)"),
+    ],
+)
+def test_an_item_of_the_wrong_kind_drops_its_plugin_with_the_reason(
+    hook: str, item: object, words: str
+) -> None:
+    with _host_with(_WrongItems(hook, item), "wrong-plugin") as host:
+        host.collect()
+        ((problem),) = host.problems
+        assert problem.plugin == "wrong-plugin" and words in problem.message, problem.message
+        assert "my_accuracy" not in host.evaluators and host.strategies.names() == ["linear", "mlp"]
+
+
+class _StrategyNamedLikeAnUpdater:
+    @engine.hookimpl
+    def stratagem_register_strategies(self, registry: engine.Registry[type[engine.Strategy]]) -> None:
+        registry.add(_Probe, name="gradient_descent")
+
+
+def test_a_strategy_named_like_an_updater_is_an_error_naming_both() -> None:
+    with (
+        _host_with(_StrategyNamedLikeAnUpdater(), "clash-plugin") as host,
+        pytest.raises(DuplicateNameError) as err,
+    ):
+        host.collect()
+    assert "strategy 'gradient_descent' (plugin 'clash-plugin') has the name of updater" in str(err.value)

@@ -233,11 +233,11 @@ def competence(search: str, plot: str | None, storage: str | None, as_json: bool
     from engine.results import competence as competence_map
 
     if plot is not None:
+        check_out_path("--plot", plot, storage=resolve_storage(storage))
         try:
             check_svg_path(plot)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        check_out_path("--plot", plot, storage=resolve_storage(storage))
     cmap = competence_map(search=search, storage=storage)
     if plot is not None:
         svg = competence_svg(cmap)

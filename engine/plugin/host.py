@@ -18,7 +18,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +32,7 @@ from engine.plugin import hookspecs
 from engine.plugin.registry import Registry
 from engine.settings import VERSION
 from engine.strategy import Strategy
-from engine.task import TaskSource
+from engine.task import TASK_KINDS, TaskSource
 from engine.updater import Updater
 from engine.warmstarter import WarmStarter
 
@@ -60,6 +60,56 @@ _KINDS = {
     "task_families": "stratagem_register_task_families",
     "meta_strategies": "stratagem_register_meta_strategies",
 }
+
+
+def _subclass_of(base: type) -> Callable[[Any], str | None]:
+    """A registry check: the item is a subclass of ``base`` (a class, not an instance)."""
+
+    def check(item: Any) -> str | None:
+        if isinstance(item, type) and issubclass(item, base):
+            return None
+        return f"register a subclass of engine.{base.__name__} (the class itself), got {item!r:.80}"
+
+    return check
+
+
+def _instance_of(base: type) -> Callable[[Any], str | None]:
+    """A registry check: the item is an instance of ``base`` (not the class)."""
+
+    def check(item: Any) -> str | None:
+        if isinstance(item, base):
+            return None
+        if isinstance(item, type) and issubclass(item, base):
+            return f"register an instance, {item.__name__}(), not the class"
+        return f"register an instance of engine.{base.__name__}, got {item!r:.80}"
+
+    return check
+
+
+def _class_with(base: str, *methods: str) -> Callable[[Any], str | None]:
+    """A registry check for the meta kinds (their base classes import torch): a class with ``methods``."""
+
+    def check(item: Any) -> str | None:
+        if isinstance(item, type) and all(callable(getattr(item, m, None)) for m in methods):
+            return None
+        return f"register a subclass of engine.{base} (the class itself), got {item!r:.80}"
+
+    return check
+
+
+def _evaluator_problem(item: Any) -> str | None:
+    """An evaluator is an instance whose ``basis`` says which way is better and whose ``kinds`` are task
+    kinds: an unknown basis would silently be minimised."""
+    problem = _instance_of(Evaluator)(item)
+    if problem is not None:
+        return problem
+    basis = getattr(item, "basis", None)
+    if basis not in ("score", "error"):
+        return f"basis must be 'score' (higher is better) or 'error' (lower is better), got {basis!r}"
+    kinds = getattr(item, "kinds", None)
+    if not kinds or not isinstance(kinds, set | frozenset) or not kinds <= set(TASK_KINDS):
+        return f"kinds must be a non-empty set of {sorted(TASK_KINDS)}, got {kinds!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -99,13 +149,17 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
-        self.task_sources: Registry[TaskSource] = Registry("task source")
-        self.strategies: Registry[type[Strategy]] = Registry("strategy")
-        self.evaluators: Registry[Evaluator] = Registry("evaluator")
-        self.updaters: Registry[type[Updater]] = Registry("updater")
-        self.warm_starters: Registry[WarmStarter] = Registry("warm starter")
-        self.task_families: Registry[type[TaskFamily]] = Registry("task family")
-        self.meta_strategies: Registry[type[MetaStrategy]] = Registry("meta-strategy")
+        self.task_sources: Registry[TaskSource] = Registry("task source", _instance_of(TaskSource))
+        self.strategies: Registry[type[Strategy]] = Registry("strategy", _subclass_of(Strategy))
+        self.evaluators: Registry[Evaluator] = Registry("evaluator", _evaluator_problem)
+        self.updaters: Registry[type[Updater]] = Registry("updater", _subclass_of(Updater))
+        self.warm_starters: Registry[WarmStarter] = Registry("warm starter", _instance_of(WarmStarter))
+        self.task_families: Registry[type[TaskFamily]] = Registry(
+            "task family", _class_with("TaskFamily", "info", "sample")
+        )
+        self.meta_strategies: Registry[type[MetaStrategy]] = Registry(
+            "meta-strategy", _class_with("MetaStrategy", "build", "adapt")
+        )
         self.problems: list[PluginProblem] = []
         self._meta: dict[str, tuple[str, str]] = {}  # plugin name -> (version, origin)
 
@@ -212,6 +266,12 @@ class PluginHost:
                 getattr(self, kind)._drop_plugin(plugin_name)
             self.pm.unregister(name=plugin_name)
             self._meta.pop(plugin_name, None)
+        for name in sorted(set(self.strategies.names()) & set(self.updaters.names())):
+            raise DuplicateNameError(
+                f"strategy {name!r} (plugin {self.strategies.plugin_of(name)!r}) has the name of updater "
+                f"{name!r} (plugin {self.updaters.plugin_of(name)!r}): a study would mix their parameters "
+                f"('{name}.<parameter>'); rename one of them or unload one plugin"
+            )
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Name, version, origin, hooks and registered items of every loaded plugin."""

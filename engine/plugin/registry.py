@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -33,8 +33,9 @@ class Registry(Generic[T]):
     Plugins receive a registry in their ``stratagem_register_*`` hook and call :meth:`add`.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, check: Callable[[Any], str | None] | None = None) -> None:
         self.kind = kind
+        self._check = check
         self._items: dict[str, Registration[T]] = {}
         self._plugin = "<direct>"
 
@@ -43,10 +44,15 @@ class Registry(Generic[T]):
 
         Raises:
             DuplicateNameError: Another plugin already registered that name for this kind.
+            TypeError: ``item`` is not what this kind registers (a class where an instance goes, an
+                evaluator without a valid ``basis``, ...); the message names it and its plugin.
         """
         key = name or getattr(item, "name", None)
         if not isinstance(key, str) or not key:
             raise TypeError(f"a registered {self.kind} needs a non-empty string `name`, got {key!r}")
+        problem = self._check(item) if self._check is not None else None
+        if problem is not None:
+            raise TypeError(f"{self.kind} {key!r} (plugin {self._plugin!r}): {problem}")
         if not ITEM_NAME.match(key):
             raise ValueError(
                 f"{self.kind} name {key!r} (plugin {self._plugin!r}): use a letter, then letters, digits, "
