@@ -189,3 +189,36 @@ def test_ctrl_c_in_any_command_exits_130_with_one_line(monkeypatch: pytest.Monke
     result = CliRunner().invoke(cli, ["tasks", "--storage", "sqlite:///unused.db"])
     assert result.exit_code == 130
     assert result.output.strip() == "Interrupted."
+
+
+NOISY_PLUGIN = """
+import engine
+from plugins.strategies import LinearModel
+
+print("noisy plugin: importing")
+
+class Noisy(LinearModel):
+    name = "noisy"
+
+    def build(self, info):
+        print("noisy: building a model")
+        return super().build(info)
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(Noisy)
+"""
+
+
+def test_what_plugins_print_goes_to_stderr_so_json_output_stays_json(tmp_path: Path) -> None:
+    (tmp_path / "noisy.py").write_text(NOISY_PLUGIN)
+    spec = SPEC.replace('strategies = ["linear"]', 'strategies = ["noisy"]\nplugins = ["noisy.py"]')
+    (tmp_path / "spec.toml").write_text(
+        spec.split("[[tasks]]")[0] + '[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    out = stratagem("run", "spec.toml", "--json", cwd=tmp_path)
+    assert json.loads(out.stdout)["search"] == "cli"
+    assert "noisy plugin: importing" in out.stderr and "noisy: building a model" in out.stderr
+    listed = stratagem("plugins", "--plugin", "noisy.py", "--json", cwd=tmp_path)
+    (noisy,) = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "noisy.py"]
+    assert noisy["registers"] == {"strategies": ["noisy"]} and "noisy plugin: importing" in listed.stderr

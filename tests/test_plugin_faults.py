@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 import engine
 from engine.configuration import plain_params
-from engine.errors import SearchFailed
+from engine.errors import SearchFailed, SpecError
 from engine.spec import SearchSpec
 from engine.trained import ModelKeeper
 from tests.conftest import tiny_spec
@@ -83,3 +83,54 @@ def test_plain_params_refuses_what_could_not_be_stored() -> None:
         plain_params({"f": print})
     with pytest.raises(TypeError, match="suggest must return a dict"):
         plain_params([("a", 1)])
+
+
+BROKEN_SOURCE = """
+import engine
+
+class Broken(engine.TaskSource):
+    name = "broken"
+
+    def load(self, options, base_dir):
+        raise ValueError("cannot reach data server")
+
+class Empty(engine.TaskSource):
+    name = "empty"
+
+    def load(self, options, base_dir):
+        return None
+
+@engine.hookimpl
+def stratagem_register_task_sources(registry):
+    registry.add(Broken())
+    registry.add(Empty())
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("broken", "raised ValueError: cannot reach data server"),
+        ("empty", "returned NoneType, not an engine.Dataset"),
+    ],
+)
+def test_a_task_source_that_fails_to_load_is_named_with_its_plugin(
+    sqlite_url: str, tmp_path: Path, source: str, words: str
+) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_SOURCE)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {
+                "name": "b",
+                "n_trials": 1,
+                "plugins": [str(tmp_path / "broken.py")],
+                "warm_start": False,
+            },
+            "tasks": [{"source": source}],
+        }
+    )
+    with pytest.raises(SpecError) as caught:
+        engine.run(spec, storage=sqlite_url)
+    ((key, message),) = caught.value.problems
+    assert key == "tasks[0]" and message.startswith(f"task source {source!r} (plugin ") and words in message
+    assert engine.searches(storage=sqlite_url) == []

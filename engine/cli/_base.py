@@ -7,7 +7,8 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -22,6 +23,7 @@ __all__ = [
     "cli",
     "errors",
     "json_option",
+    "output_kept_for_json",
     "plugin_option",
     "storage_option",
     "write_out",
@@ -86,6 +88,31 @@ def check_out_path(
                 f"{option} {path!r} is in {models!r}, where the database keeps its models: writing there "
                 "could replace one; write elsewhere"
             )
+
+
+@contextmanager
+def output_kept_for_json(active: bool) -> Iterator[None]:
+    """While ``active`` (``--json``), send what the work prints (a plugin's ``print``, a library's, a
+    child process's) to standard error, so that standard output holds the JSON alone."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured in tests): Python's prints only
+        fd = -1
+    saved = os.dup(fd) if fd >= 0 else -1
+    if saved >= 0:
+        os.dup2(sys.stderr.fileno(), fd)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved >= 0:
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")

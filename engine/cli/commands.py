@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from engine.cli import render
-from engine.cli._base import cli, errors, json_option, plugin_option, storage_option
+from engine.cli._base import cli, errors, json_option, output_kept_for_json, plugin_option, storage_option
 from engine.plugin.host import PluginHost
 from engine.settings import mask_password, resolve_storage
 from engine.spec.checks import MAX_SEED
@@ -148,7 +148,8 @@ def _search_and_show(
 ) -> None:
     """Run ``search(url, progress)`` under progress bars (on a terminal), then print its result."""
     url = resolve_storage(storage)
-    with render.progress_bars(not (as_json or no_progress) and sys.stderr.isatty()) as sink:
+    bars = not (as_json or no_progress) and sys.stderr.isatty()
+    with output_kept_for_json(as_json), render.progress_bars(bars) as sink:
         try:
             result = search(url, sink)
         except KeyboardInterrupt:
@@ -240,7 +241,8 @@ def searches(storage: str | None, as_json: bool) -> None:
 @errors
 def plugins(plugins: tuple[str, ...], as_json: bool) -> None:
     """List loaded plugins, their versions and what each registers."""
-    host = PluginHost.load(plugins)
+    with output_kept_for_json(as_json):
+        host = PluginHost.load(plugins)
     infos = host.plugin_infos()
     if as_json:
         render.print_json(

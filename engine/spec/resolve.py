@@ -129,6 +129,18 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         except StratagemError as exc:
             p.add(key, str(exc))
             continue
+        except Exception as exc:  # a plugin's own bug: named, not a traceback
+            plugin = host.task_sources.plugin_of(task.source)
+            p.add(key, f"task source {task.source!r} (plugin {plugin!r}) raised {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(dataset, Dataset):
+            plugin = host.task_sources.plugin_of(task.source)
+            p.add(
+                key,
+                f"task source {task.source!r} (plugin {plugin!r}) returned {type(dataset).__name__}, "
+                "not an engine.Dataset",
+            )
+            continue
         name = task.name or source.default_name(task.options)
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
         if not task.name and not NAME_RE.match(name[:MAX_NAME]):
@@ -243,6 +255,12 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
             except (StratagemError, ValueError) as exc:
                 key = getattr(exc, "key", None)
                 p.add(f"family.{key}" if key else "family", str(exc))
+                family = None
+            except Exception as exc:  # a plugin's own bug: named, not a traceback
+                plugin = host.task_families.plugin_of(name)
+                p.add(
+                    "family", f"task family {name!r} (plugin {plugin!r}) raised {type(exc).__name__}: {exc}"
+                )
                 family = None
     meta = spec.meta
     if family is not None and meta.train_family:
