@@ -134,3 +134,44 @@ def test_a_task_source_that_fails_to_load_is_named_with_its_plugin(
     ((key, message),) = caught.value.problems
     assert key == "tasks[0]" and message.startswith(f"task source {source!r} (plugin ") and words in message
     assert engine.searches(storage=sqlite_url) == []
+
+
+EXITING = """
+import sys
+import engine
+from plugins.strategies import LinearModel
+
+class Exiting(LinearModel):
+    name = "exiting"
+
+    def build(self, info):
+        sys.exit(0)
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(Exiting)
+"""
+
+
+def test_plugin_code_that_calls_exit_fails_its_trial_and_the_search_goes_on(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "exiting.py").write_text(EXITING)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {
+                "name": "x",
+                "n_trials": 2,
+                "strategies": ["exiting"],
+                "updaters": ["gradient_descent"],
+            }
+            | {"warm_start": False, "plugins": [str(tmp_path / "exiting.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}, {"source": "sklearn", "dataset": "wine"}],
+        }
+    )
+    with pytest.raises(SearchFailed, match=r"called exit\(0\) \(.*exiting\.py, line 10\)"):
+        engine.run(spec, storage=sqlite_url)  # before: the process ended silently with status 0
+    for task in ("iris", "wine"):  # every task was tried: the search did not stop at the first exit
+        study = optuna.load_study(study_name=f"x/{task}", storage=sqlite_url)
+        assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert [s.status for s in engine.searches(storage=sqlite_url)] == ["failed"]

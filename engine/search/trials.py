@@ -186,14 +186,24 @@ def _run_one(
         return _fail(study, trial, str(exc) or f"the trial ran longer than {trial_timeout:g} s")
     except optuna.TrialPruned:
         return _tell(study, trial, TrialState.PRUNED), None
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
         _fail(study, trial, INTERRUPTED)
         raise
+    except SystemExit as exc:  # plugin code called exit(): its trial fails, the search goes on
+        return _fail(study, trial, f"the trial's code called exit({exc.code!r}) ({_where(exc)})")
     except Exception as exc:
         return _fail(study, trial, failure_reason(exc))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return _fail(study, trial, f"the objective's value is {value!r}, not a finite number")
     return _tell(study, trial, TrialState.COMPLETE, float(value)), None
+
+
+def _where(exc: BaseException) -> str:
+    """The file and line that raised ``exc`` (the innermost frame of its traceback)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno}" if tb is not None else "unknown place"
 
 
 def failure_reason(exc: BaseException) -> str:
