@@ -15,6 +15,7 @@ from engine.configuration import plain_params
 from engine.errors import SearchFailed, SpecError
 from engine.spec import SearchSpec
 from engine.trained import ModelKeeper
+from engine.vocabulary import WARM_START_ATTR
 from tests.conftest import tiny_spec
 
 NUMPY_SUGGEST = """
@@ -175,3 +176,39 @@ def test_plugin_code_that_calls_exit_fails_its_trial_and_the_search_goes_on(
         study = optuna.load_study(study_name=f"x/{task}", storage=sqlite_url)
         assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert [s.status for s in engine.searches(storage=sqlite_url)] == ["failed"]
+
+
+BROKEN_WARM_STARTER = """
+import engine
+
+class Broken(engine.WarmStarter):
+    name = "wbad"
+
+    def start(self, context):
+        raise RuntimeError("warm starter broke")
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry):
+    registry.add(Broken())
+"""
+
+
+def test_a_warm_starter_that_raises_leaves_the_study_cold_with_the_reason(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "wbad.py").write_text(BROKEN_WARM_STARTER)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "w", "n_trials": 2, "strategies": ["linear"], "updaters": ["gradient_descent"]}
+            | {"warm_start": True, "warm_start_method": "wbad", "plugins": [str(tmp_path / "wbad.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    result = engine.run(spec, storage=sqlite_url)  # before: a traceback, exit 1
+    assert result.trials_run == 2
+    study = optuna.load_study(study_name="w/iris", storage=sqlite_url)
+    record = study.user_attrs[WARM_START_ATTR]
+    assert record["used"] is False
+    assert record["reason"] == (
+        "warm starter 'wbad': start() raised RuntimeError: warm starter broke; the study starts cold"
+    )

@@ -9,7 +9,10 @@ row, where ``stratagem best`` shows it.
 
 from __future__ import annotations
 
+import logging
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 
@@ -18,6 +21,8 @@ from engine.storage.optuna_adapter import planned_params
 from engine.transfer.history import load_history
 from engine.vocabulary import WARM_START_ATTR
 from engine.warmstarter import WarmStart, WarmStartContext, WarmStarter, WarmStartRecord, WarmTarget
+
+log = logging.getLogger("stratagem")
 
 __all__ = ["store_record", "warm_start_study"]
 
@@ -79,12 +84,29 @@ def warm_start_study(
         if not record.used or record.method != starter.name:
             return WarmStart(record)  # not this starter's study: no history read
         context = _context(db, storage, study, search_task_id, target, n_trials, seed)
-        warm = starter.resume(context, record) or WarmStart(record)
+        warm = _called(starter, "resume", lambda: starter.resume(context, record) or WarmStart(record))
     else:
-        warm = starter.start(_context(db, storage, study, search_task_id, target, n_trials, seed))
+        context = _context(db, storage, study, search_task_id, target, n_trials, seed)
+        warm = _called(starter, "start", lambda: starter.start(context))
         store_record(db, study, search_task_id, warm.record)
     _guide(sampled or study, warm)
     return warm
+
+
+def _called(starter: WarmStarter, method: str, call: Callable[[], Any]) -> WarmStart:
+    """``call()``, a warm starter's ``method``; if it raises or returns something other than a
+    :class:`WarmStart`, the study starts cold, with the reason in its record and a warning: a warm start
+    only saves trials, so a plugin's bug there must not stop the search."""
+    try:
+        warm = call()
+        if isinstance(warm, WarmStart):
+            return warm
+        problem = f"returned {type(warm).__name__}, not a WarmStart"
+    except Exception as exc:
+        problem = f"raised {type(exc).__name__}: {exc}"
+    reason = f"warm starter {starter.name!r}: {method}() {problem}; the study starts cold"
+    log.warning(reason)
+    return WarmStart(WarmStartRecord(False, starter.name, reason))
 
 
 _GUIDED: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
