@@ -212,3 +212,43 @@ def test_a_warm_starter_that_raises_leaves_the_study_cold_with_the_reason(
     assert record["reason"] == (
         "warm starter 'wbad': start() raised RuntimeError: warm starter broke; the study starts cold"
     )
+
+
+PEARSON = """
+import numpy as np
+import engine
+
+class Pearson(engine.Evaluator):
+    name = "pearson"
+    basis = "score"
+    kinds = frozenset({"regression"})
+
+    def __call__(self, y, out):
+        out = np.asarray(out, dtype=float).reshape(-1)
+        return float("nan") if np.ptp(out) == 0 else float(np.corrcoef(y, out)[0, 1])
+
+@engine.hookimpl
+def stratagem_register_evaluators(registry):
+    registry.add(Pearson())
+"""
+
+
+def test_a_cross_task_search_refuses_an_evaluator_without_finite_reference_values(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "pearson.py").write_text(PEARSON)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "ct", "mode": "cross_task", "n_trials": 2, "strategies": ["linear"]}
+            | {
+                "updaters": ["gradient_descent"],
+                "warm_start": False,
+                "plugins": [str(tmp_path / "pearson.py")],
+            },
+            "evaluation": {"regression": "pearson"},
+            "tasks": [{"source": "sklearn", "dataset": "diabetes"}],
+        }
+    )
+    with pytest.raises(engine.StratagemError, match=r"evaluator 'pearson' gives nan for a trivial predictor"):
+        engine.run(spec, storage=sqlite_url)  # before: every configuration scored a perfect loss of 0
+    assert engine.defaults(storage=sqlite_url) == []

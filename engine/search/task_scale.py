@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import StratagemError
 from engine.evaluator import Evaluator
 from engine.task import Dataset, TaskInfo, TaskKind
 
@@ -64,6 +65,8 @@ def task_scale(
 
     Raises:
         ValueError: ``train_idx`` or ``eval_idx`` is empty.
+        StratagemError: The evaluator fails on the reference predictions or gives a value that is not a
+            finite number: no loss could be put on the scale (every value would map to one end).
     """
     if len(train_idx) == 0 or len(eval_idx) == 0:
         raise ValueError("task_scale needs at least one training and one evaluated row")
@@ -76,7 +79,26 @@ def task_scale(
     else:
         trivial_out = np.full(len(y), float(dataset.y[train_idx].mean()))
         perfect_out = y.astype(np.float64)
-    return TaskScale(trivial=float(evaluator(y, trivial_out)), perfect=float(evaluator(y, perfect_out)))
+    values = []
+    for what, out in (
+        ("a trivial predictor (class priors, or the mean target)", trivial_out),
+        ("exact predictions", perfect_out),
+    ):
+        try:
+            value = float(evaluator(y, out))
+        except Exception as exc:
+            raise StratagemError(
+                f"evaluator {evaluator.name!r} fails on {what} of task {dataset.name!r}, which the "
+                f"cross-task objective scales losses by: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not math.isfinite(value):
+            raise StratagemError(
+                f"evaluator {evaluator.name!r} gives {value} for {what} of task {dataset.name!r}; the "
+                "cross-task objective scales each task's loss between those values and needs them finite: "
+                "use another evaluator for this task kind"
+            )
+        values.append(value)
+    return TaskScale(trivial=values[0], perfect=values[1])
 
 
 def representative_info(datasets: Sequence[Dataset], train_rows: Sequence[int]) -> TaskInfo:
