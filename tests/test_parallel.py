@@ -156,7 +156,9 @@ def test_a_killed_worker_process_fails_its_trial_and_another_runs(
     assert not driver.is_alive() and not errors, errors
     trials = _trials(sqlite_url, "killed", "iris")
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and failed[0].user_attrs[FAILURE_ATTR].startswith(WORKER_DIED)
+    # The hanging trial, and at most one more: a trial claimed ahead that Dask had queued on the same
+    # worker dies with it (CI saw both); each is replaced, so the count of finished trials stays exact.
+    assert 1 <= len(failed) <= 2 and all(t.user_attrs[FAILURE_ATTR].startswith(WORKER_DIED) for t in failed)
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
 
 
