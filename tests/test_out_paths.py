@@ -56,9 +56,12 @@ def test_the_database_its_journal_and_its_models_are_never_an_output(searched: P
             assert len(result.stderr.strip().splitlines()) == 1
     assert db.read_bytes() == before
     assert [s.name for s in engine.searches(storage=f"sqlite:///{db}")] == ["s"]
-    link = searched / "db-link"
+    link, hard = searched / "db-link", searched / "db-hard-link"
     link.symlink_to(db)
-    assert "is the database of --storage" in _predict(searched, link).stderr
+    os.link(db, hard)
+    for other in (link, hard):
+        assert "is the database of --storage" in _predict(searched, other).stderr
+    assert db.read_bytes() == before
 
 
 def test_a_link_is_followed_and_the_file_it_names_replaced(searched: Path, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def check_out_path(
         raise StratagemError(f"{option} {path!r}: folder {str(folder)!r} is not writable; write elsewhere")
     real = target.resolve()
     for other, given in (inputs or {}).items():
-        if given and Path(given).resolve() == real:
+        if given and _same_file(Path(given), real):
             raise StratagemError(
                 f"{option} {path!r} is the {other} file: writing there would replace what is being read; "
                 "write elsewhere"
@@ -78,7 +78,8 @@ def check_out_path(
     models = beside(storage) if storage else None
     if models is not None:
         database = Path(models[: -len(BESIDE)])
-        if real in {database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)}:
+        files = (database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES))
+        if any(_same_file(f, real) for f in files):
             raise StratagemError(
                 f"{option} {path!r} is the database of --storage: writing there would destroy the stored "
                 "results; write elsewhere"
@@ -88,6 +89,16 @@ def check_out_path(
                 f"{option} {path!r} is in {models!r}, where the database keeps its models: writing there "
                 "could replace one; write elsewhere"
             )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (through links, hard links included)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 @contextmanager
