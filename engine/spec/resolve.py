@@ -288,7 +288,7 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
                 )
             continue
         if family is not None and s_name not in (meta.options or {}):  # those with options: below
-            problem = _build_problem(cls(), family, meta.train_family)
+            problem = _build_problem(cls, family, meta.train_family)
             if problem is not None:
                 if meta.strategies:
                     p.add(
@@ -387,12 +387,18 @@ def _theta_size_for(
         return _theta_size(strategy, trainer.info())
     except (StratagemError, ValueError, TypeError) as exc:
         return str(exc)
+    except Exception as exc:  # a plugin's build that fails otherwise
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _build_problem(
-    strategy: MetaStrategy, family: TaskFamily, train_family: Mapping[str, Any] | None
+    cls: type[MetaStrategy], family: TaskFamily, train_family: Mapping[str, Any] | None
 ) -> str | None:
-    """Why ``strategy`` cannot build θ for ``family`` (``None`` if it can)."""
+    """Why ``cls`` with its default options cannot build θ for ``family`` (``None`` if it can)."""
+    try:
+        strategy = cls()
+    except Exception as exc:  # a plugin's class that needs arguments, or fails to start
+        return f"{cls.__name__}() raised {type(exc).__name__}: {exc}"
     size = _theta_size_for(strategy, family, train_family)
     return size if isinstance(size, str) else None
 
