@@ -63,8 +63,8 @@ class Configuration:
 
 def plain_params(params: Any) -> dict[str, Any]:
     """Keyword arguments as a plugin's ``suggest`` returned them, in the values a configuration is stored
-    with: NumPy scalars become Python's (``np.float32(0.5)`` -> ``0.5``), lists and tuples keep their
-    shape; anything else is refused, since it could not be stored, shown or reloaded.
+    with: NumPy scalars become Python's (``np.float32(0.5)`` -> ``0.5``), lists, tuples and dicts (by
+    string keys) keep their shape; anything else is refused, since it could not be stored, shown or reloaded.
 
     Raises:
         TypeError: ``params`` is not a mapping with string keys, or a value is of another type; the
@@ -80,10 +80,12 @@ def _plain(key: str, value: Any) -> Any:
         return value
     if isinstance(value, list | tuple):
         return type(value)(_plain(key, v) for v in value)
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _plain(f"{key}.{k}", v) for k, v in value.items()}
     item = getattr(value, "item", None)  # a NumPy (or torch) scalar
     if callable(item) and getattr(value, "shape", None) == ():
         return _plain(key, item())
     raise TypeError(
         f"suggest returned {key}={value!r:.60} of type {type(value).__name__}; give numbers, strings, "
-        "booleans or lists of them"
+        "booleans, or lists or dicts of them"
     )

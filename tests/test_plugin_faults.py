@@ -75,6 +75,7 @@ def test_numpy_values_from_a_plugins_suggest_are_stored_as_python_values(
 
 
 def test_plain_params_refuses_what_could_not_be_stored() -> None:
+    assert plain_params({"d": {"x": np.bool_(True)}}) == {"d": {"x": True}}
     assert plain_params({"a": np.int64(3), "b": (np.float32(0.5), 2), "c": None}) == {
         "a": 3,
         "b": (0.5, 2),
