@@ -15,7 +15,7 @@ from engine.configuration import plain_params
 from engine.errors import SearchFailed, SpecError
 from engine.spec import SearchSpec
 from engine.trained import ModelKeeper
-from engine.vocabulary import WARM_START_ATTR
+from engine.vocabulary import FAILURE_ATTR, WARM_START_ATTR
 from tests.conftest import tiny_spec
 
 NUMPY_SUGGEST = """
@@ -253,3 +253,46 @@ def test_a_cross_task_search_refuses_an_evaluator_without_finite_reference_value
     with pytest.raises(engine.StratagemError, match=r"evaluator 'pearson' gives nan for a trivial predictor"):
         engine.run(spec, storage=sqlite_url)  # before: every configuration scored a perfect loss of 0
     assert engine.defaults(storage=sqlite_url) == []
+
+
+OUT_OF_SPACE_WARM_STARTER = """
+import engine
+
+class Wild(engine.WarmStarter):
+    name = "wild"
+
+    def start(self, context):
+        context.study.enqueue_trial(
+            {"strategy": "linear", "updater": "gradient_descent", "gradient_descent.epochs": 500}
+        )
+        return engine.WarmStart(engine.WarmStartRecord(True, self.name, "one configuration"))
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry):
+    registry.add(Wild())
+"""
+
+
+def test_an_enqueued_configuration_outside_the_space_fails_its_trial_and_does_not_train(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "wild.py").write_text(OUT_OF_SPACE_WARM_STARTER)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {
+                "name": "wild",
+                "n_trials": 2,
+                "strategies": ["linear"],
+                "updaters": ["gradient_descent"],
+            }
+            | {"warm_start": True, "warm_start_method": "wild", "plugins": [str(tmp_path / "wild.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    engine.run(spec, storage=sqlite_url)
+    trials = optuna.load_study(study_name="wild/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL  # before: trained 500 epochs (the space allows 10 to 50)
+    assert (
+        "sets gradient_descent.epochs = 500, outside its search space [" in trials[0].user_attrs[FAILURE_ATTR]
+    )
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2

@@ -99,3 +99,31 @@ def test_every_trial_hanging_fails_the_search_and_says_why(
 def test_a_bad_trial_timeout_names_the_key() -> None:
     with pytest.raises(SpecError, match=r"search\.trial_timeout"):
         SearchSpec.from_dict({"search": {"name": "x", "trial_timeout": 0}, "tasks": [{"source": "sklearn"}]})
+
+
+# "swallowing" catches everything while it sleeps, the engine's stop included, on even trial numbers.
+SWALLOWING = PLUGIN.replace('name = "hanging"', 'name = "swallowing"').replace(
+    """            while True:
+                time.sleep(0.05)""",
+    """            end = time.monotonic() + 6
+            while time.monotonic() < end:
+                try:
+                    time.sleep(0.05)
+                except BaseException:
+                    pass""",
+)
+
+
+def test_a_trial_whose_code_catches_the_stop_still_fails_as_timed_out(
+    tmp_path: Path, sqlite_url: str, make_spec: Any
+) -> None:
+    plugin = tmp_path / "swallowing_plugin.py"
+    plugin.write_text(SWALLOWING)
+    spec = make_spec("swallow", ("iris",), n_trials=2, strategies=("swallowing",), trial_timeout=2.0)
+    run(spec.replace(plugins=(str(plugin),)), storage=sqlite_url)
+    trials = optuna.load_study(study_name="swallow/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all("its code caught the stop and ran on" in t.user_attrs[FAILURE_ATTR] for t in failed)
+    assert [t.state for t in trials].count(
+        TrialState.COMPLETE
+    ) == 2  # before: the swallowing trials completed

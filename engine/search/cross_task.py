@@ -105,7 +105,7 @@ class _CrossTaskObjective:
         name = trial.suggest_categorical(kind, list(names))
         try:
             classes[name].suggest(PrefixedTrial(trial, name), self.info)
-        except optuna.TrialPruned:
+        except (optuna.TrialPruned, TrialFailed):
             raise
         except Exception as exc:
             raise TrialFailed(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -36,12 +37,15 @@ def trial_deadline(seconds: float | None) -> Iterator[None]:
     if seconds is None:
         yield
         return
+    started = time.monotonic()
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
         with _alarm(seconds):
             yield
     else:
         with _async_raise(seconds):
             yield
+    if time.monotonic() - started > seconds:  # the stop was raised, and the trial's code caught it
+        raise TrialTimedOut(f"{_message(seconds)}; its code caught the stop and ran on, so it failed after")
 
 
 def _message(seconds: float) -> str:

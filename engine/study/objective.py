@@ -63,13 +63,26 @@ class PrefixedTrial:
         self._prefix = prefix + "."
 
     def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
-        return self._trial.suggest_float(self._prefix + name, low, high, **kwargs)
+        value = self._trial.suggest_float(self._prefix + name, low, high, **kwargs)
+        return self._within(name, value, low <= value <= high, f"[{low}, {high}]")
 
     def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
-        return self._trial.suggest_int(self._prefix + name, low, high, **kwargs)
+        value = self._trial.suggest_int(self._prefix + name, low, high, **kwargs)
+        return self._within(name, value, low <= value <= high, f"[{low}, {high}]")
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._trial.suggest_categorical(self._prefix + name, choices)
+        value = self._trial.suggest_categorical(self._prefix + name, choices)
+        return self._within(name, value, value in choices, f"{list(choices)}")
+
+    def _within(self, name: str, value: Any, inside: bool, space: str) -> Any:
+        """``value``, if the space holds it. Optuna only warns about a value outside the space, which an
+        enqueued configuration (a warm start's, a user's) can give: the trial would train with it."""
+        if not inside:
+            raise TrialFailed(
+                f"the trial's configuration sets {self._prefix}{name} = {value!r}, outside its search space "
+                f"{space} (an enqueued configuration: a warm start's or a user's)"
+            )
+        return value
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trial, name)
@@ -202,7 +215,7 @@ class StrategyObjective:
     def _plugin_call(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
-        except optuna.TrialPruned:
+        except (optuna.TrialPruned, TrialFailed):
             raise
         except Exception as exc:
             plugin = self.plugin_of(kind, name) if self.plugin_of else "unknown"
