@@ -296,3 +296,42 @@ def test_an_enqueued_configuration_outside_the_space_fails_its_trial_and_does_no
         "sets gradient_descent.epochs = 500, outside its search space [" in trials[0].user_attrs[FAILURE_ATTR]
     )
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2
+
+
+RAISING_SAMPLER = """
+import engine
+
+def broken_sampler(base):
+    class Broken(type(base)):
+        def sample_independent(self, study, trial, name, distribution):
+            raise RuntimeError("sampler broke")
+    return Broken()
+
+class Guiding(engine.WarmStarter):
+    name = "guiding"
+
+    def start(self, context):
+        record = engine.WarmStartRecord(False, self.name, "guides the sampling only")
+        return engine.WarmStart(record, sampler=broken_sampler)
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry):
+    registry.add(Guiding())
+"""
+
+
+def test_a_warm_starters_sampler_that_raises_hands_over_to_the_studys_own(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "guiding.py").write_text(RAISING_SAMPLER)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "g", "n_trials": 3, "strategies": ["linear"], "updaters": ["gradient_descent"]}
+            | {"warm_start": True, "warm_start_method": "guiding", "plugins": [str(tmp_path / "guiding.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    assert engine.run(spec, storage=sqlite_url).trials_run == 3  # before: a traceback at the first trial
+    trials = optuna.load_study(study_name="g/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert "warm starter 'guiding': its sampler raised RuntimeError in sample_independent" in caplog.text

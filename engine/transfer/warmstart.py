@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
 
 from engine.storage import Database, queries
 from engine.storage.optuna_adapter import planned_params
@@ -116,8 +119,79 @@ same study object in the same run must not wrap it twice."""
 
 def _guide(sampled: optuna.Study, warm: WarmStart) -> None:
     if warm.sampler is not None and sampled not in _GUIDED:
-        sampled.sampler = warm.sampler(sampled.sampler)
+        base = sampled.sampler
+        wrapper = _called_sampler(warm, base)
+        if wrapper is not None:
+            sampled.sampler = _Guarded(wrapper, base, warm.record.method)
         _GUIDED.add(sampled)
+
+
+def _called_sampler(warm: WarmStart, base: BaseSampler) -> BaseSampler | None:
+    """The warm starter's sampler wrapped around ``base``, or ``None`` (with a warning) if making it fails."""
+    assert warm.sampler is not None
+    try:
+        wrapper = warm.sampler(base)
+        if isinstance(wrapper, BaseSampler):
+            return wrapper
+        problem = f"returned {type(wrapper).__name__}, not an Optuna sampler"
+    except Exception as exc:
+        problem = f"raised {type(exc).__name__}: {exc}"
+    log.warning(
+        "warm starter %r: its sampler %s; the study's own sampler goes on alone", warm.record.method, problem
+    )
+    return None
+
+
+class _Guarded(BaseSampler):
+    """A warm starter's sampler that, once it raises, hands every later call to the study's own sampler
+    (with one warning): a warm start only saves trials, so a plugin's bug there must not stop the search."""
+
+    def __init__(self, wrapper: BaseSampler, base: BaseSampler, method: str) -> None:
+        self.wrapper, self.base, self.method = wrapper, base, method
+        self.failed = False
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if not self.failed:
+            try:
+                return getattr(self.wrapper, name)(*args)
+            except Exception as exc:
+                self.failed = True
+                log.warning(
+                    "warm starter %r: its sampler raised %s in %s: %s; the study's own sampler goes on alone",
+                    self.method,
+                    type(exc).__name__,
+                    name,
+                    exc,
+                )
+        return getattr(self.base, name)(*args)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        result: dict[str, BaseDistribution] = self._call("infer_relative_search_space", study, trial)
+        return result
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("sample_relative", study, trial, search_space)
+        return result
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._call("sample_independent", study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._call("before_trial", study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._call("after_trial", study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._call("reseed_rng")
 
 
 def _context(
