@@ -335,3 +335,36 @@ def test_a_warm_starters_sampler_that_raises_hands_over_to_the_studys_own(
     trials = optuna.load_study(study_name="g/iris", storage=sqlite_url).get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert "warm starter 'guiding': its sampler raised RuntimeError in sample_independent" in caplog.text
+
+
+RAISING_EVALUATOR = """
+import engine
+
+class Exploding(engine.Evaluator):
+    name = "exploding"
+    basis = "score"
+    kinds = frozenset({"classification"})
+
+    def __call__(self, y, out):
+        raise ValueError("evaluator exploded")
+
+@engine.hookimpl
+def stratagem_register_evaluators(registry):
+    registry.add(Exploding())
+"""
+
+
+def test_an_evaluator_that_raises_is_named_as_the_evaluator(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "exploding.py").write_text(RAISING_EVALUATOR)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "e", "n_trials": 1, "strategies": ["linear"], "updaters": ["gradient_descent"]}
+            | {"warm_start": False, "plugins": [str(tmp_path / "exploding.py")]},
+            "evaluation": {"classification": "exploding"},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    with pytest.raises(SearchFailed, match="evaluator 'exploding' raised ValueError: evaluator exploded"):
+        engine.run(spec, storage=sqlite_url)  # before: "updater 'gradient_descent' ... raised ValueError"
+    (trial,) = optuna.load_study(study_name="e/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert trial.user_attrs[FAILURE_ATTR] == "evaluator 'exploding' raised ValueError: evaluator exploded"

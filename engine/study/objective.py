@@ -215,7 +215,7 @@ class StrategyObjective:
     def _plugin_call(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
-        except (optuna.TrialPruned, TrialFailed):
+        except (optuna.TrialPruned, TrialFailed, training.EvaluatorFailed):
             raise
         except Exception as exc:
             plugin = self.plugin_of(kind, name) if self.plugin_of else "unknown"

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from engine.errors import StratagemError
 from engine.task import Dataset, TaskInfo
 from engine.updater import TrainingProblem
 
 if TYPE_CHECKING:
     from engine.evaluator import Evaluator
 
-__all__ = ["Prepared", "evaluate", "predict", "prepare"]
+__all__ = ["EvaluatorFailed", "Prepared", "evaluate", "predict", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,15 @@ def judge(
         loss = float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
     else:
         loss = float(np.mean((output - y) ** 2))
-    return float(evaluator(y, output)), (loss if np.isfinite(loss) else None)
+    try:
+        value = float(evaluator(y, output))
+    except Exception as exc:  # said as the evaluator's, not as the updater's that asked for validation
+        raise EvaluatorFailed(f"evaluator {evaluator.name!r} raised {type(exc).__name__}: {exc}") from exc
+    return value, (loss if np.isfinite(loss) else None)
+
+
+class EvaluatorFailed(StratagemError):
+    """The evaluator raised on a model's predictions; the trial fails with this message."""
 
 
 def make_problem(
