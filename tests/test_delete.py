@@ -162,3 +162,26 @@ def _copy_database(source: Path, target: Path) -> None:
         src.backup(dst)
     dst.close()
     src.close()
+
+
+def test_a_search_marked_running_is_refused_unless_forced(sqlite_url: str, make_spec: Any) -> None:
+    engine.run(make_spec("between", n_trials=1), storage=sqlite_url)
+    with Database(sqlite_url).session() as s:  # as a run between trials (or in its recheck) leaves it
+        s.scalars(select(SearchRow).where(SearchRow.name == "between")).one().status = "running"
+    before = _state(sqlite_url)
+    with pytest.raises(StratagemError, match=r"'between' is marked running: .* delete with --force"):
+        engine.delete_search("between", storage=sqlite_url)
+    assert _state(sqlite_url) == before
+    assert engine.delete_search("between", storage=sqlite_url, force=True).studies == [
+        "between",
+        "between/iris",
+    ]
+
+
+def test_one_task_of_a_cross_task_search_is_not_deleted(sqlite_url: str, make_spec: Any) -> None:
+    spec = make_spec("ct", ("iris", "wine"), n_trials=1).replace(mode="cross_task")
+    engine.run(spec, storage=sqlite_url)
+    before = _state(sqlite_url)
+    with pytest.raises(StratagemError, match=r"'ct' is a cross-task search: .* delete the whole search"):
+        engine.delete_search("ct", task="iris", storage=sqlite_url)
+    assert _state(sqlite_url) == before

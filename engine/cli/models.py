@@ -114,10 +114,11 @@ def _write_rows(f: Any, header: Sequence[str], rows: Iterable[Sequence[Any]]) ->
 @click.option("--search", required=True, help="The search to delete.")
 @click.option("--task", default=None, help="Only this task of the search.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Also a search marked running whose workers were all killed.")
 @storage_option
 @json_option
 @errors
-def delete(search: str, task: str | None, yes: bool, storage: str | None, as_json: bool) -> None:
+def delete(search: str, task: str | None, yes: bool, force: bool, storage: str | None, as_json: bool) -> None:
     """Delete a search (or one of its tasks): its Optuna studies, kept models and rows.
 
     Other searches are not touched. On a terminal it asks first; elsewhere pass --yes.
@@ -130,7 +131,7 @@ def delete(search: str, task: str | None, yes: bool, storage: str | None, as_jso
             raise click.UsageError(f"refusing to delete {what} without confirmation; pass --yes")
         where = resolve_storage(storage)
         click.confirm(f"Delete {what}, its studies and kept models from {where}?", abort=True)
-    done = delete_search(search, task=task, storage=storage)
+    done = delete_search(search, task=task, storage=storage, force=force)
     if as_json:
         render.print_json(done.to_dict())
     else:

@@ -185,7 +185,9 @@ class Deleted:
         }
 
 
-def delete_search(search: str, *, task: str | None = None, storage: str | None = None) -> Deleted:
+def delete_search(
+    search: str, *, task: str | None = None, storage: str | None = None, force: bool = False
+) -> Deleted:
     """Delete a search (or one task of it): its Optuna studies, kept models and engine rows.
 
     Other searches are left as they are, and so are stored tasks (``stratagem_tasks``), which other
@@ -193,8 +195,15 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
     task stay as history); the search cannot be resumed with the same spec afterwards, since its task
     list changed: run it under a new name.
 
+    A search marked ``running`` is refused, since a worker may be at work on it between trials or in
+    its final recheck (deleting then crashed it). ``force`` deletes it anyway, for a search whose every
+    worker was killed outright (which leaves it marked running); studies with trials whose workers still
+    send heartbeats are refused even then.
+
     Raises:
         UnknownNameError: No such search, or no such task in it.
+        StratagemError: The search is marked running (without ``force``) or has live trials, or one
+            task of a cross-task search is asked for.
     """
     db = Database(storage, create=False)
     if not db.has_tables():
@@ -221,6 +230,17 @@ def delete_search(search: str, *, task: str | None = None, storage: str | None =
             if task is not None and not links:
                 keys = ", ".join(t.key for t in row.tasks)
                 raise UnknownNameError(f"search {search!r} has no task {task!r}; its tasks: {keys}")
+            if task is not None and row.spec.get("search", {}).get("mode") == "cross_task":
+                raise StratagemError(
+                    f"search {search!r} is a cross-task search: its default is judged on all its tasks "
+                    "together, so one task cannot be taken out of it; delete the whole search (no --task)"
+                )
+            if row.status == "running" and not force:
+                raise StratagemError(
+                    f"search {search!r} is marked running: a worker may be at work on it (between trials, "
+                    "or in its final recheck). Stop its workers first (Ctrl-C marks it interrupted); if "
+                    "none is left (a worker killed outright leaves it marked running), delete with --force"
+                )
             search_id = row.id
             link_ids = [t.id for t in links]
             studies = {t.study_name for t in links}
