@@ -127,6 +127,17 @@ def test_a_finished_search_run_again_with_recheck_set_is_rechecked_without_new_t
     assert after.recheck.validation_best == before.trial
 
 
+def test_turning_the_recheck_off_is_refused_once_it_chose(sqlite_url: str) -> None:
+    run(_spec(n_trials=4), storage=sqlite_url)
+    chosen = best(storage=sqlite_url, search="rc")[0]
+    plain = tiny_spec("rc", ("diabetes",), n_trials=4, evaluation=EvaluationSpec(folds=3))
+    with pytest.raises(
+        SpecError, match=r"evaluation\.recheck: .* chose task 'diabetes''s best by a final recheck"
+    ):
+        run(plain, storage=sqlite_url)  # before: best fell back to a trial whose model was gone
+    assert best(storage=sqlite_url, search="rc")[0] == chosen
+
+
 def test_a_best_row_left_behind_by_a_crash_is_repaired_to_the_recheck_choice(sqlite_url: str) -> None:
     run(_spec(), storage=sqlite_url)
     study = _study(sqlite_url)

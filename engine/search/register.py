@@ -23,6 +23,7 @@ from engine.vocabulary import (
     KIND_META,
     KIND_STRATEGIES,
     KIND_TASKS,
+    RECHECK_ATTR,
     cross_task_study_name,
     in_search_namespace,
     strategy_study_name,
@@ -91,7 +92,16 @@ def check_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> None:
                 key="search.mode",
             )
     attrs = {s.study_name: s.user_attrs.get(ATTR, {}) for s in studies}
+    rechecked = {s.study_name for s in studies if s.user_attrs.get(RECHECK_ATTR)}
     for task in plan.tasks:
+        if not spec.evaluation.recheck and strategy_study_name(spec.name, task.key) in rechecked:
+            raise SpecError(
+                f"search {spec.name!r} chose task {task.key!r}'s best by a final recheck and kept only the "
+                "rechecked model; this run turns the recheck off, which would name a best whose model is "
+                "gone. Keep a recheck (any recheck = N above 1), or rename the search to start a new one",
+                source=spec.source,
+                key="evaluation.recheck",
+            )
         old = attrs.get(strategy_study_name(spec.name, task.key))
         if not old:
             continue
