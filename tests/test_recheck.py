@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import engine
 from engine.cli import cli
 from engine.errors import SpecError
-from engine.results import best
+from engine.results import Recheck, best
 from engine.search import recheck as recheck_module
 from engine.search import run
 from engine.spec import EvaluationSpec, load_spec
@@ -286,3 +286,10 @@ def test_a_claim_left_by_a_killed_process_is_taken_over(sqlite_url: str) -> None
     study.set_user_attr(RECHECK_CLAIM_ATTR, alive)
     run(_spec(), storage=sqlite_url)
     assert _study(sqlite_url).user_attrs[RECHECK_ATTR] == {}
+
+
+def test_a_recheck_with_one_candidate_is_not_called_failed() -> None:
+    alone = Recheck(folds=3, among=1, mean=None, stderr=None, validation_best=None)
+    assert alone.summary(0) == "one finished trial: nothing to recheck it against, validation value kept"
+    failed = Recheck(folds=3, among=3, mean=None, stderr=None, validation_best=None)
+    assert failed.summary(0) == "top 3: every recheck failed, validation best kept"

@@ -64,6 +64,8 @@ class Recheck:
 
     def summary(self, trial: int) -> str:
         """One cell: how the recheck chose ``trial`` (the best row's)."""
+        if self.mean is None and self.among <= 1:
+            return "one finished trial: nothing to recheck it against, validation value kept"
         if self.mean is None:
             return f"top {self.among}: every recheck failed, validation best kept"
         text = f"± {self.stderr or 0.0:.2g} over {self.folds} folds, best of top {self.among}"
