@@ -434,7 +434,7 @@ def test_meta_budgets_beyond_reason_are_refused(tmp_path: Path, table: str, key:
 def test_a_task_named_after_its_file_gets_a_valid_name(tmp_path: Path) -> None:
     rows = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(12))
     (tmp_path / "-rf.csv").write_text(rows)
-    (tmp_path / "..csv").write_text(rows)
+    (tmp_path / "..csv").write_text(rows + "12,0\n")  # other data: the same data twice is refused
     spec = _spec(tmp_path, task='path = "-rf.csv"\ntarget = "y"').read_text().replace('"sklearn"', '"csv"')
     spec += '[[tasks]]\nsource = "csv"\npath = "..csv"\ntarget = "y"\n'
     (tmp_path / "s.toml").write_text(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,13 @@ def test_quickstart_has_several_bundled_datasets(host: PluginHost) -> None:
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "nope.toml")
+
+
+def test_a_spec_path_that_is_no_regular_file_says_so(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.toml")
+    for path in (tmp_path, tmp_path / "pipe.toml"):
+        with pytest.raises(SpecError, match="not a regular file; give the path of a TOML spec file"):
+            load_spec(path)
 
 
 def test_invalid_toml_says_so(tmp_path: Path) -> None:
@@ -266,3 +274,15 @@ def test_a_meta_spec_built_in_code_is_checked_before_any_work(
     with pytest.raises(SpecError) as caught:
         resolve(spec, host)
     assert key in _problems(caught.value), caught.value.problems
+
+
+def test_the_same_data_under_two_names_is_refused(tmp_path: Path) -> None:
+    rows = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(12))
+    for name in ("one.csv", "two.csv"):
+        (tmp_path / name).write_text(rows)
+    tasks = "".join(
+        f'[[tasks]]\nsource = "csv"\npath = "{n}"\ntarget = "y"\n' for n in ("one.csv", "two.csv")
+    )
+    (tmp_path / "s.toml").write_text(f'[search]\nname = "dup"\nn_trials = 1\n\n{tasks}')
+    with pytest.raises(SpecError, match=r"tasks\[1\]: holds the same data as tasks\[0\] \('one'\)"):
+        resolve(load_spec(tmp_path / "s.toml"), PluginHost.load())

@@ -404,6 +404,8 @@ def load_spec(path: str | Path) -> SearchSpec:
         SpecError: The file is missing, is not valid TOML, or has invalid keys or values.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a pipe, a device
+        raise SpecError("not a regular file; give the path of a TOML spec file", source=str(path))
     if not path.is_file():
         raise SpecError(f"spec file not found (looked for {path.resolve()})", source=str(path))
     try:

@@ -20,7 +20,7 @@ from engine.spec.model import EvaluationSpec, MetaSpec, SearchSpec, TaskSpec
 from engine.strategy import Strategy
 from engine.study.factories import make_pruner, make_sampler, pruner_problem, sampler_problem
 from engine.study.runtime import device_problem
-from engine.task import Dataset, TaskKind, magnitude_problems, make_split
+from engine.task import Dataset, TaskKind, fingerprint, magnitude_problems, make_split
 from engine.updater import Updater
 from engine.vocabulary import RESERVED_TASK_NAMES
 from engine.warmstarter import WarmStarter
@@ -112,6 +112,7 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         p.add("search.updaters", "no updater is available; install or load a plugin that registers one")
     tasks: list[ResolvedTask] = []
     seen: dict[str, int] = {}
+    same_data: dict[str, tuple[int, str]] = {}
     for i, task in enumerate(spec.tasks):
         key = f"tasks[{i}]"
         if task.source not in host.task_sources:
@@ -164,6 +165,16 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
             )
             continue
         seen[name] = i
+        digest = fingerprint(dataset)
+        if digest in same_data:
+            first, first_name = same_data[digest]
+            p.add(
+                key,
+                f"holds the same data as tasks[{first}] ({first_name!r}): stored tasks are known by their "
+                "data, so it would be searched twice (and count twice in a cross-task mean); list it once",
+            )
+            continue
+        same_data[digest] = (i, name)
         for message in _data_problems(dataset, spec):
             p.add(key, message)
         evaluator_name = spec.evaluation.evaluator_for(dataset.kind)
