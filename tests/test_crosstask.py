@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from engine.errors import SpecError, UnknownNameError
-from engine.results import defaults
+from engine.results import best_report, defaults
 from engine.search import SearchResult, run
 from engine.search.task_scale import LOSS_RANGE, TaskScale, racing_order, representative_info, task_scale
 from engine.spec import SearchSpec, TaskSpec
@@ -278,3 +278,12 @@ def test_no_strategy_fitting_every_task_is_a_spec_error(sqlite_url: str, tmp_pat
 
     with pytest.raises(SpecError, match="fits every task"):
         run(spec, storage=sqlite_url)
+
+
+def test_best_for_one_task_of_a_cross_task_search_shows_its_default(raced: tuple[str, SearchResult]) -> None:
+    url, result = raced
+    task = next(iter(result.defaults[0].per_task))
+    report = best_report(storage=url, search="family", task=task)
+    assert [d.search for d in report.defaults] == ["family"]  # before: nothing, "No finished strategies yet"
+    with pytest.raises(UnknownNameError, match="search 'family' has no task 'not-a-task'"):
+        best_report(storage=url, search="family", task="not-a-task")

@@ -129,7 +129,8 @@ def best_report(
 ) -> BestReport:
     """The best strategy per task together with the best cross-task defaults, as ``stratagem best`` shows.
 
-    Defaults are judged over a whole search's tasks, so when ``task`` is given there are none.
+    Defaults are judged over a whole search's tasks: with ``task``, those of the cross-task searches that
+    include that task (by its name there) are listed.
 
     Args:
         storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
@@ -140,7 +141,7 @@ def best_report(
         UnknownNameError: ``search`` is given but no such search is stored.
     """
     rows = best(storage=storage, search=search, task=task)
-    found = defaults(storage=storage, search=search) if task is None else []
+    found = [d for d in defaults(storage=storage, search=search) if task is None or task in d.per_task]
     failed = [f for f in failures(storage=storage, search=search) if task is None or task in f.tasks]
     meta = meta_best(storage=storage, search=search) if task is None else []
     return BestReport(rows, found, failed, meta)
