@@ -106,10 +106,11 @@ def test_the_report_joins_best_rows_and_the_cross_task_defaults(stored: str) -> 
     assert report.to_dict()["defaults"][0]["updater_params"] == {"lr": 0.01}
 
 
-def test_a_report_for_one_task_has_no_defaults(stored: str) -> None:
+def test_a_report_for_one_task_lists_only_the_defaults_judged_on_it(stored: str) -> None:
     report = best_report(storage=stored, task="wine")
 
-    assert [b.task for b in report.best] == ["wine"] and report.defaults == []
+    assert [b.task for b in report.best] == ["wine"]
+    assert [d.search for d in report.defaults] == ["s"] and "wine" in report.defaults[0].per_task
 
 
 def test_an_unknown_search_names_the_stored_ones(stored: str) -> None:
