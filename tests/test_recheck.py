@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 import engine
 from engine.cli import cli
@@ -25,7 +26,8 @@ from engine.results import Recheck, best
 from engine.search import recheck as recheck_module
 from engine.search import run
 from engine.spec import EvaluationSpec, load_spec
-from engine.storage import BestRow, Database
+from engine.storage import ArtifactRow, BestRow, Database
+from engine.trained import ModelError
 from engine.vocabulary import RECHECK_ATTR, RECHECK_CLAIM_ATTR, strategy_study_name
 from tests.conftest import tiny_spec
 from tests.test_export import csv_spec, held_out_rows, kept
@@ -293,3 +295,15 @@ def test_a_recheck_with_one_candidate_is_not_called_failed() -> None:
     assert alone.summary(0) == "one finished trial: nothing to recheck it against, validation value kept"
     failed = Recheck(folds=3, among=3, mean=None, stderr=None, validation_best=None)
     assert failed.summary(0) == "top 3: every recheck failed, validation best kept"
+
+
+def test_export_while_the_recheck_is_stale_says_to_finish_it(sqlite_url: str, tmp_path: Path) -> None:
+    run(_spec(n_trials=4), storage=sqlite_url)
+    with Database(sqlite_url).session() as s:  # as a run that added trials and stopped before their
+        kept = {a.trial_number for a in s.scalars(select(ArtifactRow))}  # recheck leaves it: the best is
+        row = s.scalars(select(BestRow)).one()  # the validation best, whose model the recheck dropped
+        row.trial_number = next(t.number for t in _study(sqlite_url).trials if t.number not in kept)
+    with pytest.raises(ModelError) as caught:
+        engine.export(search="rc", out=tmp_path / "m", storage=sqlite_url)
+    assert "final recheck has not covered its latest trials" in str(caught.value)
+    assert "Run the search again with the same spec to finish the recheck" in str(caught.value)

@@ -29,6 +29,7 @@ from engine.trained._format import CARD_FILE, RERUN, WEIGHTS_FILE, ModelError, r
 from engine.trained._store import ModelStore, remove_artifact
 from engine.vocabulary import (
     ATTR,
+    RECHECK_ATTR,
     cross_task_study_name,
     in_search_namespace,
     meta_study_name,
@@ -86,6 +87,14 @@ def export(
         best, link = match[0]
         art = reads.artifact_row(s, link.id, best.trial_number)
         number = best.trial_number
+        study_name = link.study_name
+    if art is None and _recheck_pending(db.url, study_name):
+        raise ModelError(
+            f"no trained model is kept for trial {number}, the best of task {task!r} in search {search!r} "
+            "for now: the search's final recheck has not covered its latest trials (a run stopped before "
+            "it), so the best is the validation best, whose own model the earlier recheck did not keep. "
+            "Run the search again with the same spec to finish the recheck"
+        )
     if art is None:
         raise ModelError(
             f"no trained model is kept for trial {number}, the best of task {task!r} in search {search!r}. "
@@ -276,6 +285,16 @@ def _orphans(storage: optuna.storages.BaseStorage, search: str) -> set[str]:
         and isinstance(st.user_attrs.get(ATTR), dict)
         and st.user_attrs[ATTR].get("search") == search
     }
+
+
+def _recheck_pending(url: str, study_name: str) -> bool:
+    """Whether the strategy study ``study_name`` was rechecked before (a later run then made the recheck
+    stale: its best is the validation best until the recheck is done again)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_optuna_storage(url, create=False))
+    except (KeyError, StorageError):
+        return False
+    return bool(study.user_attrs.get(RECHECK_ATTR))
 
 
 def _refuse_running(url: str, search: str, studies: set[str]) -> None:
