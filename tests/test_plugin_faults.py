@@ -368,3 +368,55 @@ def test_an_evaluator_that_raises_is_named_as_the_evaluator(sqlite_url: str, tmp
         engine.run(spec, storage=sqlite_url)  # before: "updater 'gradient_descent' ... raised ValueError"
     (trial,) = optuna.load_study(study_name="e/iris", storage=sqlite_url).get_trials(deepcopy=False)
     assert trial.user_attrs[FAILURE_ATTR] == "evaluator 'exploding' raised ValueError: evaluator exploded"
+
+
+NAN_MODEL = """
+import torch
+import engine
+from plugins.strategies import LinearModel
+
+class NanModel(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * float("nan")
+
+class Diverging(LinearModel):
+    name = "diverging"
+
+    def build(self, info):
+        return NanModel(super().build(info))
+
+@engine.hookimpl
+def stratagem_register_strategies(registry):
+    registry.add(Diverging)
+"""
+
+
+def test_a_model_predicting_nan_fails_its_trial_naming_strategy_and_updater(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "nan.py").write_text(NAN_MODEL)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {
+                "name": "n",
+                "n_trials": 1,
+                "strategies": ["diverging"],
+                "updaters": ["gradient_descent"],
+            }
+            | {"warm_start": False, "plugins": [str(tmp_path / "nan.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    with pytest.raises(SearchFailed):
+        engine.run(spec, storage=sqlite_url)
+    (trial,) = optuna.load_study(study_name="n/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    reason = trial.user_attrs[FAILURE_ATTR]  # before: "the objective's value is -inf, not a finite number"
+    assert (
+        reason.startswith("strategy 'diverging' (plugin ")
+        and "trained by updater 'gradient_descent'" in reason
+    )
+    assert "predicts NaN or infinite values on the validation rows" in reason

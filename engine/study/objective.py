@@ -266,9 +266,22 @@ class StrategyObjective:
             self._members.append((model, prepared))
             return model, prepared, time.perf_counter() - t0
 
+        def judged(model: Any, prepared: training.Prepared, idx: np.ndarray) -> tuple[float, float | None]:
+            value, loss = training.judge(model, prepared, self.dataset, idx, self.evaluator)
+            if loss is None and not math.isfinite(value):  # the predictions themselves are not finite
+                plugin_of = self.plugin_of or (lambda kind, name: "unknown")
+                s_name, u_name = strategy_cls.name, updater_cls.name
+                raise TrialFailed(
+                    f"strategy {s_name!r} (plugin {plugin_of('strategy', s_name)!r}) trained by updater "
+                    f"{u_name!r} (plugin {plugin_of('updater', u_name)!r}) predicts NaN or infinite values "
+                    "on the validation rows: the training diverged (try a lower learning rate) or the model "
+                    "computes them"
+                )
+            return value, loss
+
         if self.validation == "holdout":
             model, prepared, secs = fit_one(self.split.train, self.split.validation, seed, report_at_rungs)
-            value, loss = training.judge(model, prepared, self.dataset, self.split.validation, self.evaluator)
+            value, loss = judged(model, prepared, self.split.validation)
             test = training.evaluate(model, prepared, self.dataset, self.split.test, self.evaluator)
             return value, loss, test, secs
 
@@ -279,7 +292,7 @@ class StrategyObjective:
         for fold, (tr, va) in enumerate(self._folds()):
             model, prepared, secs = fit_one(tr, va, seed + fold, _no_report)
             total += secs
-            value, loss = training.judge(model, prepared, self.dataset, va, self.evaluator)
+            value, loss = judged(model, prepared, va)
             values.append(value)
             losses.append(loss)
             test_outputs.append(training.predict(model, prepared, self.dataset.X[self.split.test]))
