@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 import engine
 from engine.configuration import plain_params
 from engine.errors import SearchFailed, SpecError
+from engine.search.task_scale import LOSS_RANGE
 from engine.spec import SearchSpec
 from engine.trained import ModelKeeper
 from engine.vocabulary import FAILURE_ATTR, WARM_START_ATTR
@@ -420,3 +421,19 @@ def test_a_model_predicting_nan_fails_its_trial_naming_strategy_and_updater(
         and "trained by updater 'gradient_descent'" in reason
     )
     assert "predicts NaN or infinite values on the validation rows" in reason
+
+
+def test_in_a_cross_task_search_a_diverged_task_scores_the_worst_loss(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "nan.py").write_text(NAN_MODEL)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "cn", "mode": "cross_task", "n_trials": 1, "strategies": ["diverging"]}
+            | {"updaters": ["gradient_descent"], "warm_start": False, "plugins": [str(tmp_path / "nan.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    engine.run(spec, storage=sqlite_url)  # the configuration is judged (the worst), not failed
+    (trial,) = optuna.load_study(study_name="cn/cross_task", storage=sqlite_url).get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE and trial.value == LOSS_RANGE[1]

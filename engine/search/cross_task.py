@@ -62,7 +62,14 @@ from engine.search.trials import run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
 from engine.strategy import Strategy
-from engine.study import PrefixedTrial, StrategyObjective, TrialFailed, quiet_optuna, resolve_device
+from engine.study import (
+    NotFinitePredictions,
+    PrefixedTrial,
+    StrategyObjective,
+    TrialFailed,
+    quiet_optuna,
+    resolve_device,
+)
 from engine.task import TaskInfo
 from engine.updater import Updater
 from engine.vocabulary import ATTR, DONE_STATES, KIND_CROSS_TASK, cross_task_study_name
@@ -132,6 +139,8 @@ class _CrossTaskObjective:
                 started = time.perf_counter()
                 try:
                     value = member.objective(cast(optuna.Trial, replay))
+                except NotFinitePredictions:  # diverged on this task: scored as the worst, not failed
+                    value = math.nan
                 except TrialFailed:
                     record["failed_task"] = key
                     raise

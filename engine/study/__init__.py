@@ -4,11 +4,19 @@ for the samplers and pruners a spec names."""
 from __future__ import annotations
 
 from engine.study.factories import make_pruner, make_sampler
-from engine.study.objective import PrefixedTrial, ReplayTrial, StrategyObjective, TrialFailed, trial_seed
+from engine.study.objective import (
+    NotFinitePredictions,
+    PrefixedTrial,
+    ReplayTrial,
+    StrategyObjective,
+    TrialFailed,
+    trial_seed,
+)
 from engine.study.runtime import quiet_optuna, resolve_device, torch_threads
 from engine.study.trained import TrainedModel
 
 __all__ = [
+    "NotFinitePredictions",
     "PrefixedTrial",
     "ReplayTrial",
     "StrategyObjective",

@@ -45,11 +45,23 @@ if TYPE_CHECKING:
     from engine.strategy import Strategy
     from engine.updater import Updater
 
-__all__ = ["PrefixedTrial", "ReplayTrial", "StrategyObjective", "TrialFailed", "trial_seed"]
+__all__ = [
+    "NotFinitePredictions",
+    "PrefixedTrial",
+    "ReplayTrial",
+    "StrategyObjective",
+    "TrialFailed",
+    "trial_seed",
+]
 
 
 class TrialFailed(StratagemError):
     """A plugin raised while a trial ran; the trial is marked failed and the study goes on."""
+
+
+class NotFinitePredictions(TrialFailed):
+    """The trained model predicts NaN or infinite values on the validation rows (it diverged): its own
+    study fails the trial; the cross-task objective scores that task as the worst instead."""
 
 
 class PrefixedTrial:
@@ -271,7 +283,7 @@ class StrategyObjective:
             if loss is None and not math.isfinite(value):  # the predictions themselves are not finite
                 plugin_of = self.plugin_of or (lambda kind, name: "unknown")
                 s_name, u_name = strategy_cls.name, updater_cls.name
-                raise TrialFailed(
+                raise NotFinitePredictions(
                     f"strategy {s_name!r} (plugin {plugin_of('strategy', s_name)!r}) trained by updater "
                     f"{u_name!r} (plugin {plugin_of('updater', u_name)!r}) predicts NaN or infinite values "
                     "on the validation rows: the training diverged (try a lower learning rate) or the model "
