@@ -437,3 +437,43 @@ def test_in_a_cross_task_search_a_diverged_task_scores_the_worst_loss(
     engine.run(spec, storage=sqlite_url)  # the configuration is judged (the worst), not failed
     (trial,) = optuna.load_study(study_name="cn/cross_task", storage=sqlite_url).get_trials(deepcopy=False)
     assert trial.state == TrialState.COMPLETE and trial.value == LOSS_RANGE[1]
+
+
+SWALLOWING_UPDATER = """
+import engine
+from plugins.updaters import GradientDescent
+
+class Stubborn(GradientDescent):
+    name = "stubborn"
+
+    def fit(self, model, problem, report):
+        def ignoring(step, value):
+            try:
+                report(step, value)
+            except Exception:
+                pass  # the pruner's stop, swallowed
+
+        return super().fit(model, problem, ignoring)
+
+@engine.hookimpl
+def stratagem_register_updaters(registry):
+    registry.add(Stubborn)
+"""
+
+
+def test_a_trial_whose_updater_swallows_the_pruners_stop_is_pruned_all_the_same(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "stubborn.py").write_text(SWALLOWING_UPDATER)
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)  # the pruner says stop
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "p", "n_trials": 2, "strategies": ["linear"], "updaters": ["stubborn"]}
+            | {"warm_start": False, "plugins": [str(tmp_path / "stubborn.py")]},
+            "tasks": [{"source": "sklearn", "dataset": "iris"}],
+        }
+    )
+    with pytest.raises(SearchFailed):  # every trial pruned: no successful one
+        engine.run(spec, storage=sqlite_url)
+    trials = optuna.load_study(study_name="p/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert {t.state for t in trials} == {TrialState.PRUNED}  # before: COMPLETE, the stop ignored

@@ -246,10 +246,15 @@ class StrategyObjective:
     ) -> tuple[float, float | None, float, float]:
         """Train and evaluate; return (validation value, validation loss, test value, training seconds)."""
 
+        pruned: list[str] = []  # why, once the pruner stopped the trial (an updater may swallow it)
+
         def report(step: int, value: float) -> None:
+            if pruned:  # stopped already: the updater caught the first stop and went on
+                raise optuna.TrialPruned(pruned[0])
             trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} with value {value:.6g}")
+                pruned.append(f"pruned at step {step} with value {value:.6g}")
+                raise optuna.TrialPruned(pruned[0])
 
         def report_at_rungs(step: int, value: float) -> None:
             if step >= 1 and step & (step - 1) == 0:  # 1, 2, 4, 8, ...: few storage writes per trial
@@ -275,6 +280,8 @@ class StrategyObjective:
             problem = training.make_problem(self.dataset, prepared, val_idx, self.evaluator, fold_seed)
             t0 = time.perf_counter()
             self._plugin_call("updater", updater_cls.name, updater.fit, model, problem, rep)
+            if pruned:  # the updater caught the stop and returned: the trial is pruned all the same
+                raise optuna.TrialPruned(pruned[0])
             self._members.append((model, prepared))
             return model, prepared, time.perf_counter() - t0
 
