@@ -76,7 +76,8 @@ class PrefixedTrial:
 
     def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
         value = self._trial.suggest_float(self._prefix + name, low, high, **kwargs)
-        return self._within(name, value, low <= value <= high, f"[{low}, {high}]")
+        slack = 1e-9 * max(1.0, abs(high - low))  # a stepped value may be rounded past a bound
+        return self._within(name, value, low - slack <= value <= high + slack, f"[{low}, {high}]")
 
     def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
         value = self._trial.suggest_int(self._prefix + name, low, high, **kwargs)
