@@ -296,7 +296,8 @@ def test_an_enqueued_configuration_outside_the_space_fails_its_trial_and_does_no
     assert (
         "sets gradient_descent.epochs = 500, outside its search space [" in trials[0].user_attrs[FAILURE_ATTR]
     )
-    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2
+    finished = [t for t in trials[1:] if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 2  # the search went on to its n_trials
 
 
 RAISING_SAMPLER = """
