@@ -4,6 +4,7 @@ did becomes a task's best."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -18,6 +19,35 @@ from engine.spec import SearchSpec
 from engine.trained import ModelKeeper
 from engine.vocabulary import FAILURE_ATTR, WARM_START_ATTR
 from tests.conftest import tiny_spec
+
+IRIS = {"source": "sklearn", "dataset": "iris"}
+WINE = {"source": "sklearn", "dataset": "wine"}
+
+
+def _plugin_spec(
+    folder: Path,
+    code: str,
+    file: str,
+    *,
+    name: str,
+    n_trials: int,
+    tasks: list[dict[str, Any]] | None = None,
+    evaluation: dict[str, str] | None = None,
+    **search: Any,
+) -> SearchSpec:
+    """A search that loads ``code`` as the local plugin file ``file``: linear strategy, gradient descent
+    and no warm start unless ``search`` says otherwise, on iris unless ``tasks`` says otherwise."""
+    plugin = folder / file
+    plugin.write_text(code)
+    table = {"name": name, "n_trials": n_trials, "strategies": ["linear"], "updaters": ["gradient_descent"]}
+    data: dict[str, Any] = {
+        "search": table | {"warm_start": False, "plugins": [str(plugin)]} | search,
+        "tasks": tasks or [IRIS],
+    }
+    if evaluation is not None:
+        data["evaluation"] = evaluation
+    return SearchSpec.from_dict(data)
+
 
 NUMPY_SUGGEST = """
 import numpy as np
@@ -54,18 +84,8 @@ def test_a_trial_whose_model_cannot_be_kept_fails_and_never_becomes_the_best(
 def test_numpy_values_from_a_plugins_suggest_are_stored_as_python_values(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "np_plugin.py").write_text(NUMPY_SUGGEST)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {
-                "name": "np",
-                "n_trials": 2,
-                "strategies": ["nplinear"],
-                "updaters": ["gradient_descent"],
-            }
-            | {"warm_start": False, "plugins": [str(tmp_path / "np_plugin.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path, NUMPY_SUGGEST, "np_plugin.py", name="np", n_trials=2, strategies=["nplinear"]
     )
     result = engine.run(spec, storage=sqlite_url)  # before: every trial failed, and one was the best
     (best,) = result.best
@@ -120,17 +140,8 @@ def stratagem_register_task_sources(registry):
 def test_a_task_source_that_fails_to_load_is_named_with_its_plugin(
     sqlite_url: str, tmp_path: Path, source: str, words: str
 ) -> None:
-    (tmp_path / "broken.py").write_text(BROKEN_SOURCE)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {
-                "name": "b",
-                "n_trials": 1,
-                "plugins": [str(tmp_path / "broken.py")],
-                "warm_start": False,
-            },
-            "tasks": [{"source": source}],
-        }
+    spec = _plugin_spec(
+        tmp_path, BROKEN_SOURCE, "broken.py", name="b", n_trials=1, tasks=[{"source": source}]
     )
     with pytest.raises(SpecError) as caught:
         engine.run(spec, storage=sqlite_url)
@@ -159,18 +170,8 @@ def stratagem_register_strategies(registry):
 def test_plugin_code_that_calls_exit_fails_its_trial_and_the_search_goes_on(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "exiting.py").write_text(EXITING)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {
-                "name": "x",
-                "n_trials": 2,
-                "strategies": ["exiting"],
-                "updaters": ["gradient_descent"],
-            }
-            | {"warm_start": False, "plugins": [str(tmp_path / "exiting.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}, {"source": "sklearn", "dataset": "wine"}],
-        }
+    spec = _plugin_spec(
+        tmp_path, EXITING, "exiting.py", name="x", n_trials=2, strategies=["exiting"], tasks=[IRIS, WINE]
     )
     with pytest.raises(SearchFailed, match=r"called exit\(0\) \(.*exiting\.py, line 10\)"):
         engine.run(spec, storage=sqlite_url)  # before: the process ended silently with status 0
@@ -198,13 +199,14 @@ def stratagem_register_warm_starters(registry):
 def test_a_warm_starter_that_raises_leaves_the_study_cold_with_the_reason(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "wbad.py").write_text(BROKEN_WARM_STARTER)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "w", "n_trials": 2, "strategies": ["linear"], "updaters": ["gradient_descent"]}
-            | {"warm_start": True, "warm_start_method": "wbad", "plugins": [str(tmp_path / "wbad.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path,
+        BROKEN_WARM_STARTER,
+        "wbad.py",
+        name="w",
+        n_trials=2,
+        warm_start=True,
+        warm_start_method="wbad",
     )
     result = engine.run(spec, storage=sqlite_url)  # before: a traceback, exit 1
     assert result.trials_run == 2
@@ -238,18 +240,15 @@ def stratagem_register_evaluators(registry):
 def test_a_cross_task_search_refuses_an_evaluator_without_finite_reference_values(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "pearson.py").write_text(PEARSON)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "ct", "mode": "cross_task", "n_trials": 2, "strategies": ["linear"]}
-            | {
-                "updaters": ["gradient_descent"],
-                "warm_start": False,
-                "plugins": [str(tmp_path / "pearson.py")],
-            },
-            "evaluation": {"regression": "pearson"},
-            "tasks": [{"source": "sklearn", "dataset": "diabetes"}],
-        }
+    spec = _plugin_spec(
+        tmp_path,
+        PEARSON,
+        "pearson.py",
+        name="ct",
+        mode="cross_task",
+        n_trials=2,
+        evaluation={"regression": "pearson"},
+        tasks=[{"source": "sklearn", "dataset": "diabetes"}],
     )
     with pytest.raises(engine.StratagemError, match=r"evaluator 'pearson' gives nan for a trivial predictor"):
         engine.run(spec, storage=sqlite_url)  # before: every configuration scored a perfect loss of 0
@@ -277,18 +276,14 @@ def stratagem_register_warm_starters(registry):
 def test_an_enqueued_configuration_outside_the_space_fails_its_trial_and_does_not_train(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "wild.py").write_text(OUT_OF_SPACE_WARM_STARTER)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {
-                "name": "wild",
-                "n_trials": 2,
-                "strategies": ["linear"],
-                "updaters": ["gradient_descent"],
-            }
-            | {"warm_start": True, "warm_start_method": "wild", "plugins": [str(tmp_path / "wild.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path,
+        OUT_OF_SPACE_WARM_STARTER,
+        "wild.py",
+        name="wild",
+        n_trials=2,
+        warm_start=True,
+        warm_start_method="wild",
     )
     engine.run(spec, storage=sqlite_url)
     trials = optuna.load_study(study_name="wild/iris", storage=sqlite_url).get_trials(deepcopy=False)
@@ -325,13 +320,14 @@ def stratagem_register_warm_starters(registry):
 def test_a_warm_starters_sampler_that_raises_hands_over_to_the_studys_own(
     sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "guiding.py").write_text(RAISING_SAMPLER)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "g", "n_trials": 3, "strategies": ["linear"], "updaters": ["gradient_descent"]}
-            | {"warm_start": True, "warm_start_method": "guiding", "plugins": [str(tmp_path / "guiding.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path,
+        RAISING_SAMPLER,
+        "guiding.py",
+        name="g",
+        n_trials=3,
+        warm_start=True,
+        warm_start_method="guiding",
     )
     assert engine.run(spec, storage=sqlite_url).trials_run == 3  # before: a traceback at the first trial
     trials = optuna.load_study(study_name="g/iris", storage=sqlite_url).get_trials(deepcopy=False)
@@ -357,14 +353,13 @@ def stratagem_register_evaluators(registry):
 
 
 def test_an_evaluator_that_raises_is_named_as_the_evaluator(sqlite_url: str, tmp_path: Path) -> None:
-    (tmp_path / "exploding.py").write_text(RAISING_EVALUATOR)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "e", "n_trials": 1, "strategies": ["linear"], "updaters": ["gradient_descent"]}
-            | {"warm_start": False, "plugins": [str(tmp_path / "exploding.py")]},
-            "evaluation": {"classification": "exploding"},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path,
+        RAISING_EVALUATOR,
+        "exploding.py",
+        name="e",
+        n_trials=1,
+        evaluation={"classification": "exploding"},
     )
     with pytest.raises(SearchFailed, match="evaluator 'exploding' raised ValueError: evaluator exploded"):
         engine.run(spec, storage=sqlite_url)  # before: "updater 'gradient_descent' ... raised ValueError"
@@ -400,19 +395,7 @@ def stratagem_register_strategies(registry):
 def test_a_model_predicting_nan_fails_its_trial_naming_strategy_and_updater(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "nan.py").write_text(NAN_MODEL)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {
-                "name": "n",
-                "n_trials": 1,
-                "strategies": ["diverging"],
-                "updaters": ["gradient_descent"],
-            }
-            | {"warm_start": False, "plugins": [str(tmp_path / "nan.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
-    )
+    spec = _plugin_spec(tmp_path, NAN_MODEL, "nan.py", name="n", n_trials=1, strategies=["diverging"])
     with pytest.raises(SearchFailed):
         engine.run(spec, storage=sqlite_url)
     (trial,) = optuna.load_study(study_name="n/iris", storage=sqlite_url).get_trials(deepcopy=False)
@@ -427,13 +410,8 @@ def test_a_model_predicting_nan_fails_its_trial_naming_strategy_and_updater(
 def test_in_a_cross_task_search_a_diverged_task_scores_the_worst_loss(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "nan.py").write_text(NAN_MODEL)
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "cn", "mode": "cross_task", "n_trials": 1, "strategies": ["diverging"]}
-            | {"updaters": ["gradient_descent"], "warm_start": False, "plugins": [str(tmp_path / "nan.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path, NAN_MODEL, "nan.py", name="cn", mode="cross_task", n_trials=1, strategies=["diverging"]
     )
     engine.run(spec, storage=sqlite_url)  # the configuration is judged (the worst), not failed
     (trial,) = optuna.load_study(study_name="cn/cross_task", storage=sqlite_url).get_trials(deepcopy=False)
@@ -465,14 +443,9 @@ def stratagem_register_updaters(registry):
 def test_a_trial_whose_updater_swallows_the_pruners_stop_is_pruned_all_the_same(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "stubborn.py").write_text(SWALLOWING_UPDATER)
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)  # the pruner says stop
-    spec = SearchSpec.from_dict(
-        {
-            "search": {"name": "p", "n_trials": 2, "strategies": ["linear"], "updaters": ["stubborn"]}
-            | {"warm_start": False, "plugins": [str(tmp_path / "stubborn.py")]},
-            "tasks": [{"source": "sklearn", "dataset": "iris"}],
-        }
+    spec = _plugin_spec(
+        tmp_path, SWALLOWING_UPDATER, "stubborn.py", name="p", n_trials=2, updaters=["stubborn"]
     )
     with pytest.raises(SearchFailed):  # every trial pruned: no successful one
         engine.run(spec, storage=sqlite_url)

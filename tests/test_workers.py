@@ -434,9 +434,8 @@ def test_a_reader_during_schema_creation_writes_nothing(fresh_postgres_url: str)
         engine_.dispose()
 
 
-@pytest.mark.slow
-def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'status.db'}"
+def _two_hanging_workers(tmp_path: Path, url: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """Two workers on one search, each hanging in a trial of its own (both started when this returns)."""
     plugin = tmp_path / "hanging.py"
     plugin.write_text(HANGING_PLUGIN)
     spec = _spec(tmp_path, 2, (str(plugin),))
@@ -445,6 +444,13 @@ def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path
     _wait_for(first, a)
     b = _worker(spec, url, HANG_MARKER=str(second))
     _wait_for(second, b)
+    return a, b
+
+
+@pytest.mark.slow
+def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    a, b = _two_hanging_workers(tmp_path, url)
     a.send_signal(signal.SIGTERM)
     _out, err = a.communicate(timeout=120)
     assert a.returncode == 130 and "Traceback" not in err, err
@@ -457,14 +463,7 @@ def test_the_search_stays_running_while_another_worker_is_at_work(tmp_path: Path
 
 def test_the_last_worker_to_stop_is_not_kept_waiting_by_a_dead_ones_trial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'dead.db'}"
-    plugin = tmp_path / "hanging.py"
-    plugin.write_text(HANGING_PLUGIN)
-    spec = _spec(tmp_path, 2, (str(plugin),))
-    first, second = tmp_path / "first", tmp_path / "second"
-    a = _worker(spec, url, HANG_MARKER=str(first))
-    _wait_for(first, a)
-    b = _worker(spec, url, HANG_MARKER=str(second))
-    _wait_for(second, b)
+    a, b = _two_hanging_workers(tmp_path, url)
     a.kill()  # kill -9: its trial stays RUNNING, and its heartbeats stop
     a.communicate()
     time.sleep(4.5)  # more than 3 heartbeat intervals of 1 s: a's trial is stale

@@ -16,7 +16,8 @@ import click
 
 from engine.errors import StratagemError
 from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
-from engine.storage.locations import BESIDE, beside
+from engine.storage.database import sqlite_path
+from engine.storage.locations import beside
 
 __all__ = [
     "check_out_path",
@@ -75,9 +76,11 @@ def check_out_path(
                 f"{option} {path!r} is the {other} file: writing there would replace what is being read; "
                 "write elsewhere"
             )
-    models = beside(storage) if storage else None
-    if models is not None:
-        database = Path(models[: -len(BESIDE)])
+    database = sqlite_path(storage) if storage else None
+    if database is not None:
+        models = beside(str(storage))
+        assert models is not None  # a SQLite file has its models folder
+        database = database.expanduser().resolve()
         files = (database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES))
         if any(_same_file(f, real) for f in files):
             raise StratagemError(

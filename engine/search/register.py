@@ -14,7 +14,7 @@ import optuna
 from engine.errors import SpecError
 from engine.spec import Plan, ResolvedTask, SearchSpec
 from engine.storage import Database, SearchRow, SearchTaskRow, TaskRow
-from engine.task import Split, fingerprint, make_split
+from engine.task import Split, make_split
 from engine.task.metafeatures import compute_meta_features
 from engine.vocabulary import (
     ATTR,
@@ -138,7 +138,7 @@ def register(db: Database, plan: Plan) -> tuple[int, list[SearchTask]]:
     """Store the search and its tasks (reusing tasks by fingerprint); return their ids."""
     spec = plan.spec
     keys = [t.key for t in plan.tasks]
-    prepared: list[tuple[ResolvedTask, str]] = [(t, fingerprint(t.dataset)) for t in plan.tasks]
+    prepared: list[tuple[ResolvedTask, str]] = [(t, t.fingerprint) for t in plan.tasks]
     with db.session() as s:
         known = {fp: row for fp, row in ((fp, TaskRow.by_fingerprint(s, fp)) for _, fp in prepared) if row}
     new_rows: dict[str, dict[str, Any]] = {}

@@ -46,6 +46,8 @@ class ResolvedTask:
     evaluator: Evaluator
     strategies: tuple[type[Strategy], ...]
     updaters: tuple[type[Updater], ...]
+    fingerprint: str
+    """The dataset's :func:`~engine.task.fingerprint` (computed once, here)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def resolve(spec: SearchSpec, host: PluginHost) -> Plan:
         if not fitting:
             p.add(f"{key}", f"no selected strategy supports {dataset.kind} tasks")
             continue
-        tasks.append(ResolvedTask(name, task, dataset, evaluator, fitting, updaters))
+        tasks.append(ResolvedTask(name, task, dataset, evaluator, fitting, updaters, digest))
     p.raise_if_any()
     return Plan(spec, tuple(tasks), warm_starter)
 

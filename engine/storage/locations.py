@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 
+from engine.storage.database import sqlite_path
 from engine.vocabulary import ATTR, META_ARTIFACT_ATTR
 
 __all__ = ["BESIDE", "beside", "locate", "meta_artifacts"]
@@ -23,11 +24,8 @@ BESIDE = ".artifacts"
 
 def beside(storage: str) -> str | None:
     """The directory beside the SQLite database file of ``storage`` (``None`` for a server database)."""
-    if storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///") :].split("?", 1)[0]
-        if path and path != ":memory:":
-            return str(Path(path + BESIDE).expanduser().resolve())
-    return None
+    path = sqlite_path(storage)
+    return None if path is None else str(Path(str(path) + BESIDE).expanduser().resolve())
 
 
 def locate(recorded: str, storage: str, artifact_id: str) -> tuple[str, bool]:
