@@ -180,7 +180,7 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
         storage=url,
         steps=5,
     )
-    assert got.steps == 0  # prototypes take no gradient step, whatever is asked
+    assert got.steps == 0  # 1-shot: no leave-one-out prototype to fine-tune on, whatever is asked
     images = torch.as_tensor(digits.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     codes = torch.tensor([(3, 5, 8).index(int(digits.target[i])) for i in support_idx])
     expected = strategy.adapt(model, images[support_idx], codes, 0)(images[query_idx]).argmax(dim=-1)
@@ -191,7 +191,7 @@ def test_a_convolutional_protonet_trained_on_20_way_episodes_beats_its_untrained
 
 def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'digits.db'}"
-    options = {"protonet": {"members": 2, "hidden": [16, 16], "transductive": 2}}
+    options = {"protonet": {"members": 2, "hidden": [16, 16], "transductive": 2, "finetune_lr": 1e-3}}
     spec = {**DIGITS, "meta": {**DIGITS["meta"], "iterations": 20, "test_tasks": 50, "options": options}}
     engine.run(SearchSpec.from_dict(spec), storage=url)
     strategy, model, _, best = load_meta_search("dig", storage=url)
@@ -201,6 +201,7 @@ def test_meta_options_fix_a_strategy_s_arguments_and_are_not_sampled(tmp_path: P
         "shift": 0,
         "members": 2,
         "transductive": 2,
+        "finetune_lr": 1e-3,
     }
     assert len(model.net.nets) == 2 and best.test[0]["mean"] > 0.2
     (trial,) = optuna.load_study(study_name="dig/meta", storage=url).trials

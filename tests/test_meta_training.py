@@ -202,6 +202,67 @@ def test_a_transductive_protonet_refines_its_prototypes_with_the_rows_it_predict
             ProtoNet(transductive=bad).build(family.info())
 
 
+def test_protonet_steps_fine_tune_each_task_s_copy_on_its_leave_one_out_loss(tmp_path: Path) -> None:
+    strategy = ProtoNet(network="conv", hidden=(8, 8), members=2, transductive=1)
+    family = Digits(n_way=5, k_shot=3, k_query=4)
+    model = strategy.build(family.info(), torch.Generator().manual_seed(0))
+    theta = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = family.sample("meta_test", 3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        states = strategy.adapt_batch(model, batch.support_x, batch.support_y, [0, 1, 4])
+    assert not any(k.startswith("net.") for k in states[0])  # 0 steps: θ's own weights
+    tuned = {k: v for k, v in states[2].items() if k.startswith("net.")}
+    assert tuned and all(v.shape[0] == 3 for v in tuned.values())  # one copy per task
+    assert all(torch.equal(v, theta[k]) for k, v in model.state_dict().items())  # θ is untouched
+
+    @torch.no_grad()
+    def loo_loss(state: dict[str, torch.Tensor]) -> float:  # the support's leave-one-out loss
+        own = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+        params = own or {k: v.expand(3, *v.shape) for k, v in model.net_params().items()}
+        embedded = torch.stack(
+            [
+                torch.func.functional_call(
+                    model.net, {k: v[i] for k, v in params.items()}, (batch.support_x[i],)
+                )
+                for i in range(3)
+            ]
+        )
+        total = 0.0
+        for i in range(3):
+            for r in range(len(batch.support_y[i])):
+                keep = torch.ones(len(batch.support_y[i]), dtype=torch.bool)
+                keep[r] = False
+                zs, ys = embedded[i][keep], batch.support_y[i][keep]
+                protos = torch.stack([zs[ys == c].mean(0) for c in range(5)])
+                logits = -(embedded[i][r] - protos).pow(2).sum(-1)
+                total += float(torch.nn.functional.cross_entropy(logits[None], batch.support_y[i][r : r + 1]))
+        return total
+
+    losses = [loo_loss(state) for state in states]
+    assert losses[2] < losses[1] < losses[0], losses  # each step fits the support better
+    one = strategy.adapt(model, batch.support_x[1], batch.support_y[1], steps=4)
+    together = strategy.predict_batch(model, states[2], batch.query_x)[1]
+    assert torch.allclose(one(batch.query_x[1]), together, atol=1e-4)  # a task's steps are its own
+    save_meta_learner(tmp_path / "theta.safetensors", strategy, model, family.info())
+    loaded_strategy, loaded, _ = load_meta_learner(tmp_path / "theta.safetensors", {"protonet": ProtoNet})
+    again = loaded_strategy.adapt(loaded, batch.support_x[1], batch.support_y[1], steps=4)(batch.query_x[1])
+    assert torch.allclose(again, one(batch.query_x[1]), atol=1e-5)
+    # 1-shot: no class has a leave-one-out prototype, so no step changes anything
+    shot1 = Digits(n_way=5, k_shot=1, k_query=4).sample("meta_test", 2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        zero, four = strategy.adapt_batch(model, shot1.support_x, shot1.support_y, [0, 4])
+    assert zero.keys() == four.keys() and all(torch.equal(zero[k], four[k]) for k in zero)
+    assert (
+        strategy.steps_taken(shot1.support_y[0], 4) == 0 and strategy.steps_taken(batch.support_y[0], 4) == 4
+    )
+    assert ProtoNet(network="identity").steps_taken(batch.support_y[0], 4) == 0  # nothing to fine-tune
+    for bad in (0, -1e-3, True, "fast", float("inf")):
+        with pytest.raises(ValueError, match="finetune_lr must be a positive number"):
+            ProtoNet(network="conv", hidden=(8, 8), finetune_lr=bad).adapt_batch(
+                model, batch.support_x, batch.support_y, [1]
+            )
+
+
 def test_a_digits_split_without_meta_validation_classes_trains_on_both_and_keeps_meta_test_unseen() -> None:
     default, final = Digits(seed=3), Digits(train_classes=32, val_classes=0, seed=3)
     assert final.pool_classes("meta_test") == default.pool_classes("meta_test")

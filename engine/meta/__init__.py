@@ -40,7 +40,7 @@ from engine.meta.learner import (
     task_loss,
     task_metric,
 )
-from engine.meta.networks import NETWORKS, NetworkName, build_network
+from engine.meta.networks import NETWORKS, NetworkName, batched_call, build_network
 from engine.meta.problem import meta_problem
 from engine.meta.weights import load_meta_learner, load_weights, save_meta_learner, save_weights
 
@@ -63,6 +63,7 @@ __all__ = [
     "Pool",
     "TaskFamily",
     "adaptation_scores",
+    "batched_call",
     "build_network",
     "check_int",
     "check_pool",

@@ -99,8 +99,9 @@ class MetaStrategy(Configurable, ABC):
         kinds: Family kinds the strategy handles.
         meta_trained: ``False`` for baselines whose θ is not trained at the meta level (train from
             scratch, nearest centroid): give them to no updater.
-        takes_steps: ``False`` for strategies whose adaptation ignores ``steps`` (prototypes): an
-            adapted task then reports 0 steps taken, whatever was asked.
+        takes_steps: ``False`` for strategies whose adaptation ignores ``steps`` (nearest class
+            centroid): an adapted task then reports 0 steps taken, whatever was asked
+            (:meth:`steps_taken`).
     """
 
     name: ClassVar[str]
@@ -170,6 +171,11 @@ class MetaStrategy(Configurable, ABC):
 
         It is what :func:`engine.meta.problem.meta_problem` hands to updaters as the objective.
         """
+
+    def steps_taken(self, support_y: torch.Tensor, steps: int) -> int:
+        """How many of ``steps`` adaptation steps change anything on a task with these support labels:
+        ``steps``, or 0 for a strategy that takes none (``takes_steps``)."""
+        return int(steps) if self.takes_steps else 0
 
     def query_outputs(
         self, model: MetaModel, batch: EpisodeBatch, steps: Sequence[int]

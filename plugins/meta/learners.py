@@ -22,6 +22,7 @@ from engine import (
     NetworkName,
     Params,
     TaskKind,
+    batched_call,
     build_network,
     sum_task_losses,
 )
@@ -33,6 +34,12 @@ MAX_MEMBERS = 16
 
 MAX_REFINEMENTS = 100
 """Most transductive refinement steps of one :class:`ProtoNet` prediction."""
+
+FINETUNE_BETAS = (0.9, 0.999)
+"""Adam's moment decays in :class:`ProtoNet`'s adaptation steps (PyTorch's defaults)."""
+
+NET_PREFIX = "net."
+"""Prefix of a fine-tuned task's own network weights in a :class:`ProtoNet` adapted state."""
 
 REFINE_TEMPERATURE = 0.2
 """Temperature of the soft assignments of a transductive :class:`ProtoNet`: the squared distances it
@@ -172,9 +179,14 @@ class Scratch(MAML):
 class ProtoNet(MetaStrategy):
     """Prototypical networks (Snell et al. 2017): classify by distance to class-mean embeddings.
 
-    Adaptation computes one prototype per class from the support embeddings (``steps`` is ignored:
-    there is no gradient step); logits are negative squared Euclidean distances. With
-    ``network="identity"`` nothing is learned and it is the nearest class centroid on raw inputs.
+    Adaptation computes one prototype per class from the support embeddings; logits are negative
+    squared Euclidean distances. With 0 steps that is all; each adaptation step first fine-tunes the
+    task's own copy of the embedding network on its support set: one Adam step at ``finetune_lr`` on
+    the leave-one-out prototype loss (each support row classified against prototypes that leave it
+    out). A class with a single support row has no such prototype, so a 1-shot task takes no step.
+    Meta-training is unchanged: θ is trained with plain prototypes, and the fine-tuning happens at
+    adaptation time only, without meta-gradients. With ``network="identity"`` nothing is learned (no
+    step is taken) and it is the nearest class centroid on raw inputs.
 
     Args:
         network: Embedding network: ``conv``, ``convnorm``, ``mlp`` or ``identity``.
@@ -196,11 +208,12 @@ class ProtoNet(MetaStrategy):
             softmax weight at temperature :data:`REFINE_TEMPERATURE`. Each row's prediction then depends
             on the other rows predicted with it, so give a task's query rows together (as meta-test
             evaluation and ``stratagem adapt --query`` do); meta-training is unchanged.
+        finetune_lr: Adam's learning rate in the adaptation steps (scale-free, so it does not depend
+            on the embedding's units). Chosen on meta-validation classes (docs/benchmarks_fewshot.md).
     """
 
     name: ClassVar[str] = "protonet"
     kinds: ClassVar[tuple[TaskKind, ...]] = ("classification",)
-    takes_steps: ClassVar[bool] = False
     description: ClassVar[str] = "Prototypical networks: nearest class mean in a learned embedding."
 
     def __init__(
@@ -210,16 +223,23 @@ class ProtoNet(MetaStrategy):
         shift: int = 0,
         members: int = 1,
         transductive: int = 0,
+        finetune_lr: float = 3e-4,
     ) -> None:
         self.network = network
         self.hidden = hidden
         self.shift = shift
         self.members = members
         self.transductive = transductive
+        self.finetune_lr = finetune_lr
 
     @property
     def meta_trained(self) -> bool:  # type: ignore[override]
         return self.network != "identity"
+
+    @property
+    def takes_steps(self) -> bool:  # type: ignore[override]
+        """Nearest class centroid (``identity``) has no weights to fine-tune, so it takes no step."""
+        return self.meta_trained
 
     def cannot_adapt(self, trained: FamilyInfo, info: FamilyInfo) -> str | None:
         """Prototypes work for any number of classes: only the kind and input shape must match."""
@@ -229,6 +249,7 @@ class ProtoNet(MetaStrategy):
         self.check_family(info)
         members = self._members()
         self._refinements()
+        self._finetune_lr()
         hidden = tuple(self.hidden)
         width = 0
         if self.network == "mlp":
@@ -253,18 +274,72 @@ class ProtoNet(MetaStrategy):
             )
         return steps
 
+    def steps_taken(self, support_y: torch.Tensor, steps: int) -> int:
+        """No step is taken where no class has two support rows (no leave-one-out prototype)."""
+        if not self.takes_steps or int(torch.bincount(support_y.flatten()).max()) < 2:
+            return 0
+        return int(steps)
+
     def adapt_batch(
         self, model: MetaModel, support_x: torch.Tensor, support_y: torch.Tensor, steps: Sequence[int]
     ) -> list[Params]:
         n_way = int(support_y.max()) + 1
-        z = _embed(model, support_x)
+        wanted = sorted(int(s) for s in steps)
+        lr = self._finetune_lr()
+        counts = nn.functional.one_hot(support_y, n_way).sum(dim=-2)
+        if not wanted or wanted[-1] == 0 or not self.takes_steps or int(counts.max()) < 2:
+            return [self._state(model, None, support_x, support_y, n_way)] * len(wanted)
+        states: list[Params] = []
+        params = {k: p.detach().expand(len(support_x), *p.shape) for k, p in model.net_params().items()}
+        moments = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in params.items()}
+        (b1, b2), eps = FINETUNE_BETAS, 1e-8
+        for step in range(wanted[-1] + 1):
+            if step in wanted:
+                state = self._state(model, params if step else None, support_x, support_y, n_way)
+                states += [state] * wanted.count(step)
+            if step == wanted[-1]:
+                break
+            with torch.enable_grad():  # gradients of the task copies only: θ is never part of the graph
+                params = {k: p.detach().requires_grad_() for k, p in params.items()}
+                loss = _leave_one_out_loss(batched_call(model.net, params, support_x), support_y, n_way)
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            t = step + 1
+            for (k, p), g in zip(list(params.items()), grads, strict=True):
+                if g is None:
+                    continue
+                m, v = moments[k]
+                m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+                moments[k] = m, v
+                params[k] = (p - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)).detach()
+        return states
+
+    def _state(
+        self,
+        model: MetaModel,
+        params: Params | None,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        n_way: int,
+    ) -> Params:
+        """A task's adapted state: its fine-tuned weights (none after 0 steps: θ's own are used), its
+        prototypes and, for transductive refinement, the support embeddings and labels."""
+        z = _embed(model, support_x, params)
         state = {"prototypes": _prototypes(z, support_y, n_way)}
+        if params is not None:
+            state |= {f"{NET_PREFIX}{k}": p for k, p in params.items()}
         if self._refinements():  # refined at prediction time, with the rows predicted
             state |= {"support": z, "support_onehot": nn.functional.one_hot(support_y, n_way).to(z.dtype)}
-        return [state for _ in sorted(steps)]
+        return state
+
+    def _finetune_lr(self) -> float:
+        lr = self.finetune_lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+            raise ValueError(f"protonet: finetune_lr must be a positive number, got {lr!r}")
+        return float(lr)
 
     def predict_batch(self, model: MetaModel, states: Params, x: torch.Tensor) -> torch.Tensor:
-        z = _embed(model, x)
+        tuned = {k[len(NET_PREFIX) :]: v for k, v in states.items() if k.startswith(NET_PREFIX)}
+        z = _embed(model, x, tuned or None)
         refinements = self._refinements()
         if not refinements:
             return -_sq_distances(z, states["prototypes"])
@@ -308,9 +383,29 @@ class _Members(nn.Module):
         return torch.cat([net(x) for net in self.nets], dim=-1)
 
 
-def _embed(model: MetaModel, x: torch.Tensor) -> torch.Tensor:
-    """Embeddings of ``x`` ``(n_tasks, n, ...)``: one pass of the shared network over every example."""
+def _embed(model: MetaModel, x: torch.Tensor, params: Params | None = None) -> torch.Tensor:
+    """Embeddings of ``x`` ``(n_tasks, n, ...)``: one pass of the shared network over every example,
+    or, given per-task ``params`` (leading task dimension), each task's own copy on its examples."""
+    if params is not None:
+        return batched_call(model.net, params, x)
     return model.net(x.flatten(0, 1)).unflatten(0, (x.shape[0], x.shape[1]))
+
+
+def _leave_one_out_loss(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Sum over tasks of the mean cross-entropy of each support row against the prototypes, its own
+    class's prototype computed without it; rows of single-row classes (no such prototype) are left
+    out. ``z``: ``(n_tasks, n, d)`` embeddings, ``y``: ``(n_tasks, n)`` labels."""
+    onehot = nn.functional.one_hot(y, n_way).to(z.dtype)
+    sums, counts = onehot.transpose(-1, -2) @ z, onehot.sum(dim=-2)  # (tasks, n_way, d), (tasks, n_way)
+    distances = _sq_distances(z, sums / counts.clamp(min=1).unsqueeze(-1))
+    own_count = counts.gather(-1, y)  # (tasks, n): rows in each row's class
+    own_sum = sums.gather(-2, y.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+    own = ((own_sum - z) / (own_count - 1).clamp(min=1).unsqueeze(-1) - z).pow(2).sum(dim=-1)
+    distances = distances.scatter(-1, y.unsqueeze(-1), own.unsqueeze(-1))
+    losses = nn.functional.cross_entropy(-distances.flatten(0, 1), y.flatten(), reduction="none")
+    valid = (own_count >= 2).to(z.dtype).flatten()
+    per_task = (losses * valid).view(y.shape).sum(dim=-1) / valid.view(y.shape).sum(dim=-1).clamp(min=1)
+    return per_task.sum()
 
 
 def _prototypes(z: torch.Tensor, y: torch.Tensor, n_way: int | None) -> torch.Tensor:
