@@ -4,6 +4,7 @@ by name (to the family's and to the support's), and bad paths or columns refused
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +339,76 @@ def test_adapt_never_writes_over_its_own_input_or_the_database(
         assert done.exit_code == 2 and words.format(out) in done.stderr, done.output
     assert (sup.read_text(), query.read_text()) == before
     assert engine.meta_best(search="fam", storage=url)
+
+
+@pytest.fixture(scope="module")
+def three_way(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A MAML search on a 3-way csv family: θ has a 3-way head."""
+    folder = tmp_path_factory.mktemp("adapt_three_way")
+    rng = np.random.default_rng(0)
+    lines = ["patient,x1,x2,label"]
+    for t in range(8):
+        for i in range(30):
+            c = i % 3
+            x1, x2 = rng.normal(size=2) + 2 * c
+            lines.append(f"p{t},{x1:.3f},{x2:.3f},{'ABC'[c]}")
+    (folder / "fam.csv").write_text("\n".join(lines) + "\n")
+    spec = {
+        "search": {"name": "cm", "mode": "meta", "n_trials": 1, "seed": 0},
+        "family": {
+            "name": "csv",
+            "path": str(folder / "fam.csv"),
+            "task_column": "patient",
+            "target": "label",
+        }
+        | {"kind": "classification", "n_way": 3, "k_shot": 2, "k_query": 3},
+        "meta": {"strategies": ["maml"], "iterations": 20, "checkpoints": 1, "val_tasks": 5, "test_tasks": 5}
+        | {"steps": [0, 1]},
+    }
+    url = f"sqlite:///{folder / 'meta.db'}"
+    engine.run(SearchSpec.from_dict(spec), storage=url)
+    return url
+
+
+def test_a_support_with_fewer_labels_than_the_head_predicts_only_its_own_labels(three_way: str) -> None:
+    rng = np.random.default_rng(3)
+    query = [{"x1": float(a), "x2": float(b)} for a, b in rng.normal(size=(40, 2)) * 3 + 2]
+    for labels in (["7", "7"], ["7", "9"]):
+        support = [{"x1": 0.8, "x2": 0.7, "label": labels[0]}, {"x1": 3.1, "x2": 2.2, "label": labels[1]}]
+        for steps in (0, 1):
+            got = engine.adapt(
+                search="cm", support=support, target="label", query=query, steps=steps, storage=three_way
+            )
+            # θ's third output belongs to no support label: it is never a prediction
+            assert set(got.predictions) <= set(labels), got.predictions
+
+
+def test_an_x_y_support_pair_needs_one_label_per_row(three_way: str) -> None:
+    X = [[0.8, 0.7], [3.1, 2.2], [0.5, 0.1]]
+    with pytest.raises(
+        TaskDataError, match=r"^support: y must hold one target per row \(1-D\), got shape \(3, 2\)"
+    ):
+        engine.adapt(search="cm", support=(X, [[1, 2], [3, 4], [5, 6]]), storage=three_way)
+    for missing in (float("nan"), None, " "):
+        with pytest.raises(TaskDataError, match=r"^support: row 2 has no label"):
+            engine.adapt(search="cm", support=(X, ["a", missing, "b"]), storage=three_way)
+    with pytest.raises(TaskDataError, match=r"^support: row 2 has no label"):
+        rows = [
+            {"x1": x1, "x2": x2, "label": y} for (x1, x2), y in zip(X, ["a", float("nan"), "b"], strict=True)
+        ]
+        engine.adapt(search="cm", support=rows, target="label", storage=three_way)
+    column = engine.adapt(search="cm", support=(X, [["a"], ["b"], ["a"]]), storage=three_way)
+    assert set(column.predictions) <= {"a", "b"}  # a column vector of labels is one label per row
+
+
+def test_a_regression_target_beyond_1e30_is_refused_without_an_overflow_warning(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+) -> None:
+    url, _ = searched
+    support = [dict(r) for r in new_task[0]]
+    support[0]["y"] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TaskDataError, match=r"^support: target 'y' must lie within ±1e\+30"):
+            engine.adapt(search="fam", support=support, target="y", storage=url)

@@ -27,7 +27,7 @@ from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
 from engine.storage.locations import locate
-from engine.task import out_of_range_cell
+from engine.task import MAX_ABS_VALUE, out_of_range_cell
 from engine.trained import open_store, resolve_artifacts
 
 __all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
@@ -181,7 +181,7 @@ def adapt(
         raise TaskDataError(f"support: give rows (mappings) or an (X, y) pair, got a tuple of {len(support)}")
     if pair:
         columns = list(info.input_columns)
-        X, y = _array(support[0], "support"), np.asarray(support[1])
+        X, y = _array(support[0], "support"), _targets(support[1])
         if len(X) != len(y):
             raise TaskDataError(f"support: {len(X)} input rows but {len(y)} targets")
     else:
@@ -198,6 +198,7 @@ def adapt(
     if steps is None:
         steps = best_steps(best)
     if info.kind == "classification":
+        _check_labels(y)
         labels = sorted(set(y.tolist()), key=str)
         if len(labels) > info.n_outputs:
             raise TaskDataError(
@@ -208,20 +209,26 @@ def adapt(
     else:
         named = f"target {target!r}" if target is not None and not pair else "targets"
         try:
-            y_f = y.astype(np.float32)
-        except (TypeError, ValueError):
+            y_f = y.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
             raise TaskDataError(f"support: {named} must be numeric for a regression family") from None
         if not np.isfinite(y_f).all():
             raise TaskDataError(f"support: {named} must be finite numbers")
+        if (np.abs(y_f) > MAX_ABS_VALUE).any():
+            raise TaskDataError(
+                f"support: {named} must lie within ±{MAX_ABS_VALUE:.0e}, where the meta-learner's arithmetic "
+                "does not overflow; rescale them"
+            )
         y_t = torch.as_tensor(y_f).reshape(-1, 1)
     predictor = strategy.adapt(model, X_t, y_t, steps)
     out = predictor(q_t)
     predictions: list[Any]
     if info.kind == "classification":
-        predictions = [labels[int(i)] if int(i) < len(labels) else int(i) for i in out.argmax(dim=-1)]
+        # θ's head may be wider than this task's classes: only the outputs of the support's labels count.
+        predictions = [labels[int(i)] for i in out[..., : len(labels)].argmax(dim=-1)]
     else:
         predictions = [float(v) for v in out.reshape(-1)]
-    taken = int(steps) if strategy.takes_steps else 0
+    taken = strategy.steps_taken(y_t, steps)
     return AdaptedTask(search, best.strategy, taken, len(y), predictions)
 
 
@@ -235,6 +242,25 @@ def _rows_given(value: Any, what: str) -> Any:
     if isinstance(value, Iterator):
         return list(value)
     return value
+
+
+def _targets(values: Any) -> np.ndarray:
+    """The ``y`` of an ``(X, y)`` support pair: one target per row (a column vector is accepted)."""
+    y = np.asarray(values, dtype=object)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise TaskDataError(f"support: y must hold one target per row (1-D), got shape {y.shape}")
+    return y
+
+
+def _check_labels(y: np.ndarray) -> None:
+    """Refuse a support row without a label (``None``, NaN or an empty string): it names no class."""
+    for i, label in enumerate(y.tolist(), start=1):
+        if label is None or (isinstance(label, float) and math.isnan(label)) or str(label).strip() == "":
+            raise TaskDataError(
+                f"support: row {i} has no label ({label!r}); give every support row its class"
+            )
 
 
 def _array(values: Any, what: str) -> np.ndarray:
