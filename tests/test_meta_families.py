@@ -163,3 +163,47 @@ def test_csv_family_refuses_a_row_without_a_task_a_path_that_is_no_file_and_name
     with pytest.raises(FamilyError) as info:
         _draw(CsvFamily(str(path), task_column="store", target="sales", k_query=0))
     assert info.value.key == "k_query"
+
+
+def test_csv_family_reads_missing_tokens_as_missing_and_strips_labels(tmp_path: Path) -> None:
+    path = _table(tmp_path / "t.csv", tasks=6)
+    lines = path.read_text().splitlines()
+    na_task = [lines[0], *lines[1:4], "NA," + lines[4].split(",", 1)[1], *lines[5:]]
+    (tmp_path / "na_task.csv").write_text("\n".join(na_task) + "\n")
+    with pytest.raises(FamilyError, match=r"data row 4 names no task \(column 'store' is 'NA'\)"):
+        CsvFamily(str(tmp_path / "na_task.csv"), task_column="store", target="x1").info()
+    na_label = [lines[0], *lines[1:3], lines[3].rsplit(",", 1)[0] + ",nan", *lines[4:]]
+    (tmp_path / "na_label.csv").write_text("\n".join(na_label) + "\n")
+    options = {"task_column": "store", "target": "kind", "kind": "classification"}
+    with pytest.raises(FamilyError, match=r"data row 3 has no class \(column 'kind' is 'nan'\)") as info:
+        CsvFamily(str(tmp_path / "na_label.csv"), **options).info()  # type: ignore[arg-type]
+    assert info.value.key == "target"
+    # 'a ' and 'a' are one class: a 3-way family needs a third
+    padded = [lines[0], *(line + " " if i % 4 == 0 else line for i, line in enumerate(lines[1:]))]
+    (tmp_path / "padded.csv").write_text("\n".join(padded) + "\n")
+    family = CsvFamily(str(tmp_path / "padded.csv"), n_way=2, k_shot=2, k_query=2, **options)  # type: ignore[arg-type]
+    assert family.info().n_outputs == 2
+    with pytest.raises(FamilyError) as info:
+        _draw(CsvFamily(str(tmp_path / "padded.csv"), n_way=3, k_shot=2, k_query=2, **options))  # type: ignore[arg-type]
+    assert info.value.key == "n_way"
+
+
+def test_csv_family_says_which_tasks_are_too_small_to_be_drawn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _table(tmp_path / "t.csv", tasks=10, label=False)
+    lines = path.read_text().splitlines()
+    s7 = [line for line in lines[1:] if line.startswith("s7,")]
+    small = [line for line in lines if line not in s7[4:]]  # task s7 keeps 4 of its 12 rows
+    (tmp_path / "small.csv").write_text("\n".join(small) + "\n")
+    with caplog.at_level("WARNING", logger="stratagem"):
+        family = CsvFamily(
+            str(tmp_path / "small.csv"), task_column="store", target="sales", k_shot=4, k_query=4
+        )
+        family.info()
+    (record,) = [r for r in caplog.records if "never drawn" in r.getMessage()]
+    assert "'s7'" in record.getMessage() and "k_shot + k_query = 8 rows" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stratagem"):  # every task fits: nothing to say
+        CsvFamily(str(path), task_column="store", target="sales", k_shot=4, k_query=4).info()
+    assert not caplog.records

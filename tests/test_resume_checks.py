@@ -145,3 +145,33 @@ def test_a_csv_family_whose_file_changed_is_not_resumed(sqlite_url: str, tmp_pat
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     )
     assert len(finished) == 2
+
+
+def test_a_csv_family_path_is_relative_to_its_spec_and_a_moved_file_resumes(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = ["store,x1,y"] + [f"s{t},{r / 10},{t + r / 10}" for t in range(6) for r in range(12)]
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "fam.csv").write_text("\n".join(rows) + "\n")
+    spec_file = tmp_path / "specs" / "meta.toml"
+    spec_file.write_text(
+        '[search]\nname = "fam"\nmode = "meta"\nn_trials = 1\nseed = 0\n'
+        '[family]\nname = "csv"\npath = "fam.csv"\ntask_column = "store"\ntarget = "y"\nk_shot = 3\n'
+        '[meta]\nstrategies = ["scratch"]\niterations = 4\ncheckpoints = 1\nmeta_batch = [2]\n'
+        "val_tasks = 4\ntest_tasks = 4\nsteps = [0, 1]\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "fam.csv").write_text("store,x1,y\n" + "a,1,2\n" * 3)  # a decoy where the run starts
+    monkeypatch.chdir(elsewhere)
+    engine.run(engine.load_spec(spec_file), storage=sqlite_url)  # reads specs/fam.csv, not the decoy
+    # the file moves with its spec: the same data resumes, wherever it lies
+    moved = tmp_path / "moved"
+    (tmp_path / "specs").rename(moved)
+    text = (moved / "meta.toml").read_text().replace("n_trials = 1", "n_trials = 2")
+    (moved / "meta.toml").write_text(text)
+    engine.run(engine.load_spec(moved / "meta.toml"), storage=sqlite_url)
+    finished = optuna.load_study(study_name="fam/meta", storage=sqlite_url).get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    )
+    assert len(finished) == 2

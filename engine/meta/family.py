@@ -239,10 +239,14 @@ class TaskFamily(Configurable, ABC):
     Attributes:
         name: Registry name (``sinusoid``, ``digits``, ``csv``).
         description: One line for listings.
+        path_options: Options that name files (``("path",)`` for ``csv``): a relative path in a spec
+            resolves against the spec's folder, as a task source's does. A resumed search compares the
+            data (:meth:`data_fingerprint`), not where it lies.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    path_options: ClassVar[tuple[str, ...]] = ()
 
     def explorable(self) -> dict[str, ParameterBounds]:
         """The options a competence map may explore, each with the values the family accepts.

@@ -78,11 +78,15 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
 
 def _choices(plan: Plan) -> dict[str, Any]:
     """What a meta study keeps from the spec and its family, and a resumed run must not change: the
-    family's options and data, the meta-strategies, updaters, their options and the meta-batch sizes."""
+    family's options (but where its files lie) and data, the meta-strategies, updaters, their options
+    and the meta-batch sizes."""
     family = plan.family
     assert family is not None, "a meta-mode plan has a family"
     return {
-        "family": {"name": family.name, **_jsonable(family.get_params())},
+        "family": {
+            "name": family.name,
+            **_jsonable({k: v for k, v in family.get_params().items() if k not in family.path_options}),
+        },
         "data": family.data_fingerprint(),
         "strategies": [s.name for s in plan.meta_strategies],
         "updaters": [u.name for u in plan.meta_updaters],

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -256,8 +257,13 @@ def _resolve_meta(spec: SearchSpec, host: PluginHost, p: Problems) -> Plan:
             f"unknown task family {name!r}; registered: {', '.join(host.task_families.names())}",
         )
     else:
+        family_cls = host.task_families.get(name)
+        for option in family_cls.path_options:  # relative to the spec's folder, as a source's paths are
+            value = options.get(option)
+            if isinstance(value, str | os.PathLike) and not Path(value).is_absolute():
+                options[option] = str(spec.base_dir / value)
         try:
-            family = host.task_families.get(name)(**options)
+            family = family_cls(**options)
         except TypeError as exc:
             p.add("family", f"bad options for task family {name!r}: {exc}")
         if family is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import logging
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,8 +24,20 @@ from engine import (
     check_pool,
     pool_generator,
 )
+from plugins.tasks import MISSING_TOKENS
 
 __all__ = ["CsvFamily"]
+
+log = logging.getLogger("stratagem")
+
+
+def _missing(cell: str) -> bool:
+    """An empty cell or a missing-value token (``NA``, ``nan``, ...), as the ``csv`` source reads it."""
+    return cell.strip().lower() in MISSING_TOKENS
+
+
+def _shown(cell: str) -> str:
+    return "empty" if not cell.strip() else repr(cell)
 
 
 class CsvFamily(TaskFamily):
@@ -39,7 +52,7 @@ class CsvFamily(TaskFamily):
     each.
 
     Args:
-        path: The CSV file (with a header row).
+        path: The CSV file (with a header row); in a spec, relative to the spec's folder.
         task_column: The column naming each row's task.
         target: The column to predict.
         kind: ``regression`` or ``classification``.
@@ -53,6 +66,7 @@ class CsvFamily(TaskFamily):
 
     name: ClassVar[str] = "csv"
     description: ClassVar[str] = "Tasks from a CSV file, one per value of a task column."
+    path_options: ClassVar[tuple[str, ...]] = ("path",)
 
     def __init__(
         self,
@@ -104,11 +118,19 @@ class CsvFamily(TaskFamily):
                 "target", f"is the task column {self.task_column!r}; give the column to predict"
             )
         for line, r in enumerate(rows, start=1):
-            if not r[self.task_column].strip():
+            if _missing(r[self.task_column]):
                 raise self._error(
-                    "task_column", f"data row {line} names no task (column {self.task_column!r} is empty)"
+                    "task_column",
+                    f"data row {line} names no task (column {self.task_column!r} is "
+                    f"{_shown(r[self.task_column])}); name its task or drop the row",
                 )
-        names = np.array([r[self.task_column] for r in rows])
+            if self.kind == "classification" and _missing(r[self.target]):
+                raise self._error(
+                    "target",
+                    f"data row {line} has no class (column {self.target!r} is {_shown(r[self.target])}); "
+                    "give its class or drop the row",
+                )
+        names = np.array([r[self.task_column].strip() for r in rows])
         tasks = sorted(set(names.tolist()))
         if len(tasks) < 3:
             raise self._error(
@@ -130,7 +152,7 @@ class CsvFamily(TaskFamily):
                         f"feature columns must be numeric and finite: column {c!r} is {r[c]!r} in data row "
                         f"{line + 1}; drop, fill or encode such values",
                     )
-        raw_y = [r[self.target] for r in rows]
+        raw_y = [r[self.target].strip() for r in rows]
         try:
             y = np.array([float(v) for v in raw_y]) if self.kind == "regression" else None
         except ValueError:
@@ -170,7 +192,45 @@ class CsvFamily(TaskFamily):
             input_std=tuple(float(v) for v in std),
         )
         self._pools_ = (self.get_params(), pools, info)
+        self._warn_small(pools, split)
         return pools, info
+
+    def _warn_small(
+        self, pools: dict[Pool, list[tuple[np.ndarray, np.ndarray]]], split: dict[Pool, list[str]]
+    ) -> None:
+        """Say which tasks can never give an episode at these options (too few rows, or too few classes
+        with enough rows): they are left out of their pool's draws, so a pool may rest on few tasks."""
+        k, q = int(self.k_shot), int(self.k_query)
+        for pool, tasks in pools.items():
+            small = [name for name, (_, y) in zip(split[pool], tasks, strict=True) if not self._fits(y, k, q)]
+            if small and len(small) < len(tasks):  # none usable: sampling refuses, naming the option
+                named = ", ".join(repr(t) for t in small[:5]) + (
+                    f" and {len(small) - 5} more" if len(small) > 5 else ""
+                )
+                need = (
+                    f"{self.n_way} classes with k_shot + k_query = {k + q} rows each"
+                    if self.kind == "classification"
+                    else f"k_shot + k_query = {k + q} rows"
+                )
+                log.warning(
+                    "family %r: %d of the %d %s tasks (%s) have fewer than %s and are never drawn; %s "
+                    "episodes come from the other %d",
+                    self.name,
+                    len(small),
+                    len(tasks),
+                    pool,
+                    named,
+                    need,
+                    pool,
+                    len(tasks) - len(small),
+                )
+
+    def _fits(self, y: np.ndarray, k: int, q: int) -> bool:
+        """Whether a task with targets ``y`` can give an episode of ``k`` support and ``q`` query rows."""
+        if self.kind == "regression":
+            return len(y) >= k + q
+        counts = np.unique(y, return_counts=True)[1]
+        return int((counts >= k + q).sum()) >= int(self.n_way)
 
     def _read(self) -> tuple[list[str], list[dict[str, str]]]:
         """The file's header and its non-blank rows by column, each row as wide as the header."""
