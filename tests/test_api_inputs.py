@@ -12,6 +12,7 @@ import engine
 from engine.errors import SpecError, TaskDataError, UnknownNameError
 from engine.spec import SearchSpec, TaskSpec
 from engine.storage import Database, reads
+from engine.study import training
 from engine.trained import ModelError
 
 IRIS = TaskSpec("sklearn", {"dataset": "iris"})
@@ -37,6 +38,18 @@ def test_class_labels_that_are_not_whole_numbers_are_refused_not_truncated() -> 
     assert (
         engine.Dataset("floats", wine.data, wine.target.astype(float), "classification").y.dtype == np.int64
     )
+
+
+def test_features_in_tiny_units_are_standardised_and_constant_ones_are_not_divided() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    X = np.column_stack([x * 1e-13, np.full(60, 0.1)])  # a quantity in tiny units; a constant
+    data = engine.Dataset("tiny", X, 3 * x[:, 0] + x[:, 1], "regression")
+    prepared = training.prepare(data, np.arange(60))
+    scaled = prepared.X_train.numpy()
+
+    assert scaled[:, :2].std(axis=0) == pytest.approx([1.0, 1.0], rel=1e-5)
+    assert prepared.std[2] == 1.0 and np.abs(scaled[:, 2]).max() < 1e-12
 
 
 def test_a_task_name_wins_over_a_fingerprint_prefix_and_short_prefixes_match_nothing(sqlite_url: str) -> None:

@@ -128,6 +128,39 @@ def test_values_beyond_1e30_are_refused_naming_row_and_column(
         model.predict_proba([row, {**row, COLUMNS[3]: float(value)}])
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (10**400, "the number is beyond the range of a float"),
+        (True, "expected a number, got True"),
+        (np.bool_(True), "expected a number, got "),
+        ("0_1", "expected a number, got '0_1'"),
+    ],
+    ids=["huge-int", "bool", "numpy-bool", "underscore"],
+)
+def test_cells_that_are_no_plain_number_are_one_line_errors(
+    iris: tuple[str, Path], value: object, says: str
+) -> None:
+    model = load_model(iris[1])
+    row = dict(zip(COLUMNS, ROW, strict=True))
+    with pytest.raises(TaskDataError) as caught:
+        model.predict([row, {**row, COLUMNS[3]: value}])
+    assert str(caught.value).startswith(f"row 2, column 'petal width (cm)': {says}"), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_misspelt_column_is_pointed_at(iris: tuple[str, Path], tmp_path: Path) -> None:
+    header = ("sepal length (cm)", "sepal width (cm)", "petal lenght (cm)", "petal width (cm)")
+    rows = write_rows(tmp_path / "typo.csv", header, ROW)
+    result = invoke("predict", "--model", str(iris[1]), "--csv", str(rows))
+    refused(
+        result, "lack column(s) ['petal length (cm)']", "the rows have 'petal lenght (cm)': a misspelling?"
+    )
+    row = dict(zip(header, ROW, strict=True))
+    with pytest.raises(TaskDataError, match=r"it has 'petal lenght \(cm\)': a misspelling\?"):
+        load_model(iris[1]).predict([row])
+
+
 def test_encoded_features_that_are_not_finite_are_refused(iris: tuple[str, Path]) -> None:
     model = load_model(iris[1])
     X = np.array([[5.1, 3.5, 1.4, 0.2], [5.1, np.nan, 1.4, 0.2]])

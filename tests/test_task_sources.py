@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -363,6 +364,121 @@ def test_quoted_fields_and_a_byte_order_mark_are_read(tmp_path: Path) -> None:
     data = load_csv(path, tmp_path, target="y")
 
     assert data.feature_names == ("city=New York, NY", "city=Oslo", "area, km2")
+
+
+def test_numeric_class_labels_are_kept_as_written_in_numeric_order(tmp_path: Path) -> None:
+    def classes(*labels: str) -> tuple[str, ...]:
+        text = "a,label\n" + "".join(f"{i},{labels[i % len(labels)]}\n" for i in range(6 * len(labels)))
+        data = load_csv(write_csv(tmp_path, text), tmp_path, target="label")
+        assert data.kind == "classification"
+        return data.class_names
+
+    assert classes("1.10", "1.1") == ("1.1", "1.10")  # one number, two labels
+    assert classes("010", "007", "3") == ("3", "007", "010")  # zeros kept, numeric order
+    assert classes("12345678901234568", "12345678901234567") == ("12345678901234567", "12345678901234568")
+    assert classes("2.0", "10.0") == ("2.0", "10.0")  # not '2' and '10'
+
+
+def test_a_cell_with_an_underscore_is_text_not_a_number(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "code,size,y\n" + rows("{i}_1,{i},{i}.5", 12))
+    data = load_csv(path, tmp_path, target="y", kind="regression")
+
+    assert data.feature_names[0] == "code=0_1"  # float() would read '0_1' as 1
+    assert data.X.shape == (12, 13)
+
+
+def test_a_numeric_column_with_a_few_stray_cells_is_refused_naming_them_and_their_lines(
+    tmp_path: Path,
+) -> None:
+    cells = [f"{i * 0.37:.2f}" for i in range(60)]
+    cells[4], cells[17] = "x", "-"
+    path = write_csv(tmp_path, "a,b,y\n" + "".join(f"{c},{i},{i}.5\n" for i, c in enumerate(cells)))
+
+    with pytest.raises(TaskDataError) as caught:
+        load_csv(path, tmp_path, target="y")
+    message = str(caught.value)
+    assert "column 'a' holds numbers except in 2 of its 60 cells: 'x' (line 6), '-' (line 19)" in message
+    assert "empty them to mark them missing" in message and "\n" not in message
+
+
+def test_numbers_with_a_decimal_comma_are_refused_saying_so(tmp_path: Path) -> None:
+    text = "a;b;y\n" + "".join(f"{i},{i % 7}3;{i};{i}.5\n" for i in range(60))
+    path = write_csv(tmp_path, text)
+
+    with pytest.raises(TaskDataError, match=r"column 'a' holds numbers written with a decimal comma: '0,03'"):
+        load_csv(path, tmp_path, target="y", delimiter=";")
+    one = write_csv(tmp_path, "a;y\n" + rows("{i};{i}.5", 59) + "0,13;7.5\n", name="one.csv")
+    with pytest.raises(TaskDataError, match=r"'0,13' \(line 61\); they look like .* decimal comma"):
+        load_csv(one, tmp_path, target="y", delimiter=";")
+
+
+def test_a_word_beside_a_few_whole_numbers_is_still_a_category(tmp_path: Path) -> None:
+    rooms = ["1", "2", "3", "2", "1", "many"]
+    text = "rooms,y\n" + "".join(f"{rooms[i % 6]},{i}.5\n" for i in range(60))
+    data = load_csv(write_csv(tmp_path, text), tmp_path, target="y")
+
+    assert data.feature_names == ("rooms=1", "rooms=2", "rooms=3", "rooms=many")
+
+
+def test_a_numeric_target_with_a_stray_word_is_refused_naming_it(tmp_path: Path) -> None:
+    values = [f"{i * 1.7:.1f}" for i in range(60)]
+    values[12] = "twelve"
+    path = write_csv(tmp_path, "a,y\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+
+    with pytest.raises(TaskDataError) as caught:
+        load_csv(path, tmp_path, target="y")
+    message = str(caught.value)
+    assert "target column 'y' holds numbers except in 1 of its 60 cells: 'twelve' (line 14)" in message
+    assert "single row" not in message and "kind = 'classification'" in message
+    with pytest.raises(TaskDataError, match=r"non-numeric value 'twelve' \(line 14\); correct"):
+        load_csv(path, tmp_path, target="y", kind="regression")
+    assert (
+        load_csv(write_csv(tmp_path, "a,y\n" + rows("{i},{i}.5", 12)), tmp_path, target="y").n_samples == 12
+    )
+
+
+def test_a_minus_nan_cell_is_missing_not_infinite(tmp_path: Path) -> None:
+    text = "a,y\n" + rows("{i},{i}.5", 12) + "3,-nan\n" + "+NaN,4.5\n"
+    data = load_csv(write_csv(tmp_path, text), tmp_path, target="y")
+
+    assert data.n_samples == 12
+    assert "2 rows with missing values dropped" in data.description
+    infinite = write_csv(tmp_path, "a,y\n" + rows("{i},{i}.5", 12) + "-inf,4.5\n", name="inf.csv")
+    with pytest.raises(TaskDataError, match=r"column 'a' has the infinite value '-inf' \(line 14\)"):
+        load_csv(infinite, tmp_path, target="y")
+
+
+def test_dropped_rows_are_a_warning_naming_the_file_the_count_the_option_and_lost_classes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "a,b,animal\n" + rows("{i},{i},cat", 6) + rows("{i},{i},dog", 6) + "1,,yak\n2,NA,yak\n"
+    path = write_csv(tmp_path, text)
+    with caplog.at_level(logging.WARNING, logger="stratagem"):
+        data = load_csv(path, tmp_path, target="animal")
+
+    assert data.class_names == ("cat", "dog")
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and str(path) in record.getMessage()
+    assert "dropped 2 of 14 rows for missing values (per column: 'b' (2))" in record.getMessage()
+    assert "class(es) 'yak' lost every row" in record.getMessage()
+    assert "missing = 'error'" in record.getMessage()
+    caplog.clear()
+    load_csv(write_csv(tmp_path, "a,y\n" + rows("{i},{i}.5", 12), name="full.csv"), tmp_path, target="y")
+    assert caplog.records == []
+
+
+def test_a_misspelt_target_or_drop_column_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a,b,label\n" + rows("{i},{i},x", 12))
+
+    with pytest.raises(
+        TaskDataError, match=r"no target column 'lable'; its columns .*; did you mean 'label'\?"
+    ):
+        load_csv(path, tmp_path, target="lable")
+    with pytest.raises(TaskDataError, match=r"unknown columns \['Lable'\].*; did you mean 'label'\?"):
+        load_csv(path, tmp_path, target="a", drop=["Lable"])
+    with pytest.raises(TaskDataError) as caught:
+        load_csv(path, tmp_path, target="zzz")
+    assert "did you mean" not in str(caught.value)
 
 
 # ------------------------------------------------------------------------------------------- synthetic

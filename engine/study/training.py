@@ -20,7 +20,11 @@ from engine.updater import TrainingProblem
 if TYPE_CHECKING:
     from engine.evaluator import Evaluator
 
-__all__ = ["EvaluatorFailed", "Prepared", "evaluate", "predict", "prepare"]
+__all__ = ["CONSTANT_RTOL", "EvaluatorFailed", "Prepared", "evaluate", "predict", "prepare"]
+
+CONSTANT_RTOL = 1e-12
+"""A feature column whose standard deviation is at most this share of its largest magnitude is constant
+(its spread is rounding error) and is not scaled."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ def prepare(dataset: Dataset, train_idx: np.ndarray, device: str = "cpu") -> Pre
     X = dataset.X[train_idx]
     mean = X.mean(axis=0)
     std = X.std(axis=0)
-    std[std < 1e-12] = 1.0
+    # constant columns are left unscaled; "constant" is relative to the column's own magnitude, so that
+    # a column in tiny units (values near 1e-13) is scaled like any other
+    std[std <= CONSTANT_RTOL * np.abs(X).max(axis=0, initial=0.0)] = 1.0
     y = dataset.y[train_idx]
     if dataset.kind == "classification":
         y_t = torch.as_tensor(y, dtype=torch.int64, device=device)

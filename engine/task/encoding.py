@@ -9,7 +9,8 @@ Rules when encoding new rows (:meth:`RowEncoding.encode`), never a silent guess:
 
 * every column of the encoding must be present, found by name; other columns (the target, identifiers)
   are ignored;
-* a numeric column's cell must parse as a finite number;
+* a numeric column's cell must parse as a finite number (not a boolean, nor text such as '0_1' that
+  only Python reads as a number);
 * a one-hot column's cell must be one of the levels seen in training (compared after stripping
   whitespace); an unknown level is an error that lists the known ones;
 * a missing cell (empty, or one of :attr:`RowEncoding.missing` compared lower-cased) is an error.
@@ -17,6 +18,7 @@ Rules when encoding new rows (:meth:`RowEncoding.encode`), never a silent guess:
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -85,9 +87,12 @@ class RowEncoding:
         position = {name: i for i, name in enumerate(header)}
         absent = [c.name for c in self.columns if c.name not in position]
         if absent:
+            spare = [str(h) for h in header if h not in {c.name for c in self.columns}]
+            close = [m for name in absent for m in difflib.get_close_matches(name, spare, n=1)]
+            hint = f"; the rows have {', '.join(repr(m) for m in close)}: a misspelling?" if close else ""
             raise TaskDataError(
                 f"the rows lack column(s) {absent} that the model was trained on; its columns are "
-                f"{[c.name for c in self.columns]} (other columns are ignored)"
+                f"{[c.name for c in self.columns]} (other columns are ignored){hint}"
             )
         X = np.zeros((len(rows), self.width), dtype=np.float64)
         missing = set(self.missing)
@@ -133,12 +138,19 @@ class RowEncoding:
 
 
 def _number(value: Any, row: int, column: str) -> float:
-    if isinstance(value, bool):
-        raise TaskDataError(f"row {row + 1}, column {column!r}: expected a number, got {value!r}")
+    """A numeric cell's value. Refused: booleans (Python's or NumPy's), text that is no number or that
+    only Python reads as one ('0_1', non-ASCII digits, as training reads them), and numbers beyond
+    ``float`` (an integer of 400 digits) or not finite."""
+    where = f"row {row + 1}, column {column!r}"
+    text = isinstance(value, str) and ("_" in value or not value.isascii())
+    if text or isinstance(value, bool | np.bool_):
+        raise TaskDataError(f"{where}: expected a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TaskDataError(f"row {row + 1}, column {column!r}: expected a number, got {value!r}") from None
+        raise TaskDataError(f"{where}: expected a number, got {value!r:.60}") from None
+    except OverflowError:  # no repr: an int of over 4300 digits has none
+        raise TaskDataError(f"{where}: the number is beyond the range of a float (±1.8e308)") from None
     if not math.isfinite(number):
-        raise TaskDataError(f"row {row + 1}, column {column!r}: {value!r} is not a finite number")
+        raise TaskDataError(f"{where}: {value!r} is not a finite number")
     return number

@@ -12,6 +12,7 @@ the same machine.
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -83,7 +84,12 @@ class LoadedModel:
             for r, row in enumerate(rows):
                 absent = [c for c in header if c not in row]
                 if absent:
-                    raise TaskDataError(f"row {r + 1} lacks column(s) {absent} that the model was trained on")
+                    spare = [str(k) for k in row if k not in header]
+                    close = [m for name in absent for m in difflib.get_close_matches(name, spare, n=1)]
+                    hint = f"; it has {', '.join(repr(m) for m in close)}: a misspelling?" if close else ""
+                    raise TaskDataError(
+                        f"row {r + 1} lacks column(s) {absent} that the model was trained on{hint}"
+                    )
             cells = [[row[c] for c in header] for row in rows]
             return self.card.encoding.encode(header, cells)
         for r, row in enumerate(rows):

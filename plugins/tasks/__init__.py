@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import engine
 from engine import Registry, TaskSource
-from plugins.tasks.csv import MAX_AUTO_CLASSES, MAX_CATEGORY_LEVELS, MISSING_TOKENS, CsvSource
+from plugins.tasks.csv import MAX_AUTO_CLASSES, MAX_CATEGORY_LEVELS, MISSING_TOKENS, NUMERIC_SHARE, CsvSource
 from plugins.tasks.sklearn import SklearnSource
 from plugins.tasks.synthetic import SyntheticSource
 
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_AUTO_CLASSES",
     "MAX_CATEGORY_LEVELS",
     "MISSING_TOKENS",
+    "NUMERIC_SHARE",
     "CsvSource",
     "SklearnSource",
     "SyntheticSource",

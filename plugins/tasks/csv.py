@@ -13,16 +13,26 @@ data:
 
 * **Missing values** are empty cells and the tokens in :data:`MISSING_TOKENS` (case-insensitive), in the
   target and feature columns only (columns named in ``drop`` are ignored). With ``missing = "drop"`` (the
-  default) rows with any missing value are dropped, unless that would drop more than half of the rows, which
-  is refused: the remaining rows would be a different task. ``missing = "error"`` refuses any missing
-  value. Either refusal names the columns and how many values each lacks.
+  default) rows with any missing value are dropped, with a warning (the ``stratagem`` logger, shown on
+  stderr) naming the file, how many rows and which classes lost all their rows, unless that would drop
+  more than half of the rows, which is refused: the remaining rows would be a different task.
+  ``missing = "error"`` refuses any missing value. Either refusal names the columns and how many values
+  each lacks.
+* **Numbers** are cells that Python's ``float`` reads, except cells with ``_`` ('0_1') or non-ASCII
+  digits, which are text. A column that holds numbers but for a few other cells (at least
+  :data:`NUMERIC_SHARE` of its cells are numbers, or decimal-comma numbers such as '0,13', and those
+  numbers alone would be a regression target) is refused naming those cells and their lines: they are
+  typos, missing-value markers or decimal commas, not categories. Without ``kind``, that holds for the
+  target too.
 * **Task kind**, unless ``kind`` is given: a target with a non-numeric value is a classification target; a
   numeric target with exactly two distinct values is a classification target; a numeric target whose
   values are all whole numbers, with at most :data:`MAX_AUTO_CLASSES` distinct values and at least two
   rows per distinct value on average, is a classification target; any other numeric target is a
-  regression target.
-* **Class labels** become codes ``0..k-1`` in sorted order (numeric order for numeric labels); the
-  original labels are kept as ``class_names``. Every class needs at least two rows.
+  regression target. Distinct values are distinct cells, as the class labels would be.
+* **Class labels** are the cells as written (stripped): '1.1' and '1.10', or '7' and '007', are two
+  classes, never merged by reading them as numbers. They become codes ``0..k-1`` in sorted order
+  (numeric order when all are numbers); the labels are kept as ``class_names``. Every class needs at
+  least two rows.
 * **Features**: a column whose values all parse as numbers is used as is; any other column is one-hot
   encoded into one 0/1 column per level, named ``column=level``. A non-numeric column with more than
   :data:`MAX_CATEGORY_LEVELS` levels is refused (it is usually an identifier or free text: ``drop`` it).
@@ -35,6 +45,7 @@ data:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,13 +57,17 @@ from plugins.tasks._csv_columns import (
     MAX_AUTO_CLASSES,
     MAX_CATEGORY_LEVELS,
     MISSING_TOKENS,
+    NUMERIC_SHARE,
+    did_you_mean,
     encode_features,
     encode_target,
     handle_missing,
     read_csv,
 )
 
-__all__ = ["MAX_AUTO_CLASSES", "MAX_CATEGORY_LEVELS", "MISSING_TOKENS", "CsvSource"]
+__all__ = ["MAX_AUTO_CLASSES", "MAX_CATEGORY_LEVELS", "MISSING_TOKENS", "NUMERIC_SHARE", "CsvSource"]
+
+log = logging.getLogger("stratagem")
 
 
 class CsvSource(TaskSource):
@@ -86,8 +101,9 @@ class CsvSource(TaskSource):
 
         Raises:
             TaskDataError: The file is missing, empty or unparseable, the target or a ``drop`` column
-                does not exist, values are missing (beyond what ``missing`` allows), a class has a
-                single row, or no usable feature column is left.
+                does not exist, values are missing (beyond what ``missing`` allows), a numeric column
+                has a few cells that are not numbers, a class has a single row, or no usable feature
+                column is left.
         """
         path = Path(str(options["path"])).expanduser()
         if not path.is_absolute():
@@ -108,17 +124,20 @@ class CsvSource(TaskSource):
         if not isinstance(drop, list | tuple) or not all(isinstance(c, str) for c in drop):
             raise TaskDataError(f"csv source: drop must be a list of column names, got {drop!r}")
 
-        header, rows = read_csv(path, delimiter)
+        header, rows, lines = read_csv(path, delimiter)
         where = f"CSV file {str(path)!r}"
         columns = ", ".join(repr(c) for c in header)
         if target not in header:
-            hint = ""
+            hint = did_you_mean([target], header)
             if len(header) == 1:
                 hint = f"; the file has a single column, so is the delimiter {delimiter!r} right?"
             raise TaskDataError(f"{where}: no target column {target!r}; its columns are {columns}{hint}")
         unknown = [c for c in drop if c not in header]
         if unknown:
-            raise TaskDataError(f"{where}: drop names unknown columns {unknown}; its columns are {columns}")
+            raise TaskDataError(
+                f"{where}: drop names unknown columns {unknown}; its columns are {columns}"
+                f"{did_you_mean(unknown, header)}"
+            )
         if target in drop:
             raise TaskDataError(f"{where}: the target column {target!r} is also listed in drop")
         t = header.index(target)
@@ -126,17 +145,34 @@ class CsvSource(TaskSource):
         if not feature_cols:
             raise TaskDataError(f"{where}: no feature columns are left besides the target {target!r}")
 
-        rows, n_dropped = handle_missing(where, header, rows, [t, *feature_cols], missing)
-        y, kind, class_names, detected = encode_target(where, target, [r[t] for r in rows], kind)
-        X, feature_names, encodings = encode_features(where, header, rows, feature_cols)
+        kept, gaps = handle_missing(where, header, rows, [t, *feature_cols], missing)
+        dropped = [rows[r] for r in sorted(set(range(len(rows))) - set(kept))]
+        rows, lines = [rows[r] for r in kept], [lines[r] for r in kept]
+        y, kind, class_names, detected = encode_target(where, target, [r[t] for r in rows], kind, lines)
+        X, feature_names, encodings = encode_features(where, header, rows, feature_cols, lines)
         if np.all(X.max(axis=0) == X.min(axis=0)):
             raise TaskDataError(
                 f"{where}: every feature column has the same value on every row, so there is nothing to "
                 f"learn from; check the file or the drop option"
             )
         notes = [f"target {target!r}", f"{kind} ({'detected' if detected else 'given'})"]
-        if n_dropped:
-            notes.append(f"{n_dropped} rows with missing values dropped")
+        if dropped:
+            notes.append(f"{len(dropped)} rows with missing values dropped")
+            lost = sorted({r[t] for r in dropped if r[t].lower() not in MISSING_TOKENS} - set(class_names))
+            gone = (
+                f"; class(es) {', '.join(repr(c) for c in lost)} lost every row and will not be learned"
+                if kind == "classification" and lost
+                else ""
+            )
+            log.warning(
+                "%s: dropped %d of %d rows for missing values (per column: %s)%s; set missing = 'error' in "
+                "the task entry to be refused instead, or fill the values in",
+                where,
+                len(dropped),
+                len(dropped) + len(rows),
+                gaps,
+                gone,
+            )
         return Dataset(
             name=path.stem,
             X=X,
