@@ -88,6 +88,13 @@ def test_unknown_pool_and_bad_sinusoid_range_are_named() -> None:
         Sinusoid().sample("train", 2, torch.Generator())  # type: ignore[arg-type]
     with pytest.raises(FamilyError, match="amplitude"):
         Sinusoid(amplitude=(5.0, 1.0)).info()
+    # finite but so large that every squared error overflows: named before any training
+    for options, key in (({"amplitude": (0.0, 1e35)}, "amplitude"), ({"x_range": (-1e35, 1e35)}, "x_range")):
+        with pytest.raises(FamilyError, match=r"must lie within ±1e\+06") as info:
+            Sinusoid(**options).sample("meta_train", 1, torch.Generator())  # type: ignore[arg-type]
+        assert info.value.key == key
+    with pytest.raises(FamilyError, match="noise: must be a number from 0 to 1e\\+06") as info:
+        Sinusoid(noise=1e35).sample("meta_train", 1, torch.Generator())
 
 
 def _table(path: Path, tasks: int, rows: int = 12, label: bool = True) -> Path:

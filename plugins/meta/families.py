@@ -29,6 +29,10 @@ from engine import (
 __all__ = ["DIGIT_CLASSES", "Digits", "Sinusoid"]
 
 
+MAX_MAGNITUDE = 1e6
+"""Largest magnitude of a sinusoid range or noise: far beyond it, squared errors overflow float32."""
+
+
 def _check_range(family: str, key: str, value: object, low: float | None = None) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in value)  # type: ignore[attr-defined]
@@ -38,6 +42,12 @@ def _check_range(family: str, key: str, value: object, low: float | None = None)
         raise FamilyError(family, key, f"must be finite with low <= high, got {value!r}")
     if low is not None and a < low:
         raise FamilyError(family, key, f"must not go below {low}, got {value!r}")
+    if max(abs(a), abs(b)) > MAX_MAGNITUDE:
+        raise FamilyError(
+            family,
+            key,
+            f"must lie within ±{MAX_MAGNITUDE:.0e} (the losses overflow beyond), got {value!r}; rescale",
+        )
     return a, b
 
 
@@ -103,8 +113,10 @@ class Sinusoid(TaskFamily):
         check_int(self.name, "k_shot", self.k_shot)
         check_int(self.name, "k_query", self.k_query)
         ok = isinstance(self.noise, int | float) and not isinstance(self.noise, bool)
-        if not (ok and math.isfinite(self.noise) and self.noise >= 0):
-            raise FamilyError(self.name, "noise", f"must be a finite number >= 0, got {self.noise!r}")
+        if not (ok and math.isfinite(self.noise) and 0 <= self.noise <= MAX_MAGNITUDE):
+            raise FamilyError(
+                self.name, "noise", f"must be a number from 0 to {MAX_MAGNITUDE:.0e}, got {self.noise!r}"
+            )
 
     def sample(
         self, pool: Pool, n_tasks: int, generator: torch.Generator, *, query_size: int | None = None
