@@ -56,8 +56,14 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
     old: dict[str, Any] = next(
         (s.user_attrs.get(ATTR, {}) for s in storage.get_all_studies() if s.study_name == name), {}
     )
+    family = plan.family
+    assert family is not None, "a meta-mode plan has a family"
     for key, value in _choices(plan).items():
-        if key in old and old[key] != value:
+        if key == "family":  # where its files lie may change: their data is compared, as "data"
+            value, before = (_without(v, family.path_options) for v in (value, old.get(key)))
+        else:
+            before = old.get(key)
+        if key in old and before != value:
             if key == "data":
                 options = plan.spec.family or {}
                 raise SpecError(
@@ -68,7 +74,7 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
                     key="family.path" if "path" in options else "family",
                 )
             raise SpecError(
-                f"search {plan.spec.name!r} explored {key} {old[key]}; this run asks for {value}. Keep them, "
+                f"search {plan.spec.name!r} explored {key} {before}; this run asks for {value}. Keep them, "
                 "or rename the search to start a new one",
                 source=plan.spec.source,
                 key="family" if key == "family" else f"meta.{key}",
@@ -76,17 +82,18 @@ def check_meta_resumable(plan: Plan, storage: optuna.storages.BaseStorage) -> No
     check_competence_resumable(plan, storage)
 
 
+def _without(options: Any, keys: Sequence[str]) -> Any:
+    """``options`` (a mapping) without ``keys``; anything else as it is."""
+    return {k: v for k, v in options.items() if k not in keys} if isinstance(options, Mapping) else options
+
+
 def _choices(plan: Plan) -> dict[str, Any]:
     """What a meta study keeps from the spec and its family, and a resumed run must not change: the
-    family's options (but where its files lie) and data, the meta-strategies, updaters, their options
-    and the meta-batch sizes."""
+    family's options and data, the meta-strategies, updaters, their options and the meta-batch sizes."""
     family = plan.family
     assert family is not None, "a meta-mode plan has a family"
     return {
-        "family": {
-            "name": family.name,
-            **_jsonable({k: v for k, v in family.get_params().items() if k not in family.path_options}),
-        },
+        "family": {"name": family.name, **_jsonable(family.get_params())},
         "data": family.data_fingerprint(),
         "strategies": [s.name for s in plan.meta_strategies],
         "updaters": [u.name for u in plan.meta_updaters],
