@@ -134,6 +134,18 @@ def test_the_cli_recommends_for_a_csv_as_json(history: str, tmp_path: Path) -> N
     assert data["configs"][0]["evidence"] and data["configs"][0]["strategy"] == "linear"
 
 
+def test_the_cli_reads_a_csv_with_another_delimiter_as_its_hint_says(history: str, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    _write_csv(path)
+    path.write_text(path.read_text().replace(",", ";"))
+    args = ["recommend", "--csv", str(path), "--target", "label", "--top", "1", "--storage", history]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "is the delimiter ',' right?" in refused.stderr, refused.output
+    result = CliRunner().invoke(cli, [*args, "--delimiter", ";", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["task"] == "new"
+
+
 def test_the_cli_prints_a_table_for_a_stored_task(history: str) -> None:
     result = CliRunner().invoke(cli, ["recommend", "--task", "wine", "--top", "1", "--storage", history])
 
@@ -219,8 +231,9 @@ def test_recommend_for_source_reads_a_csv_with_its_target_column(history: str, t
     [
         ({}, "give exactly one of --csv PATH --target COL, --dataset NAME or --task NAME"),
         ({"dataset": "iris", "task": "wine"}, "give exactly one of"),
-        ({"dataset": "iris", "target": "y"}, "--target and --kind go with --csv"),
-        ({"task": "wine", "kind": "regression"}, "--target and --kind go with --csv"),
+        ({"dataset": "iris", "target": "y"}, "--target, --kind and --delimiter go with --csv"),
+        ({"task": "wine", "kind": "regression"}, "--target, --kind and --delimiter go with --csv"),
+        ({"task": "wine", "delimiter": ";"}, "--target, --kind and --delimiter go with --csv"),
         ({"csv": "x.csv"}, "--csv needs --target COL"),
     ],
 )

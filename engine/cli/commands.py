@@ -268,6 +268,7 @@ def plugins(plugins: tuple[str, ...], as_json: bool) -> None:
     default=None,
     help="The CSV task's kind [default: detected from the target column].",
 )
+@click.option("--delimiter", default=None, help="The CSV's field separator (with --csv) [default: ,].")
 @click.option("--dataset", default=None, metavar="NAME", help="A bundled scikit-learn dataset, such as wine.")
 @click.option("--task", default=None, metavar="NAME", help="A stored task (its own history is left out).")
 @click.option(
@@ -281,6 +282,7 @@ def recommend(
     csv_path: str | None,
     target: str | None,
     kind: TaskKind | None,
+    delimiter: str | None,
     dataset: str | None,
     task: str | None,
     top: int,
@@ -304,6 +306,7 @@ def recommend(
             storage=storage,
             top=top,
             plugins=plugins,
+            delimiter=delimiter,
         )
     except TaskChoiceError as exc:  # shown under the command's usage line, as click's own errors are
         raise click.UsageError(str(exc)) from None

@@ -108,6 +108,7 @@ def recommend_for_source(
     storage: str | None = None,
     top: int = 5,
     plugins: Sequence[str] = (),
+    delimiter: str | None = None,
 ) -> Recommendation:
     """Recommend for a task given one of three ways, as ``stratagem recommend`` takes it.
 
@@ -123,10 +124,11 @@ def recommend_for_source(
         storage: SQLAlchemy URL; default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``.
         top: How many configurations to return.
         plugins: Extra local plugin modules.
+        delimiter: The CSV's field separator (default ``,``).
 
     Raises:
-        TaskChoiceError: Not exactly one way is given, or ``target``/``kind`` come without ``csv``, or
-            ``csv`` without ``target``.
+        TaskChoiceError: Not exactly one way is given, or ``target``/``kind``/``delimiter`` come without
+            ``csv``, or ``csv`` without ``target``.
         UnknownNameError: The dataset or the stored task is unknown.
         TaskDataError: The data cannot be loaded.
         NoHistoryError: No other task of its kind has a finished strategy study.
@@ -134,12 +136,14 @@ def recommend_for_source(
     given = [value for value in (csv, dataset, task) if value]
     if len(given) != 1:
         raise TaskChoiceError("give exactly one of --csv PATH --target COL, --dataset NAME or --task NAME")
-    if (target is not None or kind is not None) and csv is None:
-        raise TaskChoiceError("--target and --kind go with --csv")
+    if (target is not None or kind is not None or delimiter is not None) and csv is None:
+        raise TaskChoiceError("--target, --kind and --delimiter go with --csv")
     if csv is not None:
         if target is None:
             raise TaskChoiceError("--csv needs --target COL, the name of the target column")
         options: dict[str, Any] = {"path": str(csv), "target": target, **({"kind": kind} if kind else {})}
+        if delimiter is not None:
+            options["delimiter"] = delimiter
         return recommend_for_entry("csv", options, storage=storage, top=top, plugins=plugins)
     if dataset is not None:
         return recommend_for_entry("sklearn", {"dataset": dataset}, storage=storage, top=top, plugins=plugins)
