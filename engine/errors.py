@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DuplicateNameError",
+    "ModelStoreError",
     "PluginError",
     "SearchFailed",
     "SpecError",
@@ -78,3 +79,11 @@ class SearchFailed(StratagemError):
 
 class StorageError(StratagemError):
     """The study database could not be read or written."""
+
+
+class ModelStoreError(StorageError):
+    """A trained model could not be written to the model store (a full disk, a read-only folder).
+
+    Every later trial would fail the same way, so the search stops: the trial fails with the reason,
+    and the trials finished before are kept.
+    """

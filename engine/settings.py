@@ -28,11 +28,11 @@ def mask_password(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
         return url
-    authority, slash, path = rest.partition("/")
-    user, at, host = authority.rpartition("@")
-    if not at or ":" not in user:
+    # the credentials end at the last '@' (a host holds none); a password may hold '/' or '@'
+    user, at, host = rest.rpartition("@")
+    if not at or ":" not in user or "/" in user.split(":", 1)[0]:
         return url
-    return f"{head}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+    return f"{head}://{user.split(':', 1)[0]}:***@{host}"
 
 
 def heartbeat_interval() -> int:

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 import engine
 from engine.cli import cli
-from engine.errors import TaskDataError
+from engine.errors import ModelStoreError, TaskDataError
 from engine.spec import EvaluationSpec, SearchSpec, TaskSpec
-from engine.storage import ArtifactRow, Database, TaskRow
+from engine.storage import ArtifactRow, Database, SearchRow, TaskRow
 from engine.task import Split
 from engine.trained import LoadedModel, ModelError, load_model
+from tests.conftest import tiny_spec
 
 LABELS = ("cat", "dog", "emu")
 
@@ -314,3 +318,40 @@ def test_concurrent_exports_to_one_folder_all_leave_a_whole_model(tmp_path: Path
     assert [rc for rc, _ in results] == [0, 0, 0], results
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
     assert load_model(out).kind == "classification"
+
+
+def test_a_full_model_store_stops_the_search_and_keeps_what_finished(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optuna.artifacts import FileSystemArtifactStore
+
+    write, calls = FileSystemArtifactStore.write, []
+
+    def full_after_one(self: FileSystemArtifactStore, artifact_id: str, content_body: Any) -> None:
+        calls.append(artifact_id)
+        if len(calls) > 1:  # as a full disk does: a partial file, then ENOSPC
+            (Path(self._base_path) / artifact_id).write_bytes(b"")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, artifact_id, content_body)
+
+    monkeypatch.setattr(FileSystemArtifactStore, "write", full_after_one)
+    spec = tiny_spec("full", n_trials=6, keep="all")
+    with pytest.raises(
+        ModelStoreError, match=r"cannot keep trial 1's model in the model store .*No space left"
+    ):
+        engine.run(spec, storage=sqlite_url)
+    with Database(sqlite_url).session() as s:  # not "finished" short of its trials
+        assert s.scalars(select(SearchRow).where(SearchRow.name == "full")).one().status == "failed"
+    (best,) = engine.best(storage=sqlite_url, search="full")
+    assert best.n_trials == 1  # the trial finished before is kept, and its model
+    toml = tmp_path / "full.toml"
+    toml.write_text(
+        '[search]\nname = "full"\nn_trials = 6\nstrategies = ["linear"]\nupdaters = ["gradient_descent"]\n'
+        'warm_start = false\nkeep = "all"\n[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    result = CliRunner().invoke(cli, ["run", "--storage", sqlite_url, "--no-progress", str(toml)])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+    assert "No space left on device" in result.stderr and "Traceback" not in result.output
+    monkeypatch.setattr(FileSystemArtifactStore, "write", write)  # space freed: the same run goes on
+    engine.run(spec, storage=sqlite_url)
+    assert engine.best(storage=sqlite_url, search="full")[0].n_trials == 6

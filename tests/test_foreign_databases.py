@@ -9,7 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from click.testing import CliRunner
 
+from engine.cli import cli
 from engine.errors import StorageError
 from engine.search import run
 from engine.search.join import stored_search_spec
@@ -28,10 +30,13 @@ def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Pa
     with sqlite3.connect(path) as c:
         c.execute(f"CREATE TABLE {table}")
         c.execute(f"INSERT INTO {table.split()[0]} VALUES (1, 2)")
-    before = _tables(path)
+    before, data = _tables(path), path.read_bytes()
     with pytest.raises(StorageError, match=r"tables of another program.*new file"):
         run(tiny_spec("x"), storage=f"sqlite:///{path}")
     assert _tables(path) == before
+    assert path.read_bytes() == data  # not a byte changed: not even its journal mode (WAL) was set
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     with sqlite3.connect(path) as c:
         assert c.execute(f"SELECT * FROM {table.split()[0]}").fetchall() == [(1, 2)]
 
@@ -63,3 +68,40 @@ def test_an_sqlite_database_in_memory_is_refused_with_the_fix(url: str) -> None:
         run(tiny_spec("x", n_trials=1), storage=url)
     with pytest.raises(StorageError, match=r"in memory.*sqlite:///stratagem\.db"):  # `stratagem worker`
         stored_search_spec("x", storage=url)
+
+
+def test_a_damaged_database_is_one_line_that_names_the_database_s_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    url = f"sqlite:///{path}"
+    run(tiny_spec("small"), storage=url)
+    with sqlite3.connect(path) as c:  # the first page of each of Optuna's trial tables
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself, none in the WAL
+        page = c.execute("PRAGMA page_size").fetchone()[0]
+        roots = [r for (r,) in c.execute("SELECT rootpage FROM sqlite_master WHERE name LIKE 'trial%'")]
+    with path.open("r+b") as f:  # garbage over them: Optuna's reads fail, the engine's own tables are whole
+        for root in roots:
+            f.seek((root - 1) * page)
+            f.write(bytes(range(256)) * (page // 256))
+    for command in (
+        ["best"],
+        ["report", "--out", str(tmp_path / "r.html")],
+        ["delete", "--search", "small", "--yes"],
+    ):
+        result = CliRunner().invoke(cli, [*command, "--storage", url])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("Error: the study database failed: database disk image is malformed")
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_an_sqlite_file_that_cannot_be_opened_gets_an_sqlite_hint(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'folder' / 's.db'}"
+    with pytest.raises(StorageError, match=r"its folder exists and is writable") as caught:
+        run(tiny_spec("x"), storage=url)
+    assert "server" not in str(caught.value)
+
+
+def test_bad_urls_are_one_line_without_the_password() -> None:
+    for url in ("postgresql+psycopg://u:S3cret@127.0.0.1:notaport/x", "postgresql+nodriver://u:S3cret@h/db"):
+        result = CliRunner().invoke(cli, ["best", "--storage", url])
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+        assert "S3cret" not in result.output and "u:***@" in result.stderr

@@ -289,6 +289,11 @@ def test_passwords_are_masked() -> None:
         == "postgresql+psycopg://me:***@db.example/x"
     )
     assert mask_password("sqlite:///a.db") == "sqlite:///a.db"
+    assert (  # a password may hold '/' (SQLAlchemy reads it so): it is masked all the same
+        mask_password("postgresql+psycopg://postgres:Pa/55Secret@127.0.0.1:5432/db")
+        == "postgresql+psycopg://postgres:***@127.0.0.1:5432/db"
+    )
+    assert mask_password("sqlite:///we@home:1.db") == "sqlite:///we@home:1.db"
 
 
 def test_a_module_beside_the_spec_does_not_shadow_an_installed_package(tmp_path: Path) -> None:

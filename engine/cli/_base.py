@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StratagemError
 from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
@@ -192,8 +193,33 @@ def errors(fn: F) -> F:
         except KeyboardInterrupt:  # Ctrl-C: the shell's status for SIGINT, as `run` gives
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
+        except Exception as exc:
+            failure = _database_failure(exc)
+            if failure is None:
+                raise
+            click.echo(
+                f"Error: the study database failed: {failure}. What was committed before is kept; fix the "
+                "cause (a full disk, a read-only or damaged file, a lost server) and run the command again",
+                err=True,
+            )
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_failure(exc: BaseException) -> str | None:
+    """The first line of the database's own error behind ``exc`` when ``exc`` is a storage failure
+    that reached a command through Optuna or SQLAlchemy (their errors name no Stratagem problem);
+    ``None`` for anything else, which stays a traceback."""
+    optuna_errors = sys.modules.get("optuna.exceptions")  # only raised once Optuna was imported
+    storage_error = getattr(optuna_errors, "StorageInternalError", None)
+    if not isinstance(exc, SQLAlchemyError) and not (storage_error and isinstance(exc, storage_error)):
+        return None
+    cause: BaseException = exc
+    while isinstance(cause.__cause__ or cause.__context__, SQLAlchemyError | OSError):
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
 
 
 def _broken_pipe(exc: BaseException) -> BrokenPipeError | None:

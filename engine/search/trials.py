@@ -29,7 +29,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.errors import StratagemError
+from engine.errors import ModelStoreError, StratagemError
 from engine.search.deadline import TrialTimedOut, trial_deadline
 from engine.search.progress import ProgressSink
 from engine.settings import heartbeat_interval
@@ -191,6 +191,9 @@ def _run_one(
         raise
     except SystemExit as exc:  # plugin code called exit(): its trial fails, the search goes on
         return _fail(study, trial, f"the trial's code called exit({exc.code!r}) ({_where(exc)})")
+    except ModelStoreError as exc:  # every later trial would fail the same way: stop, say why
+        _fail(study, trial, str(exc))
+        raise
     except Exception as exc:
         return _fail(study, trial, failure_reason(exc))
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import StorageError
-from engine.settings import resolve_storage
+from engine.settings import mask_password, resolve_storage
 from engine.storage import queries
 from engine.storage.models import SCHEMA_VERSION, Base, SchemaRow
 
@@ -34,7 +34,7 @@ def _engine(url: str, write: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         raise StorageError(
-            f"cannot use storage URL {url!r}: {exc}. Give an SQLAlchemy URL such as "
+            f"cannot use storage URL {mask_password(url)!r}: {exc}. Give an SQLAlchemy URL such as "
             "sqlite:///stratagem.db or postgresql+psycopg://user@host/dbname"
         ) from None
     tune_sqlite(engine, write=write)
@@ -58,7 +58,7 @@ def tune_sqlite(engine: Engine, *, write: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        if write:
+        if write and not _foreign_sqlite(cursor):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -76,11 +76,22 @@ def tune_sqlite(engine: Engine, *, write: bool = True) -> None:
     engine.dispose()  # connections opened before the listener get replaced
 
 
+def _foreign_sqlite(cursor: Any) -> bool:
+    """Whether an SQLite file holds tables but neither the engine's schema table nor Optuna's
+    ``version_info``: another program's file (or one whose tables clash with theirs), which the engine
+    refuses (``Database._foreign_tables``) and must leave as it found it, journal mode included."""
+    try:
+        tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except Exception:  # not a database, or unreadable: opening reports it
+        return False
+    return bool(tables) and not tables & {"stratagem_schema", "version_info"}  # neither ours nor Optuna's
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # not a URL, or a port that is no number: not an SQLite file
         return None
     name = parsed.database
     if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
@@ -92,7 +103,7 @@ def in_memory_sqlite(url: str) -> bool:
     """Whether ``url`` is an SQLite database in memory (``sqlite://``, ``sqlite:///:memory:``, ...)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return False
     name = parsed.database or ""
     return parsed.get_backend_name() == "sqlite" and (
@@ -251,8 +262,7 @@ class Database:
                     Base.metadata.create_all(self.engine)
         except (SQLAlchemyError, StorageError, OSError) as exc:
             raise StorageError(
-                f"cannot open the study database {self.safe_url}: {_first_line(exc)}. "
-                "Check that the server runs and the URL (user, host, database name) is right"
+                f"cannot open the study database {self.safe_url}: {_first_line(exc)}. {self._open_hint()}"
             ) from None
         if foreign is not None:
             raise StorageError(foreign)
@@ -269,6 +279,18 @@ class Database:
                     f"{self.safe_url} was written by a newer Stratagem (schema {row.version}, this "
                     f"one understands {SCHEMA_VERSION}); upgrade with `pip install -U stratagem`"
                 )
+
+    def _open_hint(self) -> str:
+        """What to check when the database cannot be opened: the file and its folder for SQLite (WAL
+        mode writes ``-wal`` and ``-shm`` files beside it, even to read), the server and URL otherwise."""
+        path = sqlite_path(self.url)
+        if path is None:
+            return "Check that the server runs and the URL (user, host, database name) is right"
+        return (
+            f"Check that {path} is a Stratagem database and that its folder exists and is writable (SQLite "
+            "keeps -wal and -shm files beside it, even to read); for a read-only copy, copy it to a "
+            "writable folder first"
+        )
 
     def _foreign_tables(self) -> str | None:
         """Why another program's tables make this database unusable (before anything is created), or
@@ -287,8 +309,8 @@ class Database:
         listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
         return (
             f"{self.safe_url} already holds tables of another program ({listed}); Stratagem would mix its "
-            "tables with them. Point --storage at a new file (sqlite:///stratagem.db) or at a database of "
-            "its own"
+            "tables with them, so it left the file as it was. Point --storage at a new file (such as "
+            "sqlite:///studies.db) or at a database of its own"
         )
 
     @property

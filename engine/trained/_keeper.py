@@ -22,6 +22,7 @@ import optuna
 from optuna.artifacts import upload_artifact
 
 from engine.configuration import Configuration
+from engine.errors import ModelStoreError
 from engine.settings import VERSION
 from engine.storage import ArtifactRow, Database, queries
 from engine.study.trained import TrainedModel
@@ -96,11 +97,20 @@ class ModelKeeper:
         model was trained again from its parameters and seed (the final recheck's ensemble); the
         ``stratagem_artifacts`` row names the trial either way."""
         card = self.card(trained, number, params, value, record)
-        with tempfile.TemporaryDirectory(prefix="stratagem-model-") as tmp:
-            path = Path(tmp) / WEIGHTS_FILE
-            write_weights(path, trained, card)
-            n_bytes = path.stat().st_size
-            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=link)
+        try:
+            with tempfile.TemporaryDirectory(prefix="stratagem-model-") as tmp:
+                path = Path(tmp) / WEIGHTS_FILE
+                write_weights(path, trained, card)
+                n_bytes = path.stat().st_size
+                artifact_id = upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=link
+                )
+        except OSError as exc:  # the disk, not the trial: every later model would fail the same way
+            raise ModelStoreError(
+                f"cannot keep trial {number}'s model in the model store {self.location}: "
+                f"{exc.strerror or exc}; free space there (or make it writable) and run the same command "
+                "again: the trials finished before are kept"
+            ) from exc
         return KeptModel(number, artifact_id, n_bytes)
 
     def card(
