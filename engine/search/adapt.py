@@ -219,7 +219,7 @@ def adapt(
                 f"support: {named} must lie within ±{MAX_ABS_VALUE:.0e}, where the meta-learner's arithmetic "
                 "does not overflow; rescale them"
             )
-        y_t = torch.as_tensor(y_f).reshape(-1, 1)
+        y_t = torch.as_tensor(y_f.astype(np.float32)).reshape(-1, 1)
     predictor = strategy.adapt(model, X_t, y_t, steps)
     out = predictor(q_t)
     predictions: list[Any]
