@@ -413,6 +413,7 @@ def _zero_shot(job: Job) -> tuple[str, str, dict[str, Any]]:
     from engine.recommendation import recommend
     from engine.search import run
     from engine.task import fingerprint
+    from engine.vocabulary import ATTR, KIND_STRATEGIES
 
     dataset = _load(job.task, job.workdir)
     rec = recommend(
@@ -426,6 +427,8 @@ def _zero_shot(job: Job) -> tuple[str, str, dict[str, Any]]:
     url = _url(Path(job.workdir) / f"zeroshot-s{job.seed}-{job.task}.db")
     direction = "maximize"  # accuracy and r2, the defaults of the spec
     study = optuna.create_study(storage=url, study_name=f"zeroshot/{job.task}", direction=direction)
+    # made for the search "zeroshot": the engine takes over only its own searches' studies
+    study.set_user_attr(ATTR, {"search": "zeroshot", "kind": KIND_STRATEGIES})
     study.enqueue_trial(rec.configs[0].params)
     run(_spec("zeroshot", job.task, job, warm_start=False, n_trials=1), storage=url)
     info = {
