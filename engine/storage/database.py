@@ -309,7 +309,7 @@ class Database:
         listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
         return (
             f"{self.safe_url} already holds tables of another program ({listed}); Stratagem would mix its "
-            "tables with them, so it left the file as it was. Point --storage at a new file (such as "
+            "tables with them, so it left them as they were. Point --storage at a new file (such as "
             "sqlite:///studies.db) or at a database of its own"
         )
 

@@ -106,10 +106,11 @@ class ModelKeeper:
                     artifact_store=self.store, file_path=str(path), study_or_trial=link
                 )
         except OSError as exc:  # the disk, not the trial: every later model would fail the same way
+            at = f" ({exc.filename})" if exc.filename else ""
             raise ModelStoreError(
                 f"cannot keep trial {number}'s model in the model store {self.location}: "
-                f"{exc.strerror or exc}; free space there (or make it writable) and run the same command "
-                "again: the trials finished before are kept"
+                f"{exc.strerror or exc}{at}; free space there (or make it writable) and run the same "
+                "command again: the trials finished before are kept"
             ) from exc
         return KeptModel(number, artifact_id, n_bytes)
 
