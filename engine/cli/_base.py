@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StratagemError
 from engine.settings import DEFAULT_STORAGE, STORAGE_ENV
-from engine.storage.database import sqlite_path
+from engine.storage.database import first_line, sqlite_path
 from engine.storage.locations import beside
 
 __all__ = [
@@ -218,8 +218,7 @@ def _database_failure(exc: BaseException) -> str | None:
     cause: BaseException = exc
     while isinstance(cause.__cause__ or cause.__context__, SQLAlchemyError | OSError):
         cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    text = str(getattr(cause, "orig", None) or cause).strip()
-    return text.splitlines()[0] if text else type(cause).__name__
+    return first_line(cause)
 
 
 def _broken_pipe(exc: BaseException) -> BrokenPipeError | None:

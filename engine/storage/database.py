@@ -77,14 +77,25 @@ def tune_sqlite(engine: Engine, *, write: bool = True) -> None:
 
 
 def _foreign_sqlite(cursor: Any) -> bool:
-    """Whether an SQLite file holds tables but neither the engine's schema table nor Optuna's
-    ``version_info``: another program's file (or one whose tables clash with theirs), which the engine
-    refuses (``Database._foreign_tables``) and must leave as it found it, journal mode included."""
+    """Whether an SQLite file holds another program's tables (:func:`foreign`), which the engine refuses
+    (``Database._foreign_tables``) and must leave as it found it, journal mode included."""
     try:
         tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except Exception:  # not a database, or unreadable: opening reports it
         return False
-    return bool(tables) and not tables & {"stratagem_schema", "version_info"}  # neither ours nor Optuna's
+    return foreign(tables, sqlite=True)
+
+
+def foreign(tables: set[str], *, sqlite: bool) -> bool:
+    """Whether a database with these tables is not the engine's to use: tables named like Optuna's or
+    the engine's that are not theirs (Optuna's ``studies`` without its ``version_info``, ...), or an
+    SQLite file that holds only other tables (another program's file: the engine keeps its studies in a
+    database of its own). An empty database is the engine's."""
+    ours = {name for name in tables if name.startswith("stratagem_")}
+    optunas = tables & OPTUNA_TABLES
+    clash = bool(optunas and "version_info" not in tables) or bool(ours and "stratagem_schema" not in tables)
+    alien = sqlite and bool(tables) and not ours and not optunas
+    return clash or alien
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -262,7 +273,7 @@ class Database:
                     Base.metadata.create_all(self.engine)
         except (SQLAlchemyError, StorageError, OSError) as exc:
             raise StorageError(
-                f"cannot open the study database {self.safe_url}: {_first_line(exc)}. {self._open_hint()}"
+                f"cannot open the study database {self.safe_url}: {first_line(exc)}. {self._open_hint()}"
             ) from None
         if foreign is not None:
             raise StorageError(foreign)
@@ -298,13 +309,7 @@ class Database:
         without its ``version_info``, ...), or an SQLite file that holds only other tables (another
         program's file: the engine keeps its studies in a database of its own)."""
         tables = set(inspect(self.engine).get_table_names())
-        if not tables:
-            return None
-        ours = {name for name in tables if name.startswith("stratagem_")}
-        optunas = tables & OPTUNA_TABLES
-        clash = (optunas and "version_info" not in tables) or (ours and "stratagem_schema" not in tables)
-        alien = sqlite_path(self.url) is not None and not ours and not optunas
-        if not (clash or alien):
+        if not foreign(tables, sqlite=sqlite_path(self.url) is not None):
             return None
         listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
         return (
@@ -327,7 +332,7 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StorageError(f"database error on {self.safe_url}: {_first_line(exc)}") from exc
+            raise StorageError(f"database error on {self.safe_url}: {first_line(exc)}") from exc
         except BaseException:
             session.rollback()
             raise
@@ -341,9 +346,7 @@ class Database:
         try:
             return inspect(self.engine).has_table("stratagem_tasks")
         except SQLAlchemyError as exc:
-            raise StorageError(
-                f"cannot open the study database {self.safe_url}: {_first_line(exc)}"
-            ) from None
+            raise StorageError(f"cannot open the study database {self.safe_url}: {first_line(exc)}") from None
 
     def scalars(self, statement: Any) -> list[Any]:
         with self.session() as s:
@@ -369,6 +372,7 @@ OPTUNA_TABLES = frozenset(
 """The tables of Optuna's RDB storage (``version_info`` marks a database Optuna made)."""
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error: the driver's own words (``orig``) where SQLAlchemy wraps them."""
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -300,7 +300,7 @@ class CsvFamily(TaskFamily):
         if query_size is not None:
             q = check_int(self.name, "query_size", query_size)
         if self.kind == "regression":
-            usable = [t for t in pools[pool] if len(t[1]) >= k + q]
+            usable = [t for t in pools[pool] if self._fits(t[1], k, q)]
             if not usable:
                 most = max(len(t[1]) for t in pools[pool])
                 raise self._error(

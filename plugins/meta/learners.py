@@ -276,9 +276,7 @@ class ProtoNet(MetaStrategy):
 
     def steps_taken(self, support_y: torch.Tensor, steps: int) -> int:
         """No step is taken where no class has two support rows (no leave-one-out prototype)."""
-        if not self.takes_steps or int(torch.bincount(support_y.flatten()).max()) < 2:
-            return 0
-        return int(steps)
+        return int(steps) if self.takes_steps and _leave_one_out_possible(support_y) else 0
 
     def adapt_batch(
         self, model: MetaModel, support_x: torch.Tensor, support_y: torch.Tensor, steps: Sequence[int]
@@ -286,8 +284,7 @@ class ProtoNet(MetaStrategy):
         n_way = int(support_y.max()) + 1
         wanted = sorted(int(s) for s in steps)
         lr = self._finetune_lr()
-        counts = nn.functional.one_hot(support_y, n_way).sum(dim=-2)
-        if not wanted or wanted[-1] == 0 or not self.takes_steps or int(counts.max()) < 2:
+        if not wanted or wanted[-1] == 0 or not self.takes_steps or not _leave_one_out_possible(support_y):
             return [self._state(model, None, support_x, support_y, n_way)] * len(wanted)
         states: list[Params] = []
         params = {k: p.detach().expand(len(support_x), *p.shape) for k, p in model.net_params().items()}
@@ -389,6 +386,13 @@ def _embed(model: MetaModel, x: torch.Tensor, params: Params | None = None) -> t
     if params is not None:
         return batched_call(model.net, params, x)
     return model.net(x.flatten(0, 1)).unflatten(0, (x.shape[0], x.shape[1]))
+
+
+def _leave_one_out_possible(y: torch.Tensor) -> bool:
+    """Whether some task's support labels ``y`` (``(n,)`` for one task, ``(n_tasks, n)`` for a batch)
+    have a class with two rows or more: only such a row has a prototype that leaves it out."""
+    y = y.reshape(-1, y.shape[-1])
+    return int(nn.functional.one_hot(y).sum(dim=-2).max()) >= 2
 
 
 def _leave_one_out_loss(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
