@@ -99,6 +99,16 @@ def test_adapt_from_the_command_line_predicts_every_query_row(searched: str, tmp
     assert bad.returncode == 2 and "target column 'y' not found" in bad.stderr
 
 
+def test_adapt_writes_its_json_to_out_when_given(searched: str, tmp_path: Path) -> None:
+    (tmp_path / "support.csv").write_text("x,y\n-2,-0.9\n-1,-0.8\n0,0.0\n1,0.8\n2,0.9\n")
+    out = tmp_path / "adapted.json"
+    cmd = [sys.executable, "-m", "engine.cli", "adapt", "--search", "sin", "--storage", searched]
+    cmd += ["--support", str(tmp_path / "support.csv"), "--target", "y", "--json", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert proc.stdout == ""
+    assert len(json.loads(out.read_text(encoding="utf-8"))["predictions"]) == 5
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [

@@ -2,7 +2,7 @@
 
 :mod:`._base` holds the command group and shared options, :mod:`.commands` the search commands,
 :mod:`.models` those that use what a search found, :mod:`.render` the tables, JSON and progress bars. The
-console script ``stratagem`` is :func:`main`; ``python -m engine.cli`` runs it too.
+console script ``stratagem`` is :func:`main`; ``python -m engine`` and ``python -m engine.cli`` run it too.
 """
 
 from __future__ import annotations

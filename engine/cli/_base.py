@@ -25,6 +25,7 @@ __all__ = [
     "cli",
     "errors",
     "json_option",
+    "json_out_option",
     "output_kept_for_json",
     "plugin_option",
     "storage_option",
@@ -40,6 +41,9 @@ storage_option = click.option(
     help=f"SQLAlchemy database URL [default: ${STORAGE_ENV} or {DEFAULT_STORAGE}]",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+json_out_option = click.option(
+    "--json", "as_json", is_flag=True, help="Write JSON instead of CSV (to --out, or standard output)."
+)
 plugin_option = click.option(
     "--plugin",
     "plugins",

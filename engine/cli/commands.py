@@ -1,12 +1,12 @@
 """The ``stratagem`` commands: each parses its options, calls one function of the Python API and hands
 the answer to :mod:`engine.cli.render`.
 
-Every command takes ``--storage URL`` (an SQLAlchemy URL, like Optuna's CLI; default
-``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``) and prints tables on a terminal or JSON with
-``--json``. :mod:`engine.results` (SQLAlchemy, +0.8 s), :mod:`engine.recommendation` and
-:mod:`engine.search` (torch, +4 s) are imported by the commands that call them, when they run, so that
-``stratagem --help`` and ``stratagem plugins`` stay instant; that is the only reason for an import
-inside a function here.
+Every command that reads a database takes ``--storage URL`` (an SQLAlchemy URL, like Optuna's CLI;
+default ``$STRATAGEM_STORAGE`` or ``sqlite:///stratagem.db``), and every command takes ``--json``
+(tables, or CSV for ``predict`` and ``adapt``, otherwise). :mod:`engine.results` (SQLAlchemy,
++0.8 s), :mod:`engine.recommendation` and :mod:`engine.search` (torch, +4 s) are imported by the
+commands that call them, when they run, so that ``stratagem --help`` and ``stratagem plugins`` stay
+instant; that is the only reason for an import inside a function here.
 """
 
 from __future__ import annotations
@@ -191,7 +191,8 @@ def best(search: str | None, task: str | None, storage: str | None, as_json: boo
     """Show the best strategy found for each task, and the best default of cross-task searches.
 
     With --json: {"best": [one object per task], "defaults": [one object per cross-task search],
-    "failures": [one object per study with failed trials: count and last reasons]}.
+    "meta": [one object per meta-mode search], "failures": [one object per study with failed trials:
+    count and last reasons]}.
     """
     from engine.results import best_report  # SQLAlchemy
 

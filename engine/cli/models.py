@@ -19,6 +19,7 @@ from engine.cli._base import (
     cli,
     errors,
     json_option,
+    json_out_option,
     plugin_option,
     storage_option,
     write_out,
@@ -66,6 +67,7 @@ def export(
 @click.option("--delimiter", default=",", show_default=True, help="The input CSV's field separator.")
 @storage_option
 @plugin_option
+@json_out_option
 @errors
 def predict(
     model_dir: str | None,
@@ -77,13 +79,15 @@ def predict(
     delimiter: str,
     storage: str | None,
     plugins: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Predict for every row of a CSV file, with the labels the training data had.
 
     Give the model as --model DIR (from `stratagem export`) or as --search S [--task T]. Columns the
     model was not trained on are ignored; a header that repeats a column name is an error, and so are
     a missing column, a missing value, a number beyond 1e30 or an unknown category, naming the row and
-    column.
+    column. With --json: {"predictions": [one per row], "probabilities": [one {class: p} per row] (with
+    --proba)}.
     """
     from engine.trained import load_best_model, load_model, predict_csv  # torch
 
@@ -96,7 +100,25 @@ def predict(
     else:
         model = load_best_model(search=str(search), task=task, storage=storage, plugins=plugins)
     header, rows = predict_csv(model, csv_path, proba=proba, delimiter=delimiter)
-    _write_csv(out, header, rows)
+    if as_json:
+        _write_json(out, _predictions_json(header, rows, regression=model.kind == "regression"))
+    else:
+        _write_csv(out, header, rows)
+
+
+def _predictions_json(header: Sequence[str], rows: Sequence[Sequence[Any]], *, regression: bool) -> Any:
+    """``predict``'s table as JSON: the predictions (numbers for regression, labels for classification)
+    and, with probability columns, one ``{class: probability}`` per row."""
+    data: dict[str, Any] = {"predictions": [float(r[0]) if regression else r[0] for r in rows]}
+    classes = [h.removeprefix("proba_") for h in header[1:]]
+    if classes:
+        data["probabilities"] = [{c: float(p) for c, p in zip(classes, r[1:], strict=True)} for r in rows]
+    return data
+
+
+def _write_json(out: str | None, data: Any) -> None:
+    """Write ``data`` as JSON to ``out`` (``None`` or ``-``: standard output), as :func:`write_out` writes."""
+    write_out("--out", out, lambda f: f.write(render.json_text(data) + "\n"))
 
 
 def _write_csv(out: str | None, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -143,19 +165,27 @@ def delete(search: str, task: str | None, yes: bool, force: bool, storage: str |
 
 @cli.command()
 @click.option("--search", default=None, help="Only this search [default: every stored search].")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write (-: stdout).")
 @storage_option
+@json_option
 @errors
-def report(search: str | None, out: str, storage: str | None) -> None:
-    """Write one self-contained HTML report (plotly embedded, works offline) of stored searches."""
+def report(search: str | None, out: str, storage: str | None, as_json: bool) -> None:
+    """Write one self-contained HTML report (plotly embedded, works offline) of stored searches.
+
+    With --json: {"report": the file written}.
+    """
     from engine.report import report_html  # Optuna, plotly
 
+    if as_json and out == "-":
+        raise click.UsageError("--json prints where the report went: give --out a file, not -")
     url = resolve_storage(storage)
     if out != "-":
         check_out_path("--out", out, storage=url)
     page = report_html(storage=url, search=search)
     write_out("--out", out, lambda f: f.write(page))
-    if out != "-":
+    if as_json:
+        render.print_json({"report": out})
+    elif out != "-":
         click.echo(f"Wrote {out}")
 
 
@@ -188,7 +218,7 @@ def adapt(
     Every column of --support but --target is an input value, given raw (the family's standardisation
     is applied); a family built from a table needs exactly its feature columns. --query (default: the
     support rows) has the same input columns, matched by name. Prints one prediction per query row (CSV
-    with a `prediction` column).
+    with a `prediction` column), to --out if given; with --json, the JSON goes there instead.
     """
     from engine.search import adapt as adapt_rows  # torch
     from engine.trained import read_csv_rows
@@ -213,14 +243,19 @@ def adapt(
         plugins=plugins,
     )
     if as_json:
-        render.print_json(result.to_dict())
+        _write_json(out, result.to_dict())
         return
     _write_csv(out, ["prediction"], ([p] for p in result.predictions))
 
 
 @cli.command()
 @click.option("--search", required=True, help="A meta-mode search whose spec has a [competence] table.")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Also draw the map to FILE.svg.")
+@click.option(
+    "--plot",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also draw the map as an SVG image to FILE (a name ending in .svg).",
+)
 @storage_option
 @json_option
 @errors

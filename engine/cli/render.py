@@ -42,7 +42,12 @@ META_FEATURE_COLUMNS = ("class_entropy", "landmark_1nn", "landmark_linear")
 
 def print_json(data: Any) -> None:
     """Print ``data`` as indented, valid JSON: non-native values as their ``str``, NaN and ±inf as null."""
-    click.echo(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
+    click.echo(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """``data`` as :func:`print_json` prints it (without the final newline)."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
 
 
 def _finite(data: Any) -> Any:
@@ -352,7 +357,10 @@ class _Bars:
         self.tasks: dict[str, Any] = {}
 
     def task_started(self, key: str, total: int) -> None:
-        self.tasks[key] = self.progress.add_task(f"task {key}", total=total)
+        if key in self.tasks:  # another visit of the same task: one bar, counted afresh
+            self.progress.update(self.tasks[key], total=total, completed=0)
+        else:
+            self.tasks[key] = self.progress.add_task(f"task {key}", total=total)
 
     def trial_finished(self, key: str) -> None:
         self.progress.advance(self.tasks[key])

@@ -25,7 +25,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.search.per_task import Visit
+from engine.search.per_task import Visit, count_done
 from engine.search.progress import ProgressSink
 from engine.search.recorder import Outcome, StrategyRecorder, tie_loss
 from engine.search.remote import PackedObjective, TrialResult, run_trial
@@ -115,6 +115,8 @@ class Driver:
     def run(self) -> None:
         for lane in self.lanes:
             self.progress.task_started(lane.visit.task.key, self.spec.n_trials)
+            for _ in range(count_done(lane.visit.study)):  # a resumed study's bar starts where it stands
+                self.progress.trial_finished(lane.visit.task.key)
         try:
             with self.beats:
                 while True:

@@ -31,7 +31,14 @@ from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
 from engine.transfer import warm_start_study
 from engine.transfer.handover import own_trials_pruner
 from engine.transfer.warmstart import store_record
-from engine.vocabulary import ATTR, FAILURE_ATTR, KIND_STRATEGIES, KIND_TASKS, strategy_study_name
+from engine.vocabulary import (
+    ATTR,
+    DONE_STATES,
+    FAILURE_ATTR,
+    KIND_STRATEGIES,
+    KIND_TASKS,
+    strategy_study_name,
+)
 from engine.warmstarter import WarmStarter, WarmStartRecord, WarmTarget
 
 __all__ = ["Visit", "explore_per_task", "open_studies"]
@@ -145,7 +152,10 @@ class Visit:
         ev = spec.evaluation
         repair(recorder, study, ev.recheck, ev.folds)  # a worker killed before the best row's update
         self.resume_warm_start(n)  # a study warm-started elsewhere: a guiding starter guides here too
-        self.progress.task_started(task.key, n)
+        self.progress.task_started(task.key, spec.n_trials)
+        for _ in range(count_done(study)):  # a resumed study's bar starts where it stands
+            self.progress.trial_finished(task.key)
+        run: TrialsRun | None = None
         try:
             run = run_trials(
                 self.db,
@@ -161,7 +171,8 @@ class Visit:
         finally:
             observed.flush()
             recorder.finish(study)  # the counts on the best row, also after Ctrl-C or a visit with no work
-            self.progress.task_finished(task.key)
+            if run is not None and run.status == "done":  # else the bar stays where the task stands
+                self.progress.task_finished(task.key)
         if run.status == "done":
             limit = recheck_timeout(spec.trial_timeout, spec.evaluation.folds)
             self.final_choice(recorder, objective, replay_here(limit))
@@ -287,6 +298,11 @@ class Visit:
             "n_trials": n_trials,
             "seed": self.plan.spec.seed,
         }
+
+
+def count_done(study: optuna.Study) -> int:
+    """The finished (complete or pruned) trials of ``study``, over every worker."""
+    return len(study.get_trials(deepcopy=False, states=DONE_STATES))
 
 
 def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: SearchTask) -> optuna.Study:

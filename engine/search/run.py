@@ -41,6 +41,7 @@ from engine.spec import Plan, SearchSpec, load_spec, resolve
 from engine.storage import Database, queries
 from engine.storage.optuna_adapter import open_optuna_storage, working_trials
 from engine.study import quiet_optuna, torch_threads
+from engine.trained import resolve_artifacts
 from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, meta_study_name, strategy_study_name
 
 __all__ = ["SearchResult", "run"]
@@ -128,6 +129,7 @@ def run(
     if parallel or n_jobs is not None:
         check_parallel(plan, storage, n_jobs, dask)
     db = Database(storage)
+    _warn_if_no_models_kept(spec, db)
     started = time.perf_counter()
     optuna_storage = open_optuna_storage(db.url)
     if spec.mode == "meta":
@@ -170,6 +172,20 @@ def run(
         defaults=defaults,
         meta=meta,
     )
+
+
+def _warn_if_no_models_kept(spec: SearchSpec, db: Database) -> None:
+    """Say so when the search will keep no trained model (or θ): a server database has no folder beside
+    it, and neither ``search.artifacts`` nor ``$STRATAGEM_ARTIFACTS`` names one."""
+    if spec.mode == "cross_task":  # keeps a default configuration, no model
+        return
+    if resolve_artifacts(db.url, spec.base_dir / spec.artifacts if spec.artifacts else None) is None:
+        log.warning(
+            "%s has no folder for trained models, so this search keeps none (stratagem export, "
+            "predict --search and adapt need one); set search.artifacts or $STRATAGEM_ARTIFACTS to a "
+            "directory to keep them",
+            db.safe_url,
+        )
 
 
 def _check_arguments(progress: object, n_jobs: object) -> None:

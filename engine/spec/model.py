@@ -18,7 +18,8 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     warm_start_method = "transfer"  # or "guided", "knn" (default: $STRATAGEM_WARM_START, else "transfer")
     mode = "per_task"          # or "cross_task": one study for the best default over all tasks
     keep = "best"              # trained models kept: "best" (current best per task) or "all"
-    artifacts = "models/"      # where they go (default: $STRATAGEM_ARTIFACTS, else beside a SQLite file)
+    artifacts = "models/"      # where they go, from the spec's folder (default: $STRATAGEM_ARTIFACTS, else
+                               # beside a SQLite file; a PostgreSQL database needs one to keep models)
 
     [cross_task]               # only for mode = "cross_task"
     first_stage = 0.34         # share of tasks every configuration is evaluated on first

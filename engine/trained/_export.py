@@ -3,7 +3,7 @@
 Python API::
 
     import engine
-    engine.trained(search="quickstart", task="iris", out="iris-model")   # a model directory
+    engine.export(search="quickstart", task="iris", out="iris-model")    # a model directory
     model = engine.load_model("iris-model")
     model.predict([{"sepal length (cm)": 5.1, ...}])
     engine.delete_search("old-search")                                   # studies, models, rows
@@ -97,10 +97,10 @@ def export(
         )
     if art is None:
         raise ModelError(
-            f"no trained model is kept for trial {number}, the best of task {task!r} in search {search!r}. "
-            "Models are kept from this version on, in the artifact directory (beside a SQLite file, else "
-            "search.artifacts or $STRATAGEM_ARTIFACTS); run the search again with more trials, or under a "
-            "new name, to keep one"
+            f"no trained model is kept for trial {number}, the best of task {task!r} in search {search!r}: "
+            "models are kept in the artifact directory, beside a SQLite file, else only where "
+            "search.artifacts or $STRATAGEM_ARTIFACTS name one (a PostgreSQL database needs one); with one "
+            "set, run the search again with more trials, or under a new name, to keep a model"
         )
     _check_out(out, overwrite)
     location = locate(art.store, db.url, art.artifact_id)[0]
@@ -144,6 +144,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
     except OSError as exc:
         raise ModelError(f"cannot read the folder {str(out)!r}: {exc}; choose another --out") from None
     if present and not overwrite:
+        if set(present) <= {WEIGHTS_FILE, CARD_FILE}:
+            raise ModelError(
+                f"{str(out)!r} already exists and is not empty: it holds an earlier export; pass --overwrite "
+                "to replace it, or choose another --out"
+            )
         raise ModelError(f"{str(out)!r} already exists and is not empty; choose another --out or remove it")
     # another export's folder in flight (or left by a killed one) is no user file
     others = [

@@ -1,9 +1,9 @@
 """Where trained models are kept: Optuna's file-system artifact store, found the same way by every part.
 
-The location is, in order: a directory the caller gives (spec key ``search.artifacts``, or
-``--artifacts`` on the command line), ``$STRATAGEM_ARTIFACTS``, or beside a SQLite database file
-(``study.db`` -> ``study.db.artifacts/``). A server database (PostgreSQL) has no "beside": without a
-directory given, a search keeps no models, and ``stratagem export`` says how to turn it on.
+The location is, in order: a directory the caller gives (spec key ``search.artifacts``, relative to
+the spec's folder), ``$STRATAGEM_ARTIFACTS``, or beside a SQLite database file (``study.db`` ->
+``study.db.artifacts/``). A server database (PostgreSQL) has no "beside": without a directory given, a
+search keeps no models (``stratagem run`` warns), and ``stratagem export`` says how to turn it on.
 
 Every kept model is read through :class:`ModelStore`, which hands out a file only once it is known to
 be a safetensors file: a file that is gone or damaged is a :class:`~engine.trained.ModelError` naming
