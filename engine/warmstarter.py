@@ -39,7 +39,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class WarmTarget:
-    """The task whose study is being warm-started."""
+    """The task whose study is being warm-started.
+
+    ``space`` holds the flat parameter distributions that the target's own plugins use (empty when
+    unknown): other tasks' configurations may come from plugins with other ranges or choices, and an
+    enqueued value outside the target's space fails its trial, so fit them in first
+    (:func:`engine.conform_params`).
+    """
 
     fingerprint: str
     kind: TaskKind
@@ -48,6 +54,7 @@ class WarmTarget:
     strategies: tuple[str, ...]
     updaters: tuple[str, ...]
     info: TaskInfo
+    space: Mapping[str, BaseDistribution] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,14 +164,17 @@ class WarmStartRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WarmStartRecord:
-        """Read a stored record (unknown keys are ignored, so older and newer records both read)."""
-        names = {f for f in cls.__dataclass_fields__ if f != "sources"}
+        """Read a stored record (unknown keys are ignored, so older and newer records both read; so are
+        values of the wrong type and sources that lack a field, as in an edited or damaged database)."""
+        raw = data.get("sources", ())
         sources = tuple(
-            SourceUse(**{k: s[k] for k in SourceUse.__dataclass_fields__ if k in s})
-            for s in data.get("sources", ())
+            SourceUse(**{k: s[k] for k in SourceUse.__dataclass_fields__})
+            for s in (raw if isinstance(raw, list | tuple) else ())
             if isinstance(s, Mapping)
+            and all(_fits(s.get(k), _SOURCE_TYPES[k]) for k in SourceUse.__dataclass_fields__)
         )
-        return cls(**{k: v for k, v in data.items() if k in names}, sources=sources)
+        fields = {k: v for k, v in data.items() if k in _RECORD_TYPES and _fits(v, _RECORD_TYPES[k])}
+        return cls(**{"used": False, **fields}, sources=sources)
 
     def summary(self) -> str:
         """One line for people: the method and its nearest sources, or why it did not run."""
@@ -173,6 +183,32 @@ class WarmStartRecord:
         names = ", ".join(s.task for s in self.sources[:3])
         more = f" +{len(self.sources) - 3}" if len(self.sources) > 3 else ""
         return f"{self.method or 'warm'}: {names}{more}"
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "used": (bool,),
+    "method": (str,),
+    "reason": (str,),
+    "enqueued": (int,),
+    "candidates": (int,),
+    "max_warm": (int,),
+    "target_weight": (int, float),
+    "stopped": (str,),
+}
+_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
+    "task": (str,),
+    "search": (str,),
+    "study": (str,),
+    "fingerprint": (str,),
+    "distance": (int, float),
+    "weight": (int, float),
+    "n_trials": (int,),
+}
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether a stored value has one of ``types`` (a bool is no number here)."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
 
 
 @dataclass(frozen=True)

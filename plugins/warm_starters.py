@@ -86,6 +86,7 @@ def _ensemble(
             strategies=ctx.target.strategies,
             updaters=ctx.target.updaters,
             seed=ctx.seed,
+            space=ctx.target.space,
         )
     except ValueError as exc:
         return WarmStartRecord(used=False, method=method, reason=f"cannot compare tasks: {exc}")
@@ -208,7 +209,7 @@ class _TransferCallback:
         elif target_weight >= 0.5:
             stop = "this task's own trials now outweigh the sources; the sampler takes over"
         else:
-            dists: dict[str, BaseDistribution] = {}
+            dists: dict[str, BaseDistribution] = dict(self.context.target.space)
             for t in done:
                 dists.update(t.distributions)
             tried = [*self.enqueued, *self.context.planned()]

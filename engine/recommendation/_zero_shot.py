@@ -84,7 +84,8 @@ def recommend_for_features(
 
     Raises:
         NoHistoryError: No other task of ``kind`` has a finished strategy study in the storage.
-        ValueError: ``top`` is not positive, or the meta-features are incomplete.
+        TaskDataError: The meta-features are incomplete or hold a value that is not a finite number.
+        ValueError: ``top`` is not positive.
     """
     if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
         raise ValueError(f"top must be an integer of at least 1, got {top!r}")
@@ -95,15 +96,18 @@ def recommend_for_features(
     history = load_history(db, kind, exclude_fingerprint=exclude_fingerprint)
     if not history.sources:
         raise no_history(kind, exclude_fingerprint is not None)
-    ensemble = SourceEnsemble(
-        history.sources,
-        meta_features,
-        history.population,
-        extra=history.defaults,
-        strategies=strategies,
-        updaters=updaters,
-        seed=seed,
-    )
+    try:
+        ensemble = SourceEnsemble(
+            history.sources,
+            meta_features,
+            history.population,
+            extra=history.defaults,
+            strategies=strategies,
+            updaters=updaters,
+            seed=seed,
+        )
+    except ValueError as exc:  # the task's own meta-features are incomplete or not finite
+        raise TaskDataError(f"task {name!r} cannot be compared with the stored tasks: {exc}") from None
     if not ensemble.candidates:
         raise NoHistoryError(
             f"no configuration stored for {kind} tasks uses the strategies {list(strategies or [])} and "

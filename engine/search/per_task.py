@@ -10,12 +10,14 @@ in ``S`` once it is over (a finished trial, never a running one that a killed wo
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.plugin import PluginHost
@@ -26,7 +28,8 @@ from engine.search.register import SearchTask, validation_attrs
 from engine.search.trials import TrialsRun, run_trials, set_study_attrs, wait_a_moment
 from engine.spec import Plan
 from engine.storage import Database
-from engine.study import StrategyObjective, resolve_device
+from engine.study import StrategyObjective, resolve_device, search_space
+from engine.task import TaskInfo
 from engine.trained import KeptModel, ModelKeeper, resolve_artifacts
 from engine.transfer import warm_start_study
 from engine.transfer.handover import own_trials_pruner
@@ -40,6 +43,10 @@ from engine.vocabulary import (
     strategy_study_name,
 )
 from engine.warmstarter import WarmStarter, WarmStartRecord, WarmTarget
+
+if TYPE_CHECKING:
+    from engine.strategy import Strategy
+    from engine.updater import Updater
 
 __all__ = ["Visit", "explore_per_task", "open_studies"]
 
@@ -279,6 +286,7 @@ class Visit:
 
     def _warm_args(self, starter: WarmStarter, n_trials: int) -> dict[str, Any]:
         task, resolved = self.task, self.task.resolved
+        info = resolved.dataset.info()
         target = WarmTarget(
             fingerprint=task.fingerprint,
             kind=resolved.dataset.kind,
@@ -286,7 +294,8 @@ class Visit:
             evaluator=resolved.evaluator.name,
             strategies=tuple(s.name for s in resolved.strategies),
             updaters=tuple(u.name for u in resolved.updaters),
-            info=resolved.dataset.info(),
+            info=info,
+            space=dict(_target_space(tuple(resolved.strategies), tuple(resolved.updaters), info)),
         )
         return {
             "db": self.db,
@@ -303,6 +312,15 @@ class Visit:
 def count_done(study: optuna.Study) -> int:
     """The finished (complete or pruned) trials of ``study``, over every worker."""
     return len(study.get_trials(deepcopy=False, states=DONE_STATES))
+
+
+@functools.lru_cache(maxsize=256)
+def _target_space(
+    strategies: tuple[type[Strategy], ...], updaters: tuple[type[Updater], ...], info: TaskInfo
+) -> Mapping[str, BaseDistribution]:
+    """The task's parameter space as its plugins give it (:func:`search_space`), asked once per process
+    rather than at every visit."""
+    return MappingProxyType(search_space(strategies, updaters, info))
 
 
 def _strategy_study(plan: Plan, storage: optuna.storages.BaseStorage, task: SearchTask) -> optuna.Study:

@@ -10,6 +10,7 @@ from engine.study.objective import (
     ReplayTrial,
     StrategyObjective,
     TrialFailed,
+    search_space,
     trial_seed,
 )
 from engine.study.runtime import quiet_optuna, resolve_device, torch_threads
@@ -26,6 +27,7 @@ __all__ = [
     "make_sampler",
     "quiet_optuna",
     "resolve_device",
+    "search_space",
     "torch_threads",
     "trial_seed",
 ]

@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import optuna
 import torch
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FixedTrial
 
 from engine.configuration import plain_params
 from engine.errors import StratagemError
 from engine.study import training
+from engine.study.runtime import quiet_optuna
 from engine.study.trained import TrainedModel
-from engine.task import Dataset, Split
+from engine.task import Dataset, Split, TaskInfo
 from engine.vocabulary import ATTR, TIE_LOSS
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ __all__ = [
     "ReplayTrial",
     "StrategyObjective",
     "TrialFailed",
+    "search_space",
     "trial_seed",
 ]
 
@@ -99,6 +102,42 @@ class PrefixedTrial:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trial, name)
+
+
+def search_space(
+    strategies: Sequence[type[Strategy]],
+    updaters: Sequence[type[Updater]],
+    info: TaskInfo,
+    *,
+    draws: int = 8,
+    seed: int = 0,
+) -> dict[str, BaseDistribution]:
+    """The flat parameter distributions that a strategy study over these plugins would use on ``info``.
+
+    Found by asking each plugin's ``suggest`` for ``draws`` random configurations in a study of its own
+    (in memory): a conditional parameter that none of the draws reaches is missing, and a plugin whose
+    ``suggest`` raises is left out (its trials fail with the reason when they run). Warm start fits
+    configurations of other tasks, whose plugins may have had other ranges or choices, into it.
+    """
+    dists: dict[str, BaseDistribution] = {
+        "strategy": CategoricalDistribution([s.name for s in strategies]),
+        "updater": CategoricalDistribution([u.name for u in updaters]),
+    }
+    plugins: list[type[Strategy] | type[Updater]] = [*strategies, *updaters]
+    for plugin in plugins:
+        with quiet_optuna():  # not a study of the search: no "new study created" line
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        for _ in range(draws):
+            trial = study.ask()
+            try:
+                plugin.suggest(cast(optuna.Trial, PrefixedTrial(trial, plugin.name)), info)
+            except Exception:
+                break  # its own trials will say why
+            finally:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            for name, d in trial.distributions.items():
+                dists.setdefault(name, d)
+    return dists
 
 
 class ReplayTrial(FixedTrial):

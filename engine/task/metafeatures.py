@@ -45,6 +45,7 @@ the target is constant), clipped to [-1, 1]. A training fold with a single class
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -133,7 +134,8 @@ def meta_feature_vector(features: Mapping[str, float]) -> np.ndarray:
 
     Raises:
         ValueError: A key of :data:`FEATURE_NAMES` is missing (the features were computed by an older
-            version; recompute them with :func:`compute_meta_features`).
+            version; recompute them with :func:`compute_meta_features`), or a value is not a finite
+            number (a stored value that was edited or damaged: it would make every distance NaN).
     """
     missing = [name for name in FEATURE_NAMES if name not in features]
     if missing:
@@ -141,7 +143,18 @@ def meta_feature_vector(features: Mapping[str, float]) -> np.ndarray:
             f"meta-features lack {missing}; recompute them with compute_meta_features (stored values "
             f"may come from an older version)"
         )
-    return np.array([float(features[name]) for name in FEATURE_NAMES], dtype=np.float64)
+    values = [features[name] for name in FEATURE_NAMES]
+    bad = [
+        f"{name}={value!r}"
+        for name, value in zip(FEATURE_NAMES, values, strict=True)
+        if not isinstance(value, numbers.Real) or not math.isfinite(value)
+    ]
+    if bad:
+        raise ValueError(
+            f"meta-features hold values that are not finite numbers ({', '.join(bad)}); recompute them "
+            "with compute_meta_features (stored values may have been edited or damaged)"
+        )
+    return np.array(values, dtype=np.float64)
 
 
 def _finite(value: float) -> float:

@@ -131,8 +131,10 @@ class GuidedSampler(BaseSampler):
     # -------------------------------------------------------------------------------- the choice
 
     def _dists(self, trials: Sequence[FrozenTrial]) -> dict[str, BaseDistribution]:
-        """The target's own distributions where it has them, the sources' elsewhere."""
+        """The target's own distributions where it has them (its trials', else its plugins' space), the
+        sources' elsewhere."""
         dists = dict(self._source_dists)
+        dists.update(self.ensemble.target_space)
         dists.update(self._top)
         for t in trials:
             dists.update(t.distributions)

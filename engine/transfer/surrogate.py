@@ -31,6 +31,9 @@ MAX_SOURCES = 20
 MAX_CANDIDATES = 2000
 MAX_TARGET_TRIALS = 60
 _BOOTSTRAPS = 200
+_CHOSEN_BY_SEARCH = ("strategy", "updater")
+"""Parameters whose choices are each search's own strategy and updater lists: a candidate's are checked
+against the target's lists (:func:`restrict`), never against the choices other sources had."""
 
 
 def fit_surrogate(X: np.ndarray, y: np.ndarray, seed: int, n_estimators: int = 48) -> Any:
@@ -53,6 +56,10 @@ class SourceEnsemble:
         strategies: Strategies the target may use (``None``: any).
         updaters: Updaters the target may use (``None``: any).
         seed: Seeds the surrogates and the bootstrap.
+        space: The target's own parameter distributions, where known (a plugin's ranges and choices
+            may have changed since the sources ran): candidates are fitted into them, numbers clipped,
+            parameters the target lacks dropped, and those with a choice the target lacks left out.
+            Elsewhere a categorical value must be a choice in every source that had the parameter.
 
     Raises:
         ValueError: The target's meta-features are incomplete.
@@ -68,6 +75,7 @@ class SourceEnsemble:
         strategies: Sequence[str] | None = None,
         updaters: Sequence[str] | None = None,
         seed: int = 0,
+        space: Mapping[str, BaseDistribution] | None = None,
     ) -> None:
         usable = []
         for src in sources:
@@ -82,6 +90,7 @@ class SourceEnsemble:
         self.distances = distances[order]
         self.prior = similarity_weights(self.distances)
         self.seed = seed
+        self.target_space: dict[str, BaseDistribution] = dict(space or {})
         self.space = ConfigSpace(t.distributions for s in self.sources for t in s.trials)
         self.models: list[Any] = []
         self._known: list[dict[str, float]] = [
@@ -90,7 +99,7 @@ class SourceEnsemble:
         for i, src in enumerate(self.sources):
             X = self.space.encode([t.params for t in src.trials])
             self.models.append(fit_surrogate(X, np.array([t.rank for t in src.trials]), seed + i))
-        self.candidates = self._candidates(extra, strategies, updaters)
+        self.candidates = self._candidates(extra, strategies, updaters, self.target_space)
         self.X = self.space.encode([c.params for c in self.candidates])
         self.predictions = self.predict([c.params for c in self.candidates])
 
@@ -116,7 +125,11 @@ class SourceEnsemble:
         return np.asarray(self.predict(tried).max(axis=1))
 
     def _candidates(
-        self, extra: Sequence[Candidate], strategies: Sequence[str] | None, updaters: Sequence[str] | None
+        self,
+        extra: Sequence[Candidate],
+        strategies: Sequence[str] | None,
+        updaters: Sequence[str] | None,
+        space: Mapping[str, BaseDistribution],
     ) -> list[Candidate]:
         seen: set[str] = set()
         out: list[Candidate] = []
@@ -132,8 +145,15 @@ class SourceEnsemble:
         for pool in pools:
             for cand in pool[:per_source]:
                 params = restrict(cand.params, strategies, updaters)
+                if params is not None and space:
+                    params = conform_params(
+                        {k: v for k, v in params.items() if k in space or k in _CHOSEN_BY_SEARCH}, space
+                    )
                 if params is None or any(
-                    isinstance(self.space.choices.get(k), list) and param_key(v) not in self.space.allowed[k]
+                    k not in _CHOSEN_BY_SEARCH
+                    and k not in space
+                    and isinstance(self.space.choices.get(k), list)
+                    and param_key(v) not in self.space.allowed[k]
                     for k, v in params.items()
                 ):
                     continue
