@@ -333,3 +333,38 @@ def test_a_meta_strategy_that_cannot_build_for_the_family_is_refused_before_trai
         storage=url,
     )
     assert result.trials_run == 1
+
+
+def test_a_full_model_store_stops_a_meta_search_and_keeps_what_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a per-task search: the trial whose θ cannot be kept fails with the store's line, the search
+    stops there marked failed, and the same command goes on once there is room."""
+    import errno
+
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import TrialState
+
+    from engine.errors import ModelStoreError
+    from engine.vocabulary import FAILURE_ATTR
+
+    write = FileSystemArtifactStore.write
+
+    def full(self: FileSystemArtifactStore, artifact_id: str, content_body: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileSystemArtifactStore, "write", full)
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    small = {
+        **SPEC,
+        "search": {**SPEC["search"], "name": "fullmeta"},
+        "meta": {**SPEC["meta"], "strategies": ["scratch"], "val_tasks": 4, "test_tasks": 4},
+    }
+    with pytest.raises(ModelStoreError, match=r"cannot keep trial 0's θ in the model store .*No space left"):
+        engine.run(SearchSpec.from_dict(small), storage=url)  # before: every trial failed, the run went on
+    (trial,) = optuna.load_study(study_name="fullmeta/meta", storage=url).get_trials(deepcopy=False)
+    assert trial.state == TrialState.FAIL and "No space left on device" in trial.user_attrs[FAILURE_ATTR]
+    assert [s.status for s in engine.searches(storage=url)] == ["failed"]
+    monkeypatch.setattr(FileSystemArtifactStore, "write", write)  # space freed: the same run goes on
+    assert engine.run(SearchSpec.from_dict(small), storage=url).trials_run == 3
+    assert engine.meta_best(storage=url, search="fullmeta")

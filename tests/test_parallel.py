@@ -194,3 +194,59 @@ def test_sigterm_fails_the_trials_in_flight_and_keeps_the_finished(tmp_path: Pat
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and all(t.user_attrs[FAILURE_ATTR] == INTERRUPTED for t in failed)
+
+
+def test_a_full_model_store_stops_a_parallel_search_and_keeps_what_finished(
+    tmp_path: Path, sqlite_url: str, processes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a serial run: the driver stops claiming, the run ends with the store's one line, the search
+    is marked failed, finished trials and their models are kept, and a rerun with room goes on."""
+    import errno
+
+    from click.testing import CliRunner
+    from optuna.artifacts import FileSystemArtifactStore
+    from sqlalchemy import select
+
+    from engine.cli import cli
+    from engine.errors import ModelStoreError
+    from engine.storage import Database
+    from engine.storage.models import SearchRow
+
+    write, calls = FileSystemArtifactStore.write, []
+
+    def full_after_two(self: FileSystemArtifactStore, artifact_id: str, content_body: object) -> None:
+        calls.append(artifact_id)
+        if len(calls) > 2:  # models are written by the driver's writer threads
+            (Path(self._base_path) / artifact_id).write_bytes(b"")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, artifact_id, content_body)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FileSystemArtifactStore, "write", full_after_two)
+    spec = tiny_spec("full_par", ("iris",), n_trials=12, keep="all")
+    with pytest.raises(ModelStoreError, match=r"cannot keep trial \d+'s model in the model store .*No space"):
+        run(spec, storage=sqlite_url, dask=processes)
+    with Database(sqlite_url).session() as s:
+        assert s.scalars(select(SearchRow).where(SearchRow.name == "full_par")).one().status == "failed"
+    trials = _trials(sqlite_url, "full_par", "iris")
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2 and len(trials) < 12  # it stopped: no trial claimed after the store filled
+    assert any("No space left on device" in t.user_attrs[FAILURE_ATTR] for t in trials if t not in done)
+    (kept,) = best(storage=sqlite_url, search="full_par")
+    assert kept.n_trials == 2
+
+    toml = tmp_path / "full.toml"
+    toml.write_text(
+        '[search]\nname = "full_par"\nn_trials = 12\nstrategies = ["linear"]\nupdaters = ["gradient_descent"]\n'
+        'warm_start = false\nkeep = "all"\n[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    args = ["run", "--storage", sqlite_url, "--no-progress", "--dask", processes, str(toml)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+    assert "No space left on device" in result.stderr and "Traceback" not in result.output
+
+    monkeypatch.setattr(FileSystemArtifactStore, "write", write)  # space freed: the same run goes on
+    run(spec, storage=sqlite_url, dask=processes)
+    assert best(storage=sqlite_url, search="full_par")[0].n_trials == 12
+    states = [t.state for t in _trials(sqlite_url, "full_par", "iris")]
+    assert states.count(TrialState.COMPLETE) == 12 and TrialState.RUNNING not in states

@@ -3,6 +3,7 @@ did becomes a task's best."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,161 @@ def test_a_warm_starter_that_raises_leaves_the_study_cold_with_the_reason(
     assert record["reason"] == (
         "warm starter 'wbad': start() raised RuntimeError: warm starter broke; the study starts cold"
     )
+
+
+FAULTY_WARM_STARTERS = """
+import engine
+
+class Calling(engine.WarmStarter):
+    name = "wcall"
+
+    def start(self, context):
+        def callback(study, trial):
+            raise RuntimeError("callback broke")
+        return engine.WarmStart(engine.WarmStartRecord(False, self.name, "callbacks only"), callbacks=[callback])
+
+class BadRecord(engine.WarmStarter):
+    name = "wrecord"
+
+    def start(self, context):
+        return engine.WarmStart("not a record")
+
+class BadCallbacks(engine.WarmStarter):
+    name = "wcallbacks"
+
+    def start(self, context):
+        return engine.WarmStart(engine.WarmStartRecord(False, self.name, "x"), callbacks=5)
+
+@engine.hookimpl
+def stratagem_register_warm_starters(registry):
+    registry.add(Calling())
+    registry.add(BadRecord())
+    registry.add(BadCallbacks())
+"""
+
+
+def test_a_warm_starters_callback_that_raises_is_named_once_and_the_search_goes_on(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _plugin_spec(
+        tmp_path,
+        FAULTY_WARM_STARTERS,
+        "wfaulty.py",
+        name="wc",
+        n_trials=3,
+        warm_start=True,
+        warm_start_method="wcall",
+    )
+    assert engine.run(spec, storage=sqlite_url).trials_run == 3  # before: a traceback after the first trial
+    trials = optuna.load_study(study_name="wc/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    lines = [r.getMessage() for r in caplog.records if "callback" in r.getMessage()]
+    assert lines == [
+        f"warm starter 'wcall' (plugin {str(tmp_path / 'wfaulty.py')!r}): its callback raised RuntimeError: "
+        "callback broke after trial 0 of wc/iris; its callbacks stop, the search goes on"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "problem"),
+    [
+        ("wrecord", "returned a record of type str, not a WarmStartRecord"),
+        ("wcallbacks", "returned callbacks of type int, not a list of callables"),
+    ],
+)
+def test_a_warm_starters_malformed_answer_leaves_the_study_cold_with_the_reason(
+    sqlite_url: str, tmp_path: Path, method: str, problem: str
+) -> None:
+    spec = _plugin_spec(
+        tmp_path,
+        FAULTY_WARM_STARTERS,
+        "wfaulty.py",
+        name="wm",
+        n_trials=2,
+        warm_start=True,
+        warm_start_method=method,
+    )
+    assert engine.run(spec, storage=sqlite_url).trials_run == 2  # before: a traceback, nothing run
+    record = optuna.load_study(study_name="wm/iris", storage=sqlite_url).user_attrs[WARM_START_ATTR]
+    assert record == {
+        "used": False,
+        "method": method,
+        "reason": f"warm starter {method!r}: start() {problem}; the study starts cold",
+        "sources": [],
+        "enqueued": 0,
+    }
+
+
+BROKEN_META = """
+import engine
+from plugins.meta import MAML, Sinusoid
+
+class BrokenMaml(MAML):
+    name = "brokenmaml"
+
+    def meta_loss(self, model, batch):
+        raise RuntimeError("meta loss broke")
+
+class BrokenFamily(Sinusoid):
+    name = "brokenfamily"
+    draws = 0
+
+    def sample(self, *args, **kwargs):
+        BrokenFamily.draws += 1
+        if BrokenFamily.draws > 3:  # resolving the spec draws one episode per pool
+            raise KeyError("no such episode")
+        return super().sample(*args, **kwargs)
+
+@engine.hookimpl
+def stratagem_register_meta_strategies(registry):
+    registry.add(BrokenMaml)
+
+@engine.hookimpl
+def stratagem_register_task_families(registry):
+    registry.add(BrokenFamily)
+"""
+
+
+@pytest.mark.parametrize(
+    ("family", "strategy", "reason"),
+    [
+        (
+            "sinusoid",
+            "brokenmaml",
+            "meta-strategy 'brokenmaml' (plugin {plugin!r}) raised RuntimeError: meta loss broke",
+        ),
+        (
+            "brokenfamily",
+            "maml",
+            "task family 'brokenfamily' (plugin {plugin!r}) raised KeyError: 'no such episode'",
+        ),
+    ],
+)
+def test_a_meta_trial_that_fails_in_a_plugin_names_the_plugin(
+    sqlite_url: str, tmp_path: Path, family: str, strategy: str, reason: str
+) -> None:
+    plugin = tmp_path / "broken_meta.py"
+    plugin.write_text(BROKEN_META)
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "m", "mode": "meta", "n_trials": 1, "plugins": [str(plugin)]},
+            "family": {"name": family, "k_shot": 5, "k_query": 5},
+            "meta": {
+                "strategies": [strategy],
+                "iterations": 4,
+                "checkpoints": 2,
+                "meta_batch": [2],
+                "val_tasks": 4,
+                "test_tasks": 4,
+                "steps": [0, 1],
+            },
+        }
+    )
+    expected = reason.format(plugin=str(plugin))
+    with pytest.raises(SearchFailed, match=re.escape(expected)):
+        engine.run(spec, storage=sqlite_url)  # before: "RuntimeError: meta loss broke", no plugin named
+    (trial,) = optuna.load_study(study_name="m/meta", storage=sqlite_url).get_trials(deepcopy=False)
+    assert trial.state == TrialState.FAIL and trial.user_attrs[FAILURE_ATTR] == expected
 
 
 PEARSON = """

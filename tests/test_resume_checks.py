@@ -175,3 +175,40 @@ def test_a_csv_family_path_is_relative_to_its_spec_and_a_moved_file_resumes(
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     )
     assert len(finished) == 2
+
+
+def test_a_rerun_asking_for_fewer_trials_than_done_says_so_and_changes_nothing(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+    from engine.storage import reads
+
+    def stored() -> tuple[int, str]:
+        with Database(sqlite_url).session() as s:
+            spec = reads.stored_spec(s, "fewer")
+            status = s.query(SearchRow).filter_by(name="fewer").one().status
+        assert spec is not None
+        return spec["search"]["n_trials"], status
+
+    run(tiny_spec("fewer", n_trials=3), storage=sqlite_url)
+    again = run(tiny_spec("fewer", n_trials=2), storage=sqlite_url)
+    assert again.trials_run == 0 and [b.n_trials for b in again.best] == [3]
+    assert stored() == (3, "finished")  # before: the stored spec said n_trials = 2
+    assert "search 'fewer' already has 3 finished trials in each of its studies; this run asks for " in (
+        caplog.text
+    )
+    toml = tmp_path / "fewer.toml"
+    toml.write_text(
+        '[search]\nname = "fewer"\nn_trials = 3\nstrategies = ["linear"]\nupdaters = ["gradient_descent"]\n'
+        'warm_start = false\n[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+    )
+    args = ["run", "--storage", sqlite_url, "--no-progress", "--n-trials", "1", str(toml)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "0 trials in" in result.output
+    assert "asks for n_trials = 1, so nothing ran and the search is stored as it was" in caplog.text
+    assert stored() == (3, "finished")
+    more = run(tiny_spec("fewer", n_trials=4), storage=sqlite_url)  # more than it has: it goes on
+    assert more.trials_run == 1 and stored() == (4, "finished")

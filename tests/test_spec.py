@@ -286,3 +286,40 @@ def test_the_same_data_under_two_names_is_refused(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text(f'[search]\nname = "dup"\nn_trials = 1\n\n{tasks}')
     with pytest.raises(SpecError, match=r"tasks\[1\]: holds the same data as tasks\[0\] \('one'\)"):
         resolve(load_spec(tmp_path / "s.toml"), PluginHost.load())
+
+
+def test_numpy_scalars_given_in_code_are_the_python_numbers_they_hold(sqlite_url: str) -> None:
+    import numpy as np
+
+    import engine
+
+    spec = SearchSpec.from_dict(
+        {
+            "search": {"name": "m", "mode": "meta", "n_trials": np.int64(2), "seed": np.int32(3)},
+            "family": {"name": "sinusoid", "k_shot": np.int64(5)},
+            "meta": {"strategies": ["maml"], "iterations": np.int64(20), "steps": [np.int64(0), 1]},
+            "competence": {"n_trials": 2, "parameters": {"amplitude": [np.float32(0.5), np.float64(4.0)]}},
+        }
+    )  # before: "search.n_trials: must be a positive integer; got np.int64(2)"
+    stored = spec.to_dict()
+    assert json.loads(json.dumps(stored)) == stored
+    assert stored["search"]["n_trials"] == 2 and type(spec.n_trials) is int and type(spec.seed) is int
+    assert type(spec.family["k_shot"]) is int and spec.meta.steps == (0, 1)  # type: ignore[index]
+    assert spec.competence is not None
+    assert [type(v) for v in spec.competence.parameters["amplitude"]] == [float, float]
+    in_code = SearchSpec(
+        name="np",
+        tasks=(TaskSpec("synthetic", {"generator": "classification", "n_samples": np.int64(120)}),),
+        n_trials=np.int64(2),  # type: ignore[arg-type]
+        timeout=np.float32(60.0),  # type: ignore[arg-type]
+        warm_start=np.bool_(False),  # type: ignore[arg-type]
+        strategies=("linear",),
+        updaters=("gradient_descent",),
+    )
+    assert (type(in_code.n_trials), type(in_code.timeout), in_code.warm_start) == (int, float, False)
+    result = engine.run(in_code, storage=sqlite_url, seed=np.int64(1))  # before: SpecError for both
+    assert result.trials_run == 2
+    (search,) = engine.searches(storage=sqlite_url)
+    assert search.status == "finished"
+    with pytest.raises(SpecError, match=r"search.n_trials: must be a positive integer; got 0"):
+        SearchSpec.from_dict({"search": {"name": "z", "n_trials": np.int64(0)}, "tasks": [{"source": "x"}]})

@@ -52,3 +52,34 @@ def test_a_folder_given_as_the_sqlite_file_is_an_error_naming_it(tmp_path: Path,
             storage=f"sqlite:///{folder}",
         )
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("sqlite:///file:study.db", "sqlite:///study.db"),
+        ("sqlite:///file:study.db?mode=rwc&uri=true", "sqlite:///study.db"),
+        ("sqlite:///file:{tmp}/runs/study.db?uri=true", "sqlite:///{tmp}/runs/study.db"),
+    ],
+)
+def test_an_sqlite_uri_filename_is_refused_naming_the_plain_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, plain: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    url, plain = url.format(tmp=tmp_path), plain.format(tmp=tmp_path)
+    spec = SearchSpec(
+        name="s", tasks=(TaskSpec("sklearn", {"dataset": "iris"}),), n_trials=1, warm_start=False
+    )
+    with pytest.raises(StorageError, match=rf"is an SQLite URI filename .*Use the plain form {plain}$"):
+        engine.run(spec, storage=url)  # before: it ran with no lock for many workers and no model store
+    for command in (["run", "--no-progress", "spec.toml"], ["best"], ["searches"]):
+        (tmp_path / "spec.toml").write_text(
+            '[search]\nname = "s"\n[[tasks]]\nsource = "sklearn"\ndataset = "iris"\n'
+        )
+        result = CliRunner().invoke(cli, [*command, "--storage", url])
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+        assert f"Use the plain form {plain}" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["runs", "spec.toml"]  # nothing created
+    engine.run(spec.replace(n_trials=1), storage=plain)  # the plain form works
+    assert engine.best(storage=plain, search="s")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from engine.errors import DuplicateNameError, PluginError
+from engine.errors import DuplicateNameError, PluginError, UnknownNameError
 from engine.evaluator import Evaluator
 from engine.plugin import hookspecs
 from engine.plugin.registry import Registry
@@ -272,6 +272,19 @@ class PluginHost:
                 f"{name!r} (plugin {self.updaters.plugin_of(name)!r}): a study would mix their parameters "
                 f"('{name}.<parameter>'); rename one of them or unload one plugin"
             )
+
+    def plugin_of(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name`` in the registry of ``kind`` (its kind as messages say
+        it: ``"strategy"``, ``"meta-strategy"``, ``"task family"``, ...).
+
+        Raises:
+            UnknownNameError: No such kind, or no such name of that kind.
+        """
+        for attr in _KINDS:
+            registry: Registry[Any] = getattr(self, attr)
+            if registry.kind == kind:
+                return registry.plugin_of(name)
+        raise UnknownNameError(f"no kind of plugin item is called {kind!r}")
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Name, version, origin, hooks and registered items of every loaded plugin."""

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 
 from engine.errors import SpecError, StratagemError
 from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, evaluate_adaptation
+from engine.plugin import PluginHost
 from engine.results import BestMeta, meta_best
 from engine.search.adapt import best_steps, load_theta
+from engine.search.blame import Part, plugin_fault
 from engine.search.progress import ProgressSink
 from engine.search.trials import run_study, set_study_attrs
 from engine.spec import CompetenceSpec, Plan
@@ -63,7 +66,7 @@ def check_competence_resumable(plan: Plan, storage: optuna.storages.BaseStorage)
 
 
 def explore_competence(
-    plan: Plan, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
+    plan: Plan, host: PluginHost, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
 ) -> int:
     """Run the competence study until it has ``n_trials`` finished trials; return the trials run here.
 
@@ -107,7 +110,9 @@ def explore_competence(
             "sampler": comp.sampler,
         }
         set_study_attrs(study, attrs)
-    objective = CompetenceObjective(comp, family, strategy, model, trained, best, steps, spec.seed)
+    objective = CompetenceObjective(
+        comp, family, strategy, model, trained, best, steps, spec.seed, host.plugin_of
+    )
     trials_run = run_study(
         db,
         study,
@@ -147,8 +152,22 @@ class CompetenceObjective:
     best: BestMeta
     steps: int
     seed: int
+    plugin_of: Callable[[str, str], str] | None = None
+    """The plugin that registered the family or the meta-strategy (failure reasons name it)."""
 
     def __call__(self, trial: optuna.Trial) -> float:
+        parts: list[Part] = [
+            ("meta-strategy", self.strategy.name, type(self.strategy)),
+            ("task family", self.family.name, type(self.family)),
+        ]
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, StratagemError):
+            raise
+        except Exception as exc:  # name the plugin whose code raised, as a per-task trial's reason does
+            raise plugin_fault(exc, parts, self.plugin_of, ("task family", self.family.name)) from exc
+
+    def _run(self, trial: optuna.Trial) -> float:
         bounds = self.family.explorable()
         values: dict[str, float | int] = {}
         for key, (low, high) in self.comp.parameters.items():

@@ -25,6 +25,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from engine.errors import ModelStoreError, StratagemError
 from engine.search.per_task import Visit, count_done
 from engine.search.progress import ProgressSink
 from engine.search.recorder import Outcome, StrategyRecorder, tie_loss
@@ -111,6 +112,7 @@ class Driver:
         timeout = self.spec.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self._turn = itertools.cycle(range(len(lanes)))
+        self.stop: ModelStoreError | None = None  # the model store failed: every later trial would too
 
     def run(self) -> None:
         for lane in self.lanes:
@@ -121,6 +123,8 @@ class Driver:
             with self.beats:
                 while True:
                     self._settle(block=False)
+                    if self.stop is not None:
+                        raise self.stop
                     self._fill()
                     if not self.flights and not self.ready:
                         if self.writes:
@@ -132,8 +136,10 @@ class Driver:
                         continue
                     self._collect(self._done(timeout=0.05 if self.writes else 1))
         except BaseException as exc:
-            reason = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"the driver stopped: {exc!r}"
-            wait_threads(list(self.writes))  # finished trials being written are kept
+            reason = (
+                INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"the driver stopped: {_text(exc)}"
+            )
+            self._settle_all()  # finished trials being written are kept, and counted
             for future, flight in list(self.flights.items()):
                 future.cancel()
                 self._fail(flight, reason, count=False)
@@ -147,6 +153,16 @@ class Driver:
             for lane in self.lanes:
                 lane.recorder.finish(lane.visit.study)  # the best row's counts, also after Ctrl-C
                 self.progress.task_finished(lane.visit.task.key)
+
+    def _settle_all(self) -> None:
+        """When the driver stops: wait for every write, and count those that were stored."""
+        while self.writes:
+            try:
+                self._settle(block=True)
+            except Exception as exc:  # the database failed too: the first error is the one to report
+                log.warning("finished trials could not be counted after the driver stopped: %s", exc)
+                wait_threads(list(self.writes))
+                return
 
     def _settle(self, *, block: bool) -> None:
         """Count the trials whose writes are over: tell the mirror, update the best row, report."""
@@ -167,6 +183,10 @@ class Driver:
                     lane.study.study_name,
                 )
                 lane.mirror.tell(flight.twin, state=TrialState.FAIL)
+                continue
+            except ModelStoreError as exc:  # as in a serial run: the trial fails, the search stops
+                self._fail(flight, str(exc))
+                self.stop = self.stop or exc
                 continue
             except Exception as exc:
                 self._fail(flight, f"its result could not be stored: {_reason(exc)}")
@@ -417,6 +437,11 @@ def _sample(trial: optuna.Trial, objective: StrategyObjective) -> None:
 
 def _finite(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _text(exc: BaseException) -> str:
+    """An error as a trial's failure reason: ours as they read, others with their type."""
+    return str(exc) if isinstance(exc, StratagemError) else repr(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,18 @@ import optuna
 import torch
 from optuna.artifacts import upload_artifact
 
-from engine.errors import SpecError
-from engine.meta import MetaStrategy, TaskFamily, evaluate_adaptation, meta_problem, save_meta_learner
+from engine.errors import ModelStoreError, SpecError, StratagemError
+from engine.meta import (
+    FamilyInfo,
+    MetaModel,
+    MetaStrategy,
+    TaskFamily,
+    evaluate_adaptation,
+    meta_problem,
+    save_meta_learner,
+)
+from engine.plugin import PluginHost
+from engine.search.blame import Part, plugin_fault
 from engine.search.competence import check_competence_resumable, explore_competence
 from engine.search.meta_warm import warm_start_meta
 from engine.search.progress import ProgressSink
@@ -103,7 +113,7 @@ def _choices(plan: Plan) -> dict[str, Any]:
 
 
 def explore_meta(
-    plan: Plan, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
+    plan: Plan, host: PluginHost, db: Database, storage: optuna.storages.BaseStorage, progress: ProgressSink
 ) -> int:
     """Run the meta study until it has ``n_trials`` finished trials (over every worker), then the
     competence map of its best θ if the spec asks for one; return the trials run."""
@@ -132,7 +142,7 @@ def explore_meta(
         set_study_attrs(study, attrs)
         if spec.warm_start and not study.get_trials(deepcopy=False):
             warm_start_meta(db, storage, study, plan, choices["family"])
-    objective = MetaObjective(plan, study, location)
+    objective = MetaObjective(plan, study, location, host.plugin_of)
     trials_run = run_study(
         db,
         study,
@@ -142,7 +152,7 @@ def explore_meta(
         trial_timeout=spec.trial_timeout,
         progress=progress,
     )
-    return trials_run + explore_competence(plan, db, storage, progress)
+    return trials_run + explore_competence(plan, host, db, storage, progress)
 
 
 def training_family(plan: Plan) -> TaskFamily:
@@ -198,18 +208,74 @@ class MetaObjective:
     plan: Plan
     study: optuna.Study
     location: str | None
+    plugin_of: Callable[[str, str], str] | None = None
+    """The plugin that registered a part of a trial, by kind and name (failure reasons name it)."""
 
     def __call__(self, trial: optuna.Trial) -> float:
-        spec, meta = self.plan.spec, self.plan.spec.meta
         family = self.plan.family
         assert family is not None
         strategies = {s.name: s for s in self.plan.meta_strategies}
         updaters = {u.name: u for u in self.plan.meta_updaters}
         name = trial.suggest_categorical("strategy", list(strategies))
+        parts: list[Part] = [
+            ("meta-strategy", name, strategies[name]),
+            ("task family", family.name, type(family)),
+        ]
+        try:
+            value, record, theta = self._run(trial, strategies[name], updaters, parts)
+        except (optuna.TrialPruned, StratagemError):
+            raise
+        except Exception as exc:  # name the plugin whose code raised, as a per-task trial's reason does
+            raise plugin_fault(exc, parts, self.plugin_of, ("meta-strategy", name)) from exc
+        trial.set_user_attr(ATTR, record)
+        if self.location is not None and self._improves(value):
+            self._keep(trial, self.location, *theta)
+        return value
+
+    def _keep(
+        self,
+        trial: optuna.Trial,
+        location: str,
+        strategy: MetaStrategy,
+        model: MetaModel,
+        built_for: FamilyInfo,
+    ) -> None:
+        """Keep θ of a trial that is the best so far, as a safetensors file in the model store.
+
+        Raises:
+            ModelStoreError: The store cannot take it (a full disk, a read-only folder): every later θ
+                would fail the same way, so the search stops, as a per-task search does.
+        """
+        try:
+            with tempfile.TemporaryDirectory(prefix="stratagem-meta-") as tmp:
+                path = Path(tmp) / "meta_learner.safetensors"
+                save_meta_learner(path, strategy, model, built_for)
+                artifact_id = upload_artifact(
+                    artifact_store=open_store(location), file_path=str(path), study_or_trial=trial
+                )
+        except OSError as exc:
+            at = f" ({exc.filename})" if exc.filename else ""
+            raise ModelStoreError(
+                f"cannot keep trial {trial.number}'s θ in the model store {location}: "
+                f"{exc.strerror or exc}{at}; free space there (or make it writable) and run the same "
+                "command again: the trials finished before are kept"
+            ) from exc
+        trial.set_user_attr(META_ARTIFACT_ATTR, artifact_id)
+
+    def _run(
+        self,
+        trial: optuna.Trial,
+        cls: type[MetaStrategy],
+        updaters: dict[str, type[Updater]],
+        parts: list[Part],
+    ) -> tuple[float, dict[str, Any], tuple[MetaStrategy, MetaModel, FamilyInfo]]:
+        """Meta-train and score one meta-strategy; return its value, its record and θ with its shape."""
+        spec, meta = self.plan.spec, self.plan.spec.meta
+        family = self.plan.family
+        assert family is not None
+        name = cls.name
         fixed = (meta.options or {}).get(name)
-        strategy = strategies[name](
-            **suggest_meta_strategy(PrefixedTrial(trial, name), strategies[name], fixed)
-        )
+        strategy = cls(**suggest_meta_strategy(PrefixedTrial(trial, name), cls, fixed))
         seed = trial_seed(spec.seed, "meta", trial.number)
         torch.manual_seed(seed)
         trainer = training_family(self.plan) if strategy.meta_trained else family
@@ -218,7 +284,7 @@ class MetaObjective:
         record: dict[str, Any] = {"strategy": name, "strategy_params": _jsonable(strategy.get_params())}
         val_steps = int(getattr(strategy, "inner_steps", 0))
         if strategy.meta_trained:
-            value = self._train(trial, strategy, trainer, model, updaters, record)
+            value = self._train(trial, strategy, trainer, model, updaters, record, parts)
         else:
             curve = evaluate_adaptation(
                 strategy,
@@ -236,16 +302,7 @@ class MetaObjective:
         record["metric"] = curve.metric
         record["validation"] = {"steps": val_steps, "value": value}
         record["test"] = [dataclasses.asdict(p) for p in curve.points]
-        trial.set_user_attr(ATTR, record)
-        if self.location is not None and self._improves(value):
-            with tempfile.TemporaryDirectory(prefix="stratagem-meta-") as tmp:
-                path = Path(tmp) / "meta_learner.safetensors"
-                save_meta_learner(path, strategy, model, built_for)
-                artifact_id = upload_artifact(
-                    artifact_store=open_store(self.location), file_path=str(path), study_or_trial=trial
-                )
-            trial.set_user_attr(META_ARTIFACT_ATTR, artifact_id)
-        return value
+        return value, record, (strategy, model, built_for)
 
     def _train(
         self,
@@ -255,9 +312,11 @@ class MetaObjective:
         model: torch.nn.Module,
         updaters: dict[str, type[Updater]],
         record: dict[str, Any],
+        parts: list[Part],
     ) -> float:
         meta = self.plan.spec.meta
         u_name = trial.suggest_categorical("updater", list(updaters))
+        parts.append(("updater", u_name, updaters[u_name]))
         meta_batch = trial.suggest_categorical("meta_batch", list(meta.meta_batch))
         problem = meta_problem(
             strategy,

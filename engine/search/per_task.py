@@ -11,8 +11,9 @@ in ``S`` once it is over (a finished trial, never a running one that a killed wo
 from __future__ import annotations
 
 import functools
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from engine.updater import Updater
 
 __all__ = ["Visit", "explore_per_task", "open_studies"]
+
+log = logging.getLogger("stratagem")
 
 
 def explore_per_task(
@@ -274,7 +277,10 @@ class Visit:
             )
             return []
         warm = warm_start_study(**self._warm_args(plan.warm_starter, n_trials), sampled=sampled)
-        return list(warm.callbacks)
+        if not warm.callbacks:
+            return []
+        starter = plan.warm_starter.name
+        return [_StarterCallbacks(starter, self.host.warm_starters.plugin_of(starter), warm.callbacks)]
 
     def resume_warm_start(self, n_trials: int, sampled: optuna.Study | None = None) -> None:
         """If another worker or an earlier run warm-started the study with the spec's starter, let the
@@ -401,3 +407,38 @@ class _ObservedObjective:
             self.keeper.settle(kept)  # kept if it is the stored best (or keep = "all"); others dropped
         if started:
             self.on_trial()
+
+
+class _StarterCallbacks:
+    """A warm starter's callbacks, called after each trial that the run tells.
+
+    Once one raises, the starter's callbacks stop for the rest of the run, with one warning naming the
+    starter, its plugin and the error, and the search goes on: a warm start only saves trials (as when
+    its ``start`` raises, :func:`engine.transfer.warm_start_study`), and the trial is stored already.
+    """
+
+    def __init__(
+        self, starter: str, plugin: str, callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]]
+    ) -> None:
+        self.starter, self.plugin, self.callbacks = starter, plugin, tuple(callbacks)
+        self.failed = False
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.failed:
+            return
+        for callback in self.callbacks:
+            try:
+                callback(study, trial)
+            except Exception as exc:
+                self.failed = True
+                log.warning(
+                    "warm starter %r (plugin %r): its callback raised %s: %s after trial %d of %s; its "
+                    "callbacks stop, the search goes on",
+                    self.starter,
+                    self.plugin,
+                    type(exc).__name__,
+                    exc,
+                    trial.number,
+                    study.study_name,
+                )
+                return

@@ -38,11 +38,17 @@ from engine.search.progress import ProgressSink
 from engine.search.register import check_resumable, register
 from engine.settings import heartbeat_problem
 from engine.spec import Plan, SearchSpec, load_spec, resolve
-from engine.storage import Database, queries
+from engine.storage import Database, queries, reads
 from engine.storage.optuna_adapter import open_optuna_storage, working_trials
 from engine.study import quiet_optuna, torch_threads
 from engine.trained import resolve_artifacts
-from engine.vocabulary import FAILURE_ATTR, cross_task_study_name, meta_study_name, strategy_study_name
+from engine.vocabulary import (
+    DONE_STATES,
+    FAILURE_ATTR,
+    cross_task_study_name,
+    meta_study_name,
+    strategy_study_name,
+)
 
 __all__ = ["SearchResult", "run"]
 
@@ -135,13 +141,32 @@ def run(
     if spec.mode == "meta":
         check_meta_resumable(plan, optuna_storage)
     check_resumable(plan, optuna_storage)
+    has = _already_has(db, plan, optuna_storage)
+    if has is not None:  # asked for fewer trials than it has: nothing to run, nothing to rewrite
+        log.warning(
+            "search %r already has %d finished trials in each of its studies; this run asks for n_trials = "
+            "%d, so nothing ran and the search is stored as it was (ask for more than %d to add trials)",
+            spec.name,
+            has,
+            spec.n_trials,
+            has,
+        )
+        return SearchResult(
+            search=spec.name,
+            storage=db.safe_url,
+            trials_run=0,
+            seconds=time.perf_counter() - started,
+            best=query_best(storage=db.url, search=spec.name),
+            defaults=query_defaults(storage=db.url, search=spec.name),
+            meta=query_meta_best(storage=db.url, search=spec.name),
+        )
     search_id, tasks = register(db, plan)
     sink = progress or ProgressSink()
     trials_run = 0
     try:
         with sigterm_as_interrupt(), quiet_optuna(), torch_threads(spec.threads):
             if spec.mode == "meta":
-                trials_run = explore_meta(plan, db, optuna_storage, sink)
+                trials_run = explore_meta(plan, host, db, optuna_storage, sink)
             elif spec.mode == "cross_task":
                 trials_run = explore_cross_task(plan, host, db, optuna_storage, tasks, search_id, sink)
             elif parallel:
@@ -204,6 +229,37 @@ def _check_arguments(progress: object, n_jobs: object) -> None:
 _SINK_METHODS = ("task_started", "trial_finished", "task_finished")
 
 
+def _already_has(db: Database, plan: Plan, storage: optuna.storages.BaseStorage) -> int | None:
+    """The finished trials that each study of a search stored with a larger ``n_trials`` already has,
+    when that is at least what ``plan`` asks for (the run would then only rewrite the stored spec with
+    the smaller number); else ``None``."""
+    spec = plan.spec
+    with db.session() as s:
+        stored = reads.stored_spec(s, spec.name)
+    before = dict(stored.get("search") or {}).get("n_trials") if stored else None
+    if not isinstance(before, int) or before <= spec.n_trials:
+        return None
+    counts = []
+    for name in _study_names(plan):
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:  # not created yet
+            return None
+        counts.append(len(storage.get_all_trials(study_id, deepcopy=False, states=DONE_STATES)))
+    has = min(counts, default=0)
+    return has if has >= spec.n_trials else None
+
+
+def _study_names(plan: Plan) -> list[str]:
+    """The studies whose trials count toward a search's ``n_trials``."""
+    spec = plan.spec
+    if spec.mode == "meta":
+        return [meta_study_name(spec.name)]
+    if spec.mode == "cross_task":
+        return [cross_task_study_name(spec.name)]
+    return [strategy_study_name(spec.name, t.key) for t in plan.tasks]
+
+
 def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:
     """Whether a study of this search has a running trial that another worker is still at work on.
 
@@ -211,15 +267,8 @@ def _others_at_work(plan: Plan, storage: optuna.storages.BaseStorage) -> bool:
     dead worker's (its heartbeats lapsed; the next claim fails it) does not count, or a search whose
     workers were all killed would stay marked running.
     """
-    spec = plan.spec
-    if spec.mode == "meta":
-        names = [meta_study_name(spec.name)]
-    elif spec.mode == "cross_task":
-        names = [cross_task_study_name(spec.name)]
-    else:
-        names = [strategy_study_name(spec.name, t.key) for t in plan.tasks]
     try:
-        for name in names:
+        for name in _study_names(plan):
             try:
                 if working_trials(storage, name):
                     return True

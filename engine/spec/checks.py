@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = [
     "SEARCH_KEYS",
     "Problems",
     "is_type",
+    "plain_fields",
+    "plain_numbers",
     "type_name",
 ]
 
@@ -160,3 +163,33 @@ class Problems:
     def raise_if_any(self) -> None:
         if self.items:
             raise SpecError.many(self.items, source=self.source)
+
+
+def plain_numbers(value: Any) -> Any:
+    """``value`` with NumPy (or torch) scalars as the Python values they are (``np.int64(5)`` -> ``5``),
+    inside lists, tuples and mappings too; anything else as it is, for the checks to judge.
+
+    A spec built in code may hold them (``n_trials=np.int64(5)``, a range of ``np.float32``): they mean
+    the numbers they hold, and only Python's are stored as JSON, compared and shown as written.
+    """
+    if value is None or isinstance(value, str | bytes):
+        return value
+    if type(value) in (list, tuple):
+        return type(value)(plain_numbers(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    item = getattr(value, "item", None)
+    if type(value) not in (bool, int, float) and callable(item) and getattr(value, "shape", None) == ():
+        plain = item()
+        if isinstance(plain, bool | int | float | str):
+            return plain
+    return value
+
+
+def plain_fields(spec: Any) -> None:
+    """In a frozen dataclass's ``__post_init__``: each field through :func:`plain_numbers`."""
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        plain = plain_numbers(value)
+        if plain is not value:
+            object.__setattr__(spec, f.name, plain)

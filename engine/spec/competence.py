@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.errors import StratagemError
-from engine.spec.checks import MAX_STEPS, MAX_TASKS, Problems, is_type
+from engine.spec.checks import MAX_STEPS, MAX_TASKS, Problems, is_type, plain_fields
 
 if TYPE_CHECKING:
     from engine.meta import TaskFamily
@@ -86,6 +86,9 @@ class CompetenceSpec:
     query_size: int | None = None
     sampler: str = "qmc"
     threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -57,7 +57,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import SpecError
-from engine.spec.checks import META_KEYS, NAME_RE, PRUNERS, SAMPLERS, SEARCH_KEYS, Problems, is_type
+from engine.spec.checks import (
+    META_KEYS,
+    NAME_RE,
+    PRUNERS,
+    SAMPLERS,
+    SEARCH_KEYS,
+    Problems,
+    is_type,
+    plain_fields,
+    plain_numbers,
+)
 from engine.spec.competence import CompetenceSpec, parse_competence
 
 if TYPE_CHECKING:
@@ -74,6 +84,9 @@ class TaskSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
+
 
 @dataclass(frozen=True)
 class EvaluationSpec:
@@ -84,6 +97,9 @@ class EvaluationSpec:
     validation: str = "holdout"
     folds: int = 5
     recheck: int = 0
+
+    def __post_init__(self) -> None:
+        plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
 
     def evaluator_for(self, kind: TaskKind) -> str:
         return self.classification if kind == "classification" else self.regression
@@ -120,6 +136,9 @@ class MetaSpec:
     train_family: Mapping[str, Any] | None = None
     options: Mapping[str, Mapping[str, Any]] | None = None
 
+    def __post_init__(self) -> None:
+        plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
+
 
 @dataclass(frozen=True)
 class SearchSpec:
@@ -155,6 +174,9 @@ class SearchSpec:
     competence: CompetenceSpec | None = None
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
+
+    def __post_init__(self) -> None:
+        plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
 
     @property
     def pruner_config(self) -> Mapping[str, Any]:
@@ -237,6 +259,7 @@ class SearchSpec:
             SpecError: Listing every problem found, each with its key.
         """
         p = Problems(source)
+        data = plain_numbers(data)  # a dict built in code may hold NumPy scalars: the numbers they are
         p.unknown(
             data,
             {"search", "sampler", "pruner", "evaluation", "tasks", "cross_task", "family", "meta"}

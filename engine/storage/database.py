@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
@@ -20,7 +21,15 @@ from engine.settings import mask_password, resolve_storage
 from engine.storage import queries
 from engine.storage.models import SCHEMA_VERSION, Base, SchemaRow
 
-__all__ = ["Database", "check_local_file", "file_lock", "filesystem_type", "sqlite_path", "tune_sqlite"]
+__all__ = [
+    "Database",
+    "check_local_file",
+    "file_lock",
+    "filesystem_type",
+    "refuse_uri_filename",
+    "sqlite_path",
+    "tune_sqlite",
+]
 
 _engines: dict[tuple[str, bool], Engine] = {}
 _warned: set[str] = set()
@@ -118,7 +127,37 @@ def in_memory_sqlite(url: str) -> bool:
         return False
     name = parsed.database or ""
     return parsed.get_backend_name() == "sqlite" and (
-        name in ("", ":memory:") or (name.startswith("file:") and "mode=memory" in name)
+        name in ("", ":memory:")
+        or (name.startswith("file:") and ("mode=memory" in name or parsed.query.get("mode") == "memory"))
+        or name.startswith("file::memory:")
+    )
+
+
+def refuse_uri_filename(url: str) -> None:
+    """Refuse an SQLite URI filename (``sqlite:///file:x.db``, with or without ``?uri=true``).
+
+    Stratagem finds the database file by its path, to lock it for many workers and keep trained models
+    beside it; a URI names it otherwise (and without ``uri=true`` SQLite makes a file called
+    ``file:x.db``). In-memory URIs are left to :func:`refuse_in_memory`.
+
+    Raises:
+        StorageError: Naming the plain form of the same file.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return
+    name = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not name.startswith("file:") or in_memory_sqlite(url):
+        return
+    path = unquote(name[len("file:") :].split("?", 1)[0])
+    if path.startswith("//"):  # file://localhost/abs/x.db or file:///abs/x.db
+        path = "/" + path[2:].split("/", 1)[-1] if "/" in path[2:] else "/"
+    plain = parsed.set(database=path or "stratagem.db", query={})
+    raise StorageError(
+        f"{mask_password(url)} is an SQLite URI filename ('file:...'), which Stratagem does not open: it "
+        "finds the database file by its path, to lock it for many workers and keep trained models beside "
+        f"it. Use the plain form {plain.render_as_string(hide_password=False)}"
     )
 
 
@@ -218,6 +257,7 @@ class Database:
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         self.url = resolve_storage(url)
+        refuse_uri_filename(self.url)
         path = sqlite_path(self.url)
         if path is not None and path.is_dir():
             raise StorageError(

@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import StorageError
 from engine.settings import heartbeat_interval
-from engine.storage.database import Database, refuse_in_memory, sqlite_path, tune_sqlite
+from engine.storage.database import Database, refuse_in_memory, refuse_uri_filename, sqlite_path, tune_sqlite
 from engine.storage.optuna_batch import count_trials
 from engine.vocabulary import FAILURE_ATTR
 
@@ -79,6 +79,7 @@ def open_optuna_storage(url: str, *, create: bool = True) -> optuna.storages.RDB
         {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
     refuse_in_memory(url)
+    refuse_uri_filename(url)
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise StorageError(f"no study database at {path}: check the path in --storage")

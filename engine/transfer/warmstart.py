@@ -9,9 +9,11 @@ row, where ``stratagem best`` shows it.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -103,13 +105,35 @@ def _called(starter: WarmStarter, method: str, call: Callable[[], Any]) -> WarmS
     try:
         warm = call()
         if isinstance(warm, WarmStart):
-            return warm
-        problem = f"returned {type(warm).__name__}, not a WarmStart"
+            checked, problem = _checked(warm)
+            if checked is not None:
+                return checked
+        else:
+            problem = f"returned {type(warm).__name__}, not a WarmStart"
     except Exception as exc:
         problem = f"raised {type(exc).__name__}: {exc}"
     reason = f"warm starter {starter.name!r}: {method}() {problem}; the study starts cold"
     log.warning(reason)
     return WarmStart(WarmStartRecord(False, starter.name, reason))
+
+
+def _checked(warm: WarmStart) -> tuple[WarmStart | None, str]:
+    """A warm starter's answer with its callbacks as a tuple, or what is wrong with it (it would fail
+    later, where the plugin is not named)."""
+    if not isinstance(warm.record, WarmStartRecord):
+        return None, f"returned a record of type {type(warm.record).__name__}, not a WarmStartRecord"
+    try:
+        json.dumps(warm.record.to_dict())
+    except Exception as exc:
+        return None, f"returned a record that cannot be stored ({type(exc).__name__}: {exc})"
+    if isinstance(warm.callbacks, str | bytes) or not isinstance(warm.callbacks, Iterable):
+        return None, f"returned callbacks of type {type(warm.callbacks).__name__}, not a list of callables"
+    callbacks = tuple(warm.callbacks)
+    if not all(callable(c) for c in callbacks):
+        return None, "returned callbacks that are not all callable"
+    if warm.sampler is not None and not callable(warm.sampler):
+        return None, f"returned a sampler of type {type(warm.sampler).__name__}, not a callable"
+    return replace(warm, callbacks=callbacks), ""
 
 
 _GUIDED: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
