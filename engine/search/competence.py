@@ -44,7 +44,7 @@ def check_competence_resumable(plan: Plan, storage: optuna.storages.BaseStorage)
     if comp is None:
         return
     url = str(getattr(storage, "url", ""))
-    if resolve_artifacts(url, spec.base_dir / spec.artifacts if spec.artifacts else None) is None:
+    if resolve_artifacts(url, spec.artifacts_dir) is None:
         raise SpecError(
             "a competence map reloads the best θ from the artifact store, and this storage has none: set "
             "search.artifacts (or $STRATAGEM_ARTIFACTS) to a directory",

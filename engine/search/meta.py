@@ -120,7 +120,7 @@ def explore_meta(
     spec, family = plan.spec, plan.family
     assert family is not None, "a meta-mode plan has a family"
     kind = family.info().kind
-    location = resolve_artifacts(db.url, spec.base_dir / spec.artifacts if spec.artifacts else None)
+    location = resolve_artifacts(db.url, spec.artifacts_dir)
     name = meta_study_name(spec.name)
     with db.lock(f"stratagem.studies:{spec.name}"):
         study = optuna.create_study(

@@ -240,7 +240,7 @@ class Visit:
     def keeper(self) -> ModelKeeper | None:
         """Keeps the task's best trained model (or every one), if an artifact directory is configured."""
         spec, task = self.plan.spec, self.task
-        location = resolve_artifacts(self.db.url, spec.base_dir / spec.artifacts if spec.artifacts else None)
+        location = resolve_artifacts(self.db.url, spec.artifacts_dir)
         if location is None:
             return None
         return ModelKeeper(

@@ -204,7 +204,7 @@ def _warn_if_no_models_kept(spec: SearchSpec, db: Database) -> None:
     it, and neither ``search.artifacts`` nor ``$STRATAGEM_ARTIFACTS`` names one."""
     if spec.mode == "cross_task":  # keeps a default configuration, no model
         return
-    if resolve_artifacts(db.url, spec.base_dir / spec.artifacts if spec.artifacts else None) is None:
+    if resolve_artifacts(db.url, spec.artifacts_dir) is None:
         log.warning(
             "%s has no folder for trained models, so this search keeps none (stratagem export, "
             "predict --search and adapt need one); set search.artifacts or $STRATAGEM_ARTIFACTS to a "

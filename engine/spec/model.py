@@ -179,6 +179,12 @@ class SearchSpec:
         plain_fields(self)  # NumPy scalars given in code are the Python numbers they hold
 
     @property
+    def artifacts_dir(self) -> Path | None:
+        """``artifacts`` as a path, relative to the spec's folder (``None``: not set, so
+        ``$STRATAGEM_ARTIFACTS`` or the folder beside a SQLite file decides)."""
+        return self.base_dir / self.artifacts if self.artifacts else None
+
+    @property
     def pruner_config(self) -> Mapping[str, Any]:
         """The ``[pruner]`` table, or the mode's default: the median pruner per task; for cross-task
         racing, a percentile pruner that lets only the best third of configurations past each task."""
