@@ -16,6 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from engine.storage.optuna_adapter import study_id
+from engine.storage.optuna_reads import (
+    StoredStudy,
+    StoredTrial,
+    StudyTrials,
+    read_trials,
+    studies_with_user_attr,
+)
 from engine.vocabulary import ATTR, DONE_STATES, KIND_STRATEGIES
 from engine.warmstarter import Source, SourceTrial
 
@@ -37,12 +44,12 @@ def rank_normalise(values: Sequence[float], maximize: bool) -> np.ndarray:
     return ranks / (n - 1)
 
 
-def is_strategy_trial(t: FrozenTrial) -> bool:
+def is_strategy_trial(t: FrozenTrial | StoredTrial) -> bool:
     return "strategy" in t.params and "updater" in t.params
 
 
-def _study_trials(storage: optuna.storages.BaseStorage, study_id: int, name: str) -> list[SourceTrial]:
-    trials = storage.get_all_trials(study_id, deepcopy=False, states=DONE_STATES)
+def _study_trials(name: str, read: StudyTrials) -> list[SourceTrial]:
+    trials = read.trials
     complete = [
         t
         for t in trials
@@ -53,7 +60,7 @@ def _study_trials(storage: optuna.storages.BaseStorage, study_id: int, name: str
     ]
     if not complete:
         return []
-    maximize = storage.get_study_directions(study_id)[0] == optuna.study.StudyDirection.MAXIMIZE
+    maximize = read.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     ranks = rank_normalise([float(t.value) for t in complete if t.value is not None], maximize)
     out = [
         SourceTrial(
@@ -76,6 +83,32 @@ def _study_trials(storage: optuna.storages.BaseStorage, study_id: int, name: str
     return out
 
 
+def _strategy_studies(storage: optuna.storages.BaseStorage) -> list[StoredStudy]:
+    """Every study with the engine's attribute (strategy studies and others), with its value."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return studies_with_user_attr(storage, ATTR)
+    return [
+        StoredStudy(study_id(storage, s.study_name), s.study_name, s.user_attrs[ATTR])
+        for s in storage.get_all_studies()
+        if ATTR in s.user_attrs
+    ]
+
+
+def _read_trials(storage: optuna.storages.BaseStorage, ids: Sequence[int]) -> dict[int, StudyTrials]:
+    """The finished trials of the studies ``ids``: a few queries for them all on a relational storage,
+    Optuna's public API study by study on any other."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return read_trials(storage, ids, states=DONE_STATES, user_attrs=(ATTR,))
+    out = {}
+    for sid in ids:
+        trials = [
+            StoredTrial(t.number, t.state, t.params, t.distributions, t.values, t.user_attrs)
+            for t in storage.get_all_trials(sid, deepcopy=False, states=DONE_STATES)
+        ]
+        out[sid] = StudyTrials(storage.get_study_directions(sid), trials)
+    return out
+
+
 def discover_sources(
     storage: optuna.storages.BaseStorage,
     tasks: Mapping[str, tuple[str, dict[str, float]]],
@@ -85,7 +118,7 @@ def discover_sources(
     """Every task in ``tasks`` with a strategy study holding at least two complete trials.
 
     Args:
-        storage: Optuna storage of the engine's database.
+        storage: Optuna storage of the engine's database (an ``RDBStorage`` is read in bulk).
         tasks: Fingerprint -> (name, meta-features) of the stored tasks that may be sources.
         exclude_fingerprint: The target task; its studies, in any search, are never read.
 
@@ -93,17 +126,22 @@ def discover_sources(
         The sources, ordered by fingerprint.
     """
     rows = {fp: v for fp, v in tasks.items() if fp != exclude_fingerprint}
-    grouped: dict[str, list[tuple[dict[str, Any], str, list[SourceTrial]]]] = {}
-    for study in storage.get_all_studies():
-        attrs = study.user_attrs.get(ATTR)
+    wanted: list[tuple[StoredStudy, dict[str, Any], str]] = []
+    for study in _strategy_studies(storage):
+        attrs = study.attr
         if not isinstance(attrs, dict) or attrs.get("kind") != KIND_STRATEGIES:
             continue
         fp = attrs.get("fingerprint")
         if not fp or fp == exclude_fingerprint or fp not in rows:
             continue
-        trials = _study_trials(storage, study_id(storage, study.study_name), study.study_name)
+        wanted.append((study, attrs, fp))
+    read = _read_trials(storage, [study.study_id for study, _, _ in wanted])
+    grouped: dict[str, list[tuple[dict[str, Any], str, list[SourceTrial]]]] = {}
+    for study, attrs, fp in wanted:
+        found = read.get(study.study_id)
+        trials = [] if found is None else _study_trials(study.name, found)
         if sum(t.complete for t in trials) >= 2:
-            grouped.setdefault(fp, []).append((attrs, study.study_name, trials))
+            grouped.setdefault(fp, []).append((attrs, study.name, trials))
     sources = []
     for fp, studies in sorted(grouped.items()):
         studies.sort(key=lambda x: (-sum(t.complete for t in x[2]), x[1]))
