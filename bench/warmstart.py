@@ -853,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + ", then ".join(f"`--rescore --rerun '{m}'`" for m in _as_list(recorded["rerun"]["methods"]))
                 + " (those methods run again on the same history after a change to them; the wall time "
                 "includes every run)"
-                if args.rescore and args.rerun
+                if args.rescore and recorded.get("rerun")  # a later --rescore still says what was rerun
                 else ""
             ),
         }
