@@ -1,11 +1,15 @@
 """Built-in warm starters: ``transfer`` (the default), ``guided`` and ``knn``.
 
 ``guided``: the first trial runs the zero-shot recommendation's first configuration (a portfolio
-covering the sources, ranked for the task by a model learned across them, :func:`engine.ranked_portfolio`);
-every later trial is chosen by :class:`engine.GuidedSampler`, which wraps the study's sampler: among that
-sampler's proposals and the sources' configurations, the one that the source surrogates plus the task's
-own surrogate, weighted as ``transfer`` weights them, score highest. The task's own model takes over as
-its trials accumulate, so the past keeps guiding the search for the whole budget without holding it back.
+covering the sources, ranked for the task by a model learned across them, :func:`engine.ranked_portfolio`).
+Then, as ``transfer`` does (below), a callback enqueues one warm trial after each finished trial, but
+only among the best configurations of the ``ceil(n_trials / 2)`` nearest sources (``knn``'s), ordered by
+the ensemble's score; enqueued trials stay out of the pruner's reference, so they are not pruned against
+each other. Every trial that is not enqueued is chosen by :class:`engine.GuidedSampler`, which wraps the
+study's sampler: among that sampler's proposals and the sources' configurations, the one that the source
+surrogates plus the task's own surrogate, weighted as ``transfer`` weights them, score highest. The
+task's own model takes over as its trials accumulate, so the past keeps guiding the search for the
+whole budget without holding it back.
 
 ``knn``: auto-sklearn's meta-learning baseline. The best configuration of each of the
 ``ceil(n_trials / 2)`` nearest sources (by meta-features) is enqueued before the first trial.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +46,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 import engine
 from engine import (
-    NEAR_DUPLICATE,
     Candidate,
     GuidedSampler,
     Registry,
@@ -110,20 +113,10 @@ class KnnWarmStarter(WarmStarter):
         ensemble = _ensemble(context, self.name, ())
         if isinstance(ensemble, WarmStartRecord):
             return WarmStart(ensemble)
-        k = _max_warm(context.n_trials)
-        chosen: list[int] = []
-        taken: list[dict[str, Any]] = []
-        for i, src in enumerate(ensemble.sources):  # nearest first
-            if len(chosen) == k:
-                break
-            for cand in ensemble.candidates:  # each source's candidates come best first
-                if cand.source == src.fingerprint and all(
-                    ensemble.space.distance(cand.params, o) >= NEAR_DUPLICATE for o in taken
-                ):
-                    chosen.append(i)
-                    taken.append(cand.params)
-                    context.study.enqueue_trial(cand.params, skip_if_exists=True)
-                    break
+        bests = ensemble.neighbour_bests(_max_warm(context.n_trials))
+        for _, i in bests:
+            context.study.enqueue_trial(ensemble.candidates[i].params, skip_if_exists=True)
+        chosen = [s for s, _ in bests]
         weights = np.zeros(len(ensemble.sources))
         weights[chosen] = 1.0 / max(1, len(chosen))
         record = WarmStartRecord(
@@ -173,7 +166,8 @@ class TransferWarmStarter(WarmStarter):
 
 
 class _TransferCallback:
-    """After each finished trial, enqueue the next candidate until the warm phase ends."""
+    """After each finished trial, enqueue the next candidate (of those ``among``, when given) until the
+    warm phase ends; ``record`` is the warm-start record as it stands."""
 
     def __init__(
         self,
@@ -182,12 +176,14 @@ class _TransferCallback:
         record: WarmStartRecord,
         max_warm: int,
         enqueued: list[dict[str, Any]],
+        among: Collection[int] | None = None,
     ) -> None:
         self.context = context
         self.ensemble = ensemble
         self.record = record
         self.max_warm = max_warm
         self.enqueued = enqueued
+        self.among = among
         self.finished = 0
         self.active = True
 
@@ -215,7 +211,10 @@ class _TransferCallback:
             tried = [*self.enqueued, *self.context.planned()]
             covered = self.ensemble.coverage(tried)
             chosen = self.ensemble.pick(
-                self.ensemble.scores(weights, target_weight, target_pred, covered), tried, conform=dists
+                self.ensemble.scores(weights, target_weight, target_pred, covered),
+                tried,
+                conform=dists,
+                among=self.among,
             )
             if not chosen:
                 stop = "no untried configuration of other tasks is left; the sampler takes over"
@@ -237,53 +236,68 @@ class _TransferCallback:
 
 
 class GuidedWarmStarter(WarmStarter):
-    """The transfer ensemble guides every trial: a sampler wrapper over the study's own sampler."""
+    """The nearest tasks' bests first, ordered by the transfer ensemble; then the ensemble and the task's
+    own surrogate guide every trial, through a sampler wrapper over the study's own sampler."""
 
     name = "guided"
-    description = "source surrogates plus the task's own surrogate choose every trial among TPE's proposals"
+    description = "nearest tasks' bests first, then source surrogates plus the task's own choose every trial"
 
     def start(self, context: WarmStartContext) -> WarmStart:
         ensemble = _ensemble(context, self.name, context.defaults)
         if isinstance(ensemble, WarmStartRecord):
             return WarmStart(ensemble)
+        max_warm = _max_warm(context.n_trials)
         first, _ = ranked_portfolio(ensemble, context.target.meta_features, top=1)
-        context.study.enqueue_trial(ensemble.candidates[first[0]].params, skip_if_exists=True)
+        params = ensemble.candidates[first[0]].params
+        context.study.enqueue_trial(params, skip_if_exists=True)
         kind = context.target.kind
         record = WarmStartRecord(
             used=True,
             method=self.name,
             reason=(
-                f"{len(ensemble.sources)} other {kind} task(s) with history choose every trial among the "
-                "sampler's proposals and their configurations, weighted by meta-feature similarity and, "
-                "once trials finish here, by how well they rank this task's trials"
+                f"{len(ensemble.sources)} other {kind} task(s) with history: the zero-shot portfolio's first "
+                "configuration, then the best of each nearest task, ordered by the sources' surrogates "
+                "weighted by meta-feature similarity and, once trials finish here, by how well they rank "
+                "this task's trials; then every trial chosen among the sampler's proposals and the sources' "
+                "configurations by the same weights"
                 if context.sources
                 else "no other task's studies; enqueued the cross-task default"
             ),
             sources=ensemble.summary(ensemble.prior),
             enqueued=1,
             candidates=len(ensemble.candidates),
+            max_warm=max_warm,
             target_weight=0.0,
         )
-        return WarmStart(record, sampler=_guide(context, ensemble, record))
+        nearest = {i for _, i in ensemble.neighbour_bests(max_warm)}
+        warm = _TransferCallback(context, ensemble, record, max_warm, [params], among=nearest)
+        return WarmStart(record, (warm,) if max_warm > 1 else (), sampler=_guide(context, ensemble, warm))
 
     def resume(self, context: WarmStartContext, record: WarmStartRecord) -> WarmStart | None:
         """Guide this worker's trials too, from the same history (nothing is enqueued again)."""
         ensemble = _ensemble(context, self.name, context.defaults)
         if isinstance(ensemble, WarmStartRecord):
             return None
-        return WarmStart(record, sampler=_guide(context, ensemble, record))
+        return WarmStart(record, sampler=_guide(context, ensemble, _Held(record)))
+
+
+@dataclasses.dataclass
+class _Held:
+    """The warm-start record as it stands, where no warm-phase callback keeps it."""
+
+    record: WarmStartRecord
 
 
 def _guide(
-    context: WarmStartContext, ensemble: SourceEnsemble, record: WarmStartRecord
+    context: WarmStartContext, ensemble: SourceEnsemble, held: _Held | _TransferCallback
 ) -> Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler]:
-    """The sampler wrapper of ``guided``, keeping the record's target weight current."""
-    state = {"record": record}
+    """The sampler wrapper of ``guided``, keeping the record's target weight current (in ``held``, which
+    the warm phase's callback also updates)."""
 
     def on_choice(target_weight: float, _n: int) -> None:
-        if state["record"].target_weight != round(target_weight, 4):
-            state["record"] = dataclasses.replace(state["record"], target_weight=round(target_weight, 4))
-            context.persist(state["record"])
+        if held.record.target_weight != round(target_weight, 4):
+            held.record = dataclasses.replace(held.record, target_weight=round(target_weight, 4))
+            context.persist(held.record)
 
     def wrap(base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
         return GuidedSampler(

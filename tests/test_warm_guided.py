@@ -100,6 +100,20 @@ def test_the_tasks_own_model_takes_the_weight_from_sources_that_mislead() -> Non
     assert study.best_value > -0.15
 
 
+def test_the_nearest_tasks_bests_are_each_sources_best_and_pick_keeps_to_them() -> None:
+    _, sources, _ = kit_history()
+    ens = _ensemble(sources)
+    bests = ens.neighbour_bests(2)
+    assert [s for s, _ in bests] == [0, 1]  # the two nearest sources, nearest first
+    for s, i in bests:  # each one's best configuration the target can run (its strategy is linear)
+        runnable = [t for t in ens.sources[s].trials if t.complete and t.params["strategy"] == "linear"]
+        assert ens.candidates[i].rank == max(t.rank for t in runnable)
+    among = {i for _, i in bests}
+    chosen = ens.pick(ens.scores(ens.prior), [], top=5, among=among)
+    assert sorted(chosen) == sorted(among)
+    assert ens.pick(ens.scores(ens.prior), [ens.candidates[i].params for i in among], among=among) == []
+
+
 def test_an_enqueued_trial_runs_what_it_was_given() -> None:
     _, sources, _ = kit_history()
     study = _guided(sources)
@@ -134,15 +148,30 @@ def test_a_search_with_guided_warm_start_records_it_and_runs_its_budget(history:
     result = run(spec, storage=history)
 
     info = result.best[0].warm_start
-    assert info is not None and info.used and info.method == "guided" and info.enqueued == 1
+    assert info is not None and info.used and info.method == "guided" and info.max_warm == 3
     assert {s.task for s in info.sources} == {"iris", "wine"}
     study = optuna.load_study(study_name="guided/synth", storage=history)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     assert len(trials) == 6
-    assert sum("fixed_params" in t.system_attrs for t in study.trials) == 1  # the rest were sampled
+    warm = [t.system_attrs["fixed_params"] for t in study.trials if "fixed_params" in t.system_attrs]
+    assert 2 <= len(warm) == info.enqueued <= 3  # the first, then the nearest tasks' bests; the rest sampled
+    bests = [p for name in ("iris", "wine") for p in _best_params(history, f"hist/{name}")]
+    assert all(any(_same(w, b) for b in bests) for w in warm[1:])
     stored = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
     assert stored.target_weight is not None and 0.0 <= stored.target_weight <= 1.0
     assert next(b.warm_start for b in best(storage=history, search="guided")) == stored
+
+
+def _best_params(storage: str, study_name: str) -> list[dict[str, Any]]:
+    """The configurations of the study's trials of its best value (there may be ties)."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    return [dict(t.params) for t in study.trials if t.value == study.best_value]
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        math.isclose(v, b[k]) if isinstance(v, float) else v == b[k] for k, v in a.items()
+    )
 
 
 def test_the_ensemble_judges_the_tasks_model_out_of_fold_on_few_folds_as_on_one_out() -> None:
@@ -174,16 +203,17 @@ def test_a_resumed_run_and_the_parallel_driver_are_guided_too(
     task = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 4}, name="synth")
     spec = _spec("guided-par", (task,), warm_start=True, warm_start_method="guided", n_trials=3)
     run(spec, storage=history, n_jobs=2)  # the driver samples from its mirror: the mirror is guided
-    assert len(chosen) == 2  # every trial but the enqueued one
     first = WarmStartRecord.from_dict(
         optuna.load_study(study_name="guided-par/synth", storage=history).user_attrs[WARM_START_ATTR]
     )
+    assert first.enqueued is not None and first.enqueued >= 1
+    assert len(chosen) == 3 - first.enqueued  # every trial but the enqueued ones
     run(dataclasses.replace(spec, n_trials=5), storage=history)  # a second visit, in another "worker"
-    assert len(chosen) == 4
+    assert len(chosen) == 5 - first.enqueued
     study = optuna.load_study(study_name="guided-par/synth", storage=history)
-    assert sum("fixed_params" in t.system_attrs for t in study.trials) == 1  # nothing enqueued again
+    assert sum("fixed_params" in t.system_attrs for t in study.trials) == first.enqueued  # none again
     again = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
-    assert again.enqueued == first.enqueued == 1 and again.sources == first.sources
+    assert again.enqueued == first.enqueued and again.sources == first.sources
 
 
 def test_a_guided_warm_started_search_run_alone_is_reproducible(history: str, tmp_path: Path) -> None:

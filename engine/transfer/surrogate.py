@@ -10,7 +10,7 @@ starter (:mod:`plugins.warm_starters`) describes how the weights and the greedy 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -264,6 +264,27 @@ class SourceEnsemble:
             for i in order
         )
 
+    def neighbour_bests(self, k: int) -> list[tuple[int, int]]:
+        """The best candidate of each of the ``k`` nearest sources that have one, nearest first
+        (auto-sklearn's meta-learning warm start), none a near duplicate of an earlier one.
+
+        Returns:
+            ``(source index, candidate index)`` pairs.
+        """
+        chosen: list[tuple[int, int]] = []
+        taken: list[Mapping[str, Any]] = []
+        for s, src in enumerate(self.sources):  # nearest first
+            if len(chosen) == k:
+                break
+            for i, cand in enumerate(self.candidates):  # each source's candidates come best first
+                if cand.source == src.fingerprint and all(
+                    self.space.distance(cand.params, o) >= NEAR_DUPLICATE for o in taken
+                ):
+                    chosen.append((s, i))
+                    taken.append(cand.params)
+                    break
+        return chosen
+
     def pick(
         self,
         score: np.ndarray,
@@ -271,12 +292,16 @@ class SourceEnsemble:
         *,
         top: int = 1,
         conform: Mapping[str, BaseDistribution] | None = None,
+        among: Collection[int] | None = None,
     ) -> list[int]:
         """Indices of the ``top`` best-scoring candidates, none within :data:`NEAR_DUPLICATE` of
-        ``avoid`` or of each other (and valid in ``conform``'s distributions, when given)."""
+        ``avoid`` or of each other (and valid in ``conform``'s distributions, when given; only those
+        in ``among``, when given)."""
         chosen: list[int] = []
         taken = list(avoid)
         for i in np.argsort(-score, kind="mergesort"):
+            if among is not None and i not in among:
+                continue
             params = self.candidates[i].params
             if conform is not None and conform_params(params, conform) is None:
                 continue
