@@ -152,6 +152,7 @@ def test_the_cli_prints_a_table_for_a_stored_task(history: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Recommended for wine" in result.output and "Nearest tasks: " in result.output
     assert "wine (distance" not in result.output
+    assert re.search(r"(iris|synth): accuracy \d\.\d", result.output), result.output
 
 
 def test_the_cli_wants_exactly_one_task(history: str) -> None:

@@ -323,13 +323,14 @@ def plugins_table(infos: Sequence[PluginInfo]) -> None:
 
 
 def recommendation_table(rec: Recommendation) -> None:
-    """The recommended configurations with the values where they were tried, then the nearest tasks."""
+    """The recommended configurations with the values where they were tried (each named by its evaluator:
+    neighbours may be judged by different ones), then the nearest tasks."""
     rows = [
         [
             c.rank,
             *config_cell(c.config),
             c.score,
-            "\n".join(f"{e.task}: {fmt(e.value)}" for e in c.evidence if e.value is not None)
+            "\n".join(f"{e.task}: {e.evaluator} {fmt(e.value)}" for e in c.evidence if e.value is not None)
             or f"predicted from {len(c.evidence)} neighbours",
             c.origin,
         ]
