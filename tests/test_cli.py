@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,9 @@ def test_run_then_query_on_the_default_sqlite_file(project: Path) -> None:
     assert (project / "stratagem.db").exists()
     assert "stratagem best --search cli" in out.stdout
     assert "A new study created" not in out.stderr
+    # not a terminal: no bars, but a line on stderr as each task's trials end
+    assert re.search(r"^task iris: 2 of 2 trials \(\d+ s\)$", out.stderr, re.M), out.stderr
+    assert re.search(r"^task data: 2 of 2 trials", out.stderr, re.M), out.stderr
 
     best = json.loads(stratagem("best", "--json", cwd=project).stdout)["best"]
     assert {b["task"] for b in best} == {"iris", "data"}
@@ -95,6 +99,11 @@ def test_storage_from_the_environment_and_resume_with_more_trials(project: Path)
         "run", "spec.toml", "--n-trials", "3", "--json", cwd=project, env={"STRATAGEM_STORAGE": url}
     )
     assert json.loads(out.stdout)["trials_run"] == 4  # two more on each of two tasks
+    assert "trials (" not in out.stderr  # --json: no progress lines
+    quiet = stratagem(
+        "run", "spec.toml", "--n-trials", "4", "--no-progress", cwd=project, env={"STRATAGEM_STORAGE": url}
+    )
+    assert "stratagem best --search cli" in quiet.stdout and "trials (" not in quiet.stderr
     assert not (project / "stratagem.db").exists()
 
 

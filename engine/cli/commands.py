@@ -59,7 +59,11 @@ def parallel_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--no-warm-start", is_flag=True, help="Do not seed studies from other tasks' history.")
 @plugin_option
 @json_option
-@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Show no progress (bars on a terminal, else a line on stderr as each task ends).",
+)
 @parallel_options
 @errors
 def run(
@@ -107,7 +111,11 @@ def run(
 )
 @plugin_option
 @json_option
-@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Show no progress (bars on a terminal, else a line on stderr as each task ends).",
+)
 @parallel_options
 @errors
 def worker(
@@ -148,8 +156,12 @@ def _search_and_show(
 ) -> None:
     """Run ``search(url, progress)`` under progress bars (on a terminal), then print its result."""
     url = resolve_storage(storage)
-    bars = not (as_json or no_progress) and sys.stderr.isatty()
-    with output_kept_for_json(as_json), render.progress_bars(bars) as sink:
+    quiet = as_json or no_progress
+    tty = sys.stderr.isatty()
+    with (
+        output_kept_for_json(as_json),
+        render.progress_bars(not quiet and tty, not quiet and not tty) as sink,
+    ):
         try:
             result = search(url, sink)
         except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -370,14 +371,32 @@ class _Bars:
         self.progress.update(self.tasks[key], completed=self.progress.tasks[self.tasks[key]].total)
 
 
+class _Lines:
+    """A search's progress sink for a log (stderr is not a terminal): one line as each task's trials end."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, list[Any]] = {}  # key -> [done, total, started]
+
+    def task_started(self, key: str, total: int) -> None:
+        self.tasks[key] = [0, total, time.monotonic()]
+
+    def trial_finished(self, key: str) -> None:
+        self.tasks[key][0] += 1
+
+    def task_finished(self, key: str) -> None:
+        done, total, started = self.tasks[key]
+        click.echo(f"task {key}: {done} of {total} trials ({time.monotonic() - started:.0f} s)", err=True)
+
+
 @contextmanager
-def progress_bars(show: bool) -> Iterator[Any]:
-    """Rich progress bars on stderr as a search's progress sink, or ``None`` (no progress) if not ``show``.
+def progress_bars(show: bool, lines: bool = False) -> Iterator[Any]:
+    """Rich progress bars on stderr as a search's progress sink if ``show``; else a line per finished task
+    on stderr if ``lines`` (for logs); else ``None`` (no progress).
 
     The bars follow :class:`engine.search.ProgressSink`'s methods without importing it (it brings torch).
     """
     if not show:
-        yield None
+        yield _Lines() if lines else None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
