@@ -366,5 +366,11 @@ def test_a_full_model_store_stops_a_meta_search_and_keeps_what_finished(
     assert trial.state == TrialState.FAIL and "No space left on device" in trial.user_attrs[FAILURE_ATTR]
     assert [s.status for s in engine.searches(storage=url)] == ["failed"]
     monkeypatch.setattr(FileSystemArtifactStore, "write", write)  # space freed: the same run goes on
-    assert engine.run(SearchSpec.from_dict(small), storage=url).trials_run == 3
+    again = engine.run(SearchSpec.from_dict(small), storage=url)
+    trials = optuna.load_study(study_name="fullmeta/meta", storage=url).get_trials(deepcopy=False)
+    # three trials complete; one whose meta-training diverged (a sampled inner_lr can be that large) fails
+    # and is replaced, so the run may take more than three
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert again.trials_run == len(trials) - 1 >= 3
+    assert [s.status for s in engine.searches(storage=url)] == ["finished"]
     assert engine.meta_best(storage=url, search="fullmeta")
