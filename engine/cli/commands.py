@@ -160,7 +160,7 @@ def _search_and_show(
     tty = sys.stderr.isatty()
     with (
         output_kept_for_json(as_json),
-        render.progress_bars(not quiet and tty, not quiet and not tty) as sink,
+        render.progress_sink(bars=not quiet and tty, lines=not quiet and not tty) as sink,
     ):
         try:
             result = search(url, sink)

@@ -1,4 +1,5 @@
-"""How the command line shows things: JSON, rich tables, progress bars, and rich-markup escaping.
+"""How the command line shows things: JSON, rich tables, progress (bars, or lines in a log), and
+rich-markup escaping.
 
 Everything here takes records of the Python API and prints them; nothing decides what to show. rich is
 imported by the functions that draw, so commands that print JSON (and ``--help``) never load it.
@@ -11,6 +12,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,7 +32,7 @@ __all__ = [
     "fmt",
     "plugins_table",
     "print_json",
-    "progress_bars",
+    "progress_sink",
     "recommendation_table",
     "searches_table",
     "table",
@@ -371,31 +373,42 @@ class _Bars:
         self.progress.update(self.tasks[key], completed=self.progress.tasks[self.tasks[key]].total)
 
 
+@dataclass
+class _Count:
+    """One task's trials as :class:`_Lines` counts them."""
+
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
 class _Lines:
     """A search's progress sink for a log (stderr is not a terminal): one line as each task's trials end."""
 
     def __init__(self) -> None:
-        self.tasks: dict[str, list[Any]] = {}  # key -> [done, total, started]
+        self.tasks: dict[str, _Count] = {}
 
     def task_started(self, key: str, total: int) -> None:
-        self.tasks[key] = [0, total, time.monotonic()]
+        self.tasks[key] = _Count(total)
 
     def trial_finished(self, key: str) -> None:
-        self.tasks[key][0] += 1
+        self.tasks[key].done += 1
 
     def task_finished(self, key: str) -> None:
-        done, total, started = self.tasks[key]
-        click.echo(f"task {key}: {done} of {total} trials ({time.monotonic() - started:.0f} s)", err=True)
+        c = self.tasks[key]
+        click.echo(
+            f"task {key}: {c.done} of {c.total} trials ({time.monotonic() - c.started:.0f} s)", err=True
+        )
 
 
 @contextmanager
-def progress_bars(show: bool, lines: bool = False) -> Iterator[Any]:
-    """Rich progress bars on stderr as a search's progress sink if ``show``; else a line per finished task
-    on stderr if ``lines`` (for logs); else ``None`` (no progress).
+def progress_sink(bars: bool, lines: bool) -> Iterator[Any]:
+    """A search's progress sink: rich progress bars on stderr if ``bars``; else, if ``lines`` (a log), a
+    line on stderr as each task's trials end; else ``None`` (no progress).
 
     The bars follow :class:`engine.search.ProgressSink`'s methods without importing it (it brings torch).
     """
-    if not show:
+    if not bars:
         yield _Lines() if lines else None
         return
     from rich.console import Console
