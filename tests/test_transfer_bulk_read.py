@@ -19,7 +19,6 @@ from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from engine.search import run
-from engine.spec import SearchSpec, TaskSpec
 from engine.storage import Database, optuna_reads
 from engine.storage.optuna_adapter import open_optuna_storage, study_id
 from engine.storage.optuna_reads import read_trials, studies_with_user_attr
@@ -28,6 +27,7 @@ from engine.transfer.history import load_history
 from engine.transfer.sources import discover_sources, rank_normalise
 from engine.vocabulary import ATTR, DONE_STATES, KIND_STRATEGIES
 from engine.warmstarter import Source, SourceTrial
+from tests.conftest import tiny_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -114,19 +114,6 @@ def _old_discover_sources(
 # ---- the history ------------------------------------------------------------------------------------
 
 
-def _spec(name: str, datasets: tuple[str, ...], **kw: Any) -> SearchSpec:
-    options: dict[str, Any] = {
-        "n_trials": 3,
-        "warm_start": False,
-        "strategies": ("linear",),
-        "updaters": ("gradient_descent",),
-    }
-    options.update(kw)
-    return SearchSpec(
-        name=name, tasks=tuple(TaskSpec("sklearn", {"dataset": d}) for d in datasets), **options
-    )
-
-
 def _attrs(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any]:
     return dict(optuna.load_study(study_name=name, storage=storage).user_attrs[ATTR])
 
@@ -198,9 +185,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real searches of iris (twice), wine and breast_cancer, odd studies added, a NaN meta-feature."""
     path = tmp_path_factory.mktemp("bulk") / "history.db"
     url = f"sqlite:///{path}"
-    run(_spec("hist", ("iris", "wine"), n_trials=4, strategies=("linear", "mlp")), storage=url)
-    run(_spec("again", ("iris",)), storage=url)
-    run(_spec("target", ("breast_cancer",), n_trials=2), storage=url)
+    run(tiny_spec("hist", ("iris", "wine"), n_trials=4, strategies=("linear", "mlp")), storage=url)
+    run(tiny_spec("again", ("iris",)), storage=url)
+    run(tiny_spec("target", ("breast_cancer",), n_trials=2), storage=url)
     _add_odd_studies(open_optuna_storage(url))
     with sqlite3.connect(path) as conn:
         (stored,) = conn.execute("SELECT meta_features FROM stratagem_tasks WHERE name = 'wine'").fetchone()
