@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from optuna.trial import TrialState
 
 from engine.errors import SearchFailed, SpecError
 from engine.search import run
+from engine.search.deadline import trial_deadline
 from engine.spec import SearchSpec
 from engine.vocabulary import FAILURE_ATTR
 
@@ -94,6 +97,29 @@ def test_every_trial_hanging_fails_the_search_and_says_why(
 ) -> None:
     with pytest.raises(SearchFailed, match="trial_timeout"):  # one trial wanted, the first one hangs
         run(_spec(tmp_path, make_spec), storage=sqlite_url, n_trials=1)
+
+
+@pytest.mark.parametrize("seconds", [math.inf, 1e308, float(2**63 - 1)])
+def test_a_trial_timeout_beyond_any_timer_is_no_limit(
+    seconds: float, sqlite_url: str, make_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: every trial failed with "OverflowError: timestamp out of range for platform time_t" (the
+    # main thread's timer), or the timer's thread died with it (any other thread)
+    crashed: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+
+    def in_a_thread() -> None:
+        with trial_deadline(seconds):
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    worker.join(timeout=10)
+    assert not crashed
+    spec = make_spec("no_limit", ("iris",), n_trials=1, strategies=("linear",), trial_timeout=seconds)
+    run(spec, storage=sqlite_url)
+    trials = optuna.load_study(study_name="no_limit/iris", storage=sqlite_url).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE]
 
 
 def test_a_bad_trial_timeout_names_the_key() -> None:

@@ -32,9 +32,11 @@ class TrialTimedOut(BaseException):
 def trial_deadline(seconds: float | None) -> Iterator[None]:
     """Within the block, raise :class:`TrialTimedOut` in this thread once ``seconds`` have passed.
 
-    ``None`` sets no limit.
+    ``None`` sets no limit, and so does a limit beyond :data:`threading.TIMEOUT_MAX` (about 292 years;
+    ``inf`` included), which no timer of the platform can hold: it would fail every trial with an
+    ``OverflowError`` (or crash the timer's thread) instead.
     """
-    if seconds is None:
+    if seconds is None or not seconds < threading.TIMEOUT_MAX:
         yield
         return
     started = time.monotonic()
