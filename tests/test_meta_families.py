@@ -195,6 +195,23 @@ def test_csv_family_reads_missing_tokens_as_missing_and_strips_labels(tmp_path: 
     assert info.value.key == "n_way"
 
 
+def test_csv_family_names_the_row_of_a_regression_target_that_is_missing_or_no_number(tmp_path: Path) -> None:
+    # before: "column 'sales' must be numeric for regression", naming neither the cell nor its row
+    lines = _table(tmp_path / "t.csv", tasks=6, label=False).read_text().splitlines()
+    cases = [("NA", r"data row 3 has no value \(column 'sales' is 'NA'\); give its value or drop the row")]
+    cases += [("12x", r"it is '12x' in data row 3; correct the cell"), ("1_5", r"it is '1_5' in data row 3")]
+    for cell, words in cases:
+        path = tmp_path / "bad.csv"
+        path.write_text("\n".join([*lines[:3], lines[3].rsplit(",", 1)[0] + "," + cell, *lines[4:]]) + "\n")
+        with pytest.raises(FamilyError, match=words) as info:
+            CsvFamily(str(path), task_column="store", target="sales").info()
+        assert info.value.key == "target"
+    # a feature cell that Python's float reads but the csv source does not ('1_5' is 15 there) is refused
+    path.write_text("\n".join([*lines[:3], "s0,1_5," + lines[3].split(",", 2)[2], *lines[4:]]) + "\n")
+    with pytest.raises(FamilyError, match=r"column 'x1' is '1_5' in data row 3"):
+        CsvFamily(str(path), task_column="store", target="sales").info()
+
+
 def test_csv_family_says_which_tasks_are_too_small_to_be_drawn(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

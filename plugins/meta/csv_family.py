@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import logging
+import math
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,6 +34,18 @@ log = logging.getLogger("stratagem")
 def _missing(cell: str) -> bool:
     """An empty cell or a missing-value token (``NA``, ``nan``, ...), as the ``csv`` source reads it."""
     return cell.strip().lower() in MISSING_TOKENS
+
+
+def _number(cell: str) -> float:
+    """The cell as a number, ``nan`` when it is none, as the ``csv`` source reads numbers: Python's
+    ``float`` also reads '1_5' (as 15) and non-ASCII digits, which are not numbers here."""
+    cell = cell.strip()
+    if "_" in cell or not cell.isascii():
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
 
 
 def _shown(cell: str) -> str:
@@ -144,8 +156,7 @@ class CsvFamily(TaskFamily):
         X = np.full((len(rows), len(features)), np.nan)
         for line, r in enumerate(rows):
             for col, c in enumerate(features):
-                with contextlib.suppress(ValueError):
-                    X[line, col] = float(r[c])
+                X[line, col] = _number(r[c])
                 if not np.isfinite(X[line, col]):
                     raise self._error(
                         "path",
@@ -153,15 +164,21 @@ class CsvFamily(TaskFamily):
                         f"{line + 1}; drop, fill or encode such values",
                     )
         raw_y = [r[self.target].strip() for r in rows]
-        try:
-            y = np.array([float(v) for v in raw_y]) if self.kind == "regression" else None
-        except ValueError:
-            raise self._error("target", f"column {self.target!r} must be numeric for regression") from None
-        if y is not None and not np.isfinite(y).all():
-            raise self._error(
-                "target", f"column {self.target!r} must hold finite numbers; drop or fill the other rows"
-            )
-        if y is None:
+        if self.kind == "regression":
+            y = np.array([_number(v) for v in raw_y])
+            bad = np.flatnonzero(~np.isfinite(y))
+            if bad.size:
+                line, cell = int(bad[0]) + 1, raw_y[int(bad[0])]
+                what = (
+                    f"data row {line} has no value (column {self.target!r} is {_shown(cell)}); give its "
+                    "value or drop the row"
+                    if _missing(cell)
+                    else f"column {self.target!r} must hold finite numbers for regression: it is {cell!r} in "
+                    f"data row {line}; correct the cell or drop the row"
+                )
+                more = f" ({bad.size} such rows)" if bad.size > 1 else ""
+                raise self._error("target", what + more)
+        else:
             _, y = np.unique(np.array(raw_y), return_inverse=True)
         order = [tasks[i] for i in np.random.default_rng(int(self.seed)).permutation(len(tasks))]
         n_val = max(1, round(float(self.val_fraction) * len(tasks)))
