@@ -96,9 +96,10 @@ def test_adapt_standardises_raw_rows_as_meta_training_did(
         raw = np.array([[float(r["a"]), float(r["b"])] for r in rows])
         return torch.as_tensor(((raw - mean) / std).astype(np.float32))
 
-    y = torch.tensor([[float(r["y"])] for r in support])
+    y = torch.tensor([[(float(r["y"]) - info.target_mean) / info.target_std] for r in support])
     expected = strategy.adapt(model, standardised(support), y, 5)(standardised(query)).reshape(-1)
-    assert np.allclose(got.predictions, expected.numpy(), atol=1e-5)
+    expected = expected.numpy() * info.target_std + info.target_mean  # back in the target's units
+    assert np.allclose(got.predictions, expected, atol=1e-5)
     truth = np.array([float(r["y"]) for r in query])
     mse = float(np.mean((np.array(got.predictions) - truth) ** 2))
     constant = float(np.mean((float(np.mean([float(r["y"]) for r in support])) - truth) ** 2))
@@ -111,6 +112,36 @@ def test_adapt_standardises_raw_rows_as_meta_training_did(
         storage=url,
     )
     assert np.allclose(arrays.predictions, got.predictions, atol=1e-6)
+
+
+def test_a_regression_target_in_large_units_is_learned_standardised_and_predicted_in_its_units(
+    tmp_path: Path,
+) -> None:
+    # before: raw targets of a few hundred made every MAML trial's loss overflow ("the objective's value
+    # is inf"), so a csv family of sales or prices could not be meta-trained at all
+    rng = np.random.default_rng(2)
+    rows = [
+        {"task": f"t{t}", "a": a, "b": b, "y": 1000 + 300 * (t + 1) * a + 50 * b}
+        for t in range(6)
+        for a, b in rng.normal(size=(12, 2))
+    ]
+    _write(tmp_path / "sales.csv", rows)
+    spec = {
+        "search": {"name": "sales", "mode": "meta", "n_trials": 2, "seed": 0},
+        "family": {"name": "csv", "path": str(tmp_path / "sales.csv"), "task_column": "task", "target": "y"}
+        | {"k_shot": 2, "k_query": 2},
+        "meta": {"strategies": ["maml"], "iterations": 4, "checkpoints": 1, "meta_batch": [2]}
+        | {"val_tasks": 4, "test_tasks": 4, "steps": [0, 1]},
+    }
+    url = f"sqlite:///{tmp_path / 'sales.db'}"
+    assert engine.run(SearchSpec.from_dict(spec), storage=url).trials_run == 2
+    info = load_meta_search("sales", storage=url)[2]
+    assert 500 < info.target_mean < 1500 and info.target_std > 100
+    support, query = (
+        [{k: v for k, v in r.items() if k != "task"} for r in part] for part in (rows[:4], rows[4:8])
+    )
+    got = engine.adapt(search="sales", support=support, target="y", query=query, steps=1, storage=url)
+    assert abs(float(np.mean(got.predictions)) - info.target_mean) < 5 * info.target_std
 
 
 def test_columns_are_matched_by_name_in_any_order(

@@ -71,6 +71,11 @@ class FamilyInfo:
             ``(raw - input_mean) / input_std`` per input value (the meta-train rows' mean and deviation,
             the deviation 1 where it is 0); both empty when inputs are the raw values.
         input_std: See ``input_mean``.
+        target_mean: With ``target_std``, the standardisation of a regression family that hands out
+            ``(raw - target_mean) / target_std`` as targets (the meta-train rows' mean and deviation):
+            θ predicts in those units, and adapting it to raw rows maps support targets in and
+            predictions back. 0 and 1 when targets are the raw values.
+        target_std: See ``target_mean``.
     """
 
     name: str
@@ -80,6 +85,8 @@ class FamilyInfo:
     input_columns: tuple[str, ...] = ()
     input_mean: tuple[float, ...] = ()
     input_std: tuple[float, ...] = ()
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     def __post_init__(self) -> None:
         width = math.prod(self.input_shape)
@@ -93,6 +100,10 @@ class FamilyInfo:
             raise ValueError(f"FamilyInfo {self.name!r}: give input_mean and input_std together")
         if not all(math.isfinite(s) and s > 0 for s in self.input_std):
             raise ValueError(f"FamilyInfo {self.name!r}: input_std must be finite and positive")
+        if not (math.isfinite(self.target_mean) and math.isfinite(self.target_std) and self.target_std > 0):
+            raise ValueError(
+                f"FamilyInfo {self.name!r}: target_mean must be finite and target_std finite and positive"
+            )
 
 
 @dataclass(frozen=True)

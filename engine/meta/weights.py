@@ -67,7 +67,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 def save_meta_learner(path: str | Path, strategy: MetaStrategy, model: MetaModel, info: FamilyInfo) -> None:
     """Save θ with the strategy's name and hyperparameters and the family's :class:`FamilyInfo` (shape,
-    and the input columns and standardisation of a family built from a table), to rebuild and adapt it.
+    and the input columns and standardisations of a family built from a table), to rebuild and adapt it.
 
     Args:
         path: Destination file (``.safetensors`` by convention).
@@ -86,6 +86,8 @@ def save_meta_learner(path: str | Path, strategy: MetaStrategy, model: MetaModel
             "input_columns": list(info.input_columns),
             "input_mean": list(info.input_mean),
             "input_std": list(info.input_std),
+            "target_mean": info.target_mean,
+            "target_std": info.target_std,
         },
     }
     try:
@@ -108,7 +110,7 @@ def load_meta_learner(
 
     Returns:
         The strategy (same hyperparameters), θ (weights loaded) and the family's :class:`FamilyInfo`
-        (without input columns and standardisation in a file saved before they were kept).
+        (without input columns and standardisations in a file saved before they were kept).
 
     Raises:
         ValueError: The file has no stratagem record, or its strategy is not in ``strategies``.
@@ -133,6 +135,8 @@ def load_meta_learner(
         tuple(str(c) for c in fam.get("input_columns", ())),
         tuple(float(v) for v in fam.get("input_mean", ())),
         tuple(float(v) for v in fam.get("input_std", ())),
+        float(fam.get("target_mean", 0.0)),
+        float(fam.get("target_std", 1.0)),
     )
     model = strategy.build(info)
     model.load_state_dict(tensors)

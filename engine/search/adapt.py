@@ -5,7 +5,9 @@
 pickled), rebuilds the strategy through its plugin, takes ``steps`` adaptation steps on the support rows
 and predicts the query rows. Rows hold raw values: the standardisation a family applied to its inputs
 in meta-training (kept with θ, :attr:`engine.meta.FamilyInfo.input_mean`) is applied to them, and
-their columns are matched by name to the family's (``input_columns``) and the support's.
+their columns are matched by name to the family's (``input_columns``) and the support's. So is a
+regression family's standardisation of its targets (``target_mean``): support targets are mapped in,
+predictions back to the target's units.
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ def adapt(
                 f"support: {named} must lie within ±{MAX_ABS_VALUE:.0e}, where the meta-learner's arithmetic "
                 "does not overflow; rescale them"
             )
+        y_f = (y_f - info.target_mean) / info.target_std  # θ learned targets in the family's units
         y_t = torch.as_tensor(y_f.astype(np.float32)).reshape(-1, 1)
     predictor = strategy.adapt(model, X_t, y_t, steps)
     out = predictor(q_t)
@@ -227,7 +230,7 @@ def adapt(
         # θ's head may be wider than this task's classes: only the outputs of the support's labels count.
         predictions = [labels[int(i)] for i in out[..., : len(labels)].argmax(dim=-1)]
     else:
-        predictions = [float(v) for v in out.reshape(-1)]
+        predictions = [float(v) * info.target_std + info.target_mean for v in out.reshape(-1)]
     taken = strategy.steps_taken(y_t, steps)
     return AdaptedTask(search, best.strategy, taken, len(y), predictions)
 

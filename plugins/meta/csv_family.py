@@ -58,7 +58,8 @@ class CsvFamily(TaskFamily):
     The tasks (distinct values of ``task_column``) are split by a seeded permutation between the pools,
     ``val_fraction`` and ``test_fraction`` of them (at least one each) to meta-validation and meta-test,
     so meta-test tasks are never seen in meta-training. Every other column but ``target`` is a feature
-    (numeric, standardised with the meta-train rows' mean and deviation). A regression episode draws
+    (numeric, standardised with the meta-train rows' mean and deviation; so is a regression target, and
+    a meta search's losses are in units of its deviation). A regression episode draws
     ``k_shot`` support and ``k_query`` query rows of one task; a classification episode draws
     ``n_way`` of the task's target values (relabelled ``0..n_way-1``) and ``k_shot``/``k_query`` rows of
     each.
@@ -198,6 +199,13 @@ class CsvFamily(TaskFamily):
             raise self._error("path", "feature values are too large to standardise; rescale the columns")
         std = np.where(std > 0, std, 1.0)
         X = (X - mean) / std
+        y_mean, y_std = 0.0, 1.0
+        if self.kind == "regression":  # raw targets (sales of a few hundred) overflow the losses
+            y_mean, y_std = float(y[train_rows].mean()), float(y[train_rows].std())
+            if not (math.isfinite(y_mean) and math.isfinite(y_std)):
+                raise self._error("target", "values are too large to standardise; rescale the column")
+            y_std = y_std if y_std > 0 else 1.0
+            y = (y - y_mean) / y_std
         pools = {p: [(X[names == t], y[names == t]) for t in split[p]] for p in split}
         info = FamilyInfo(
             self.name,
@@ -207,6 +215,8 @@ class CsvFamily(TaskFamily):
             input_columns=tuple(features),
             input_mean=tuple(float(v) for v in mean),
             input_std=tuple(float(v) for v in std),
+            target_mean=y_mean,
+            target_std=y_std,
         )
         self._pools_ = (self.get_params(), pools, info)
         self._warn_small(pools, split)
@@ -284,9 +294,13 @@ class CsvFamily(TaskFamily):
 
     def data_fingerprint(self) -> str:
         """SHA-256 of the file's bytes (first 16 hex digits): a meta search does not resume on changed
-        data."""
+        data. For a regression family, of the bytes and a mark of its standardised target, so that a
+        search begun with raw targets (an earlier version) is not resumed with values in other units."""
         try:
-            return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
+            data = Path(self.path).read_bytes()
+            if self.kind == "regression":
+                data += b"\0target standardised"
+            return hashlib.sha256(data).hexdigest()[:16]
         except OSError as err:
             raise self._error("path", f"cannot read {self.path!r}: {err.strerror}") from None
 
