@@ -202,6 +202,36 @@ def test_a_support_with_columns_other_than_the_familys_is_refused_naming_them(
     assert str(caught.value).startswith("support: ") and all(w in str(caught.value) for w in words)
 
 
+def test_a_step_count_beyond_what_a_spec_may_ask_is_refused_before_adapting(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+    tmp_path: Path,
+) -> None:
+    # before: --steps 100000000 ran for hours without a word (a spec's [meta] steps stops at 10000)
+    url, _ = searched
+    for steps in (100_000_000, -1):
+        with pytest.raises(TaskDataError, match=r"steps must be an integer from 0 to 10000"):
+            engine.adapt(search="fam", support=new_task[0], target="y", steps=steps, storage=url)
+    sup = _write(tmp_path / "sup.csv", new_task[0])
+    args = ["adapt", "--search", "fam", "--storage", url, "--support", str(sup), "--target", "y"]
+    result = CliRunner().invoke(cli, [*args, "--steps", "100000000"])
+    assert result.exit_code == 2 and "0<=x<=10000" in result.output, result.output
+
+
+def test_a_cell_that_python_reads_as_a_number_but_the_csv_source_does_not_is_refused(
+    searched: tuple[str, Path],
+    new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],
+) -> None:
+    # before: '1_00' was read as 100 and '１' (a full-width digit) as 1, silently
+    url, _ = searched
+    support = new_task[0]
+    for cell in ("1_00", "\uff11"):
+        for column, where in (("b", "column 'b' of row 1"), ("y", "target 'y' must be numeric")):
+            rows = [{**support[0], column: cell}, *support[1:]]
+            with pytest.raises(TaskDataError, match=where):
+                engine.adapt(search="fam", support=rows, target="y", storage=url)
+
+
 def test_the_command_line_predicts_from_raw_csv_rows_with_reordered_query_columns(
     searched: tuple[str, Path],
     new_task: tuple[list[dict[str, float | str]], list[dict[str, float | str]]],

@@ -25,6 +25,7 @@ from engine.cli._base import (
     write_out,
 )
 from engine.settings import resolve_storage
+from engine.spec.checks import MAX_STEPS
 
 if TYPE_CHECKING:
     pass
@@ -196,7 +197,9 @@ def report(search: str | None, out: str, storage: str | None, as_json: bool) -> 
 )
 @click.option("--target", required=True, metavar="COL", help="The support CSV's target column.")
 @click.option("--query", "query_path", default=None, type=click.Path(dir_okay=False), help="Rows to predict.")
-@click.option("--steps", type=click.IntRange(min=0), default=None, help="Adaptation steps [default: best].")
+@click.option(
+    "--steps", type=click.IntRange(0, MAX_STEPS), default=None, help="Adaptation steps [default: best]."
+)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="CSV to write [default: stdout].")
 @storage_option
 @plugin_option

@@ -28,6 +28,7 @@ from engine.meta import FamilyInfo, MetaModel, MetaStrategy, TaskFamily, load_me
 from engine.plugin import PluginHost, Registry
 from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
+from engine.spec.checks import MAX_STEPS
 from engine.storage.locations import locate
 from engine.task import MAX_ABS_VALUE, out_of_range_cell
 from engine.trained import open_store, resolve_artifacts
@@ -199,6 +200,11 @@ def adapt(
     X_t, q_t = _inputs(X, info, "support"), _inputs(q, info, "query")
     if steps is None:
         steps = best_steps(best)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_STEPS:
+        raise TaskDataError(  # a step count in the millions would run for hours without a word
+            f"steps must be an integer from 0 to {MAX_STEPS} (adaptation steps, as [meta] steps allows), "
+            f"got {steps!r}"
+        )
     if info.kind == "classification":
         _check_labels(y)
         labels = sorted(set(y.tolist()), key=str)
@@ -211,7 +217,7 @@ def adapt(
     else:
         named = f"target {target!r}" if target is not None and not pair else "targets"
         try:
-            y_f = y.astype(np.float64)
+            y_f = np.array([_number(v) for v in y.tolist()], dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             raise TaskDataError(f"support: {named} must be numeric for a regression family") from None
         if not np.isfinite(y_f).all():
@@ -323,13 +329,21 @@ def _mismatch(have: Sequence[str], want: Sequence[str]) -> str | None:
     return " and ".join(parts)
 
 
+def _number(value: Any) -> float:
+    """``value`` as a float; a string as the ``csv`` source reads a cell: Python's ``float`` also reads
+    '1_5' (as 15) and non-ASCII digits, which are no numbers there (``ValueError``)."""
+    if isinstance(value, str) and ("_" in value or not value.isascii()):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value)
+
+
 def _matrix(rows: Rows, columns: Sequence[str], what: str) -> np.ndarray:
     """The values of ``columns`` in ``rows`` as floats, in that column order."""
     X = np.empty((len(rows), len(columns)), dtype=np.float64)
     for i, row in enumerate(rows):
         for j, c in enumerate(columns):
             try:
-                X[i, j] = float(row[c])
+                X[i, j] = _number(row[c])
             except (TypeError, ValueError):
                 raise TaskDataError(
                     f"{what}: column {c!r} of row {i + 1} is {row[c]!r}, not a number; inputs must be numbers"
