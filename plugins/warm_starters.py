@@ -1,6 +1,7 @@
 """Built-in warm starters: ``transfer`` (the default), ``guided`` and ``knn``.
 
-``guided``: the first trial runs the zero-shot recommendation's first configuration (a portfolio
+``guided``: the first ``PORTFOLIO_TRIALS`` trials (3; fewer when the warm phase is shorter) run the
+zero-shot recommendation's first configurations, as auto-sklearn 2.0 starts a search (a portfolio
 covering the sources, ranked for the task by a model learned across them, :func:`engine.ranked_portfolio`).
 Then, as ``transfer`` does (below), a callback enqueues one warm trial after each finished trial, but
 only among the best configurations of the ``ceil(n_trials / 2)`` nearest sources (``knn``'s), ordered by
@@ -58,7 +59,7 @@ from engine import (
     ranked_portfolio,
 )
 
-__all__ = ["GuidedWarmStarter", "KnnWarmStarter", "TransferWarmStarter"]
+__all__ = ["PORTFOLIO_TRIALS", "GuidedWarmStarter", "KnnWarmStarter", "TransferWarmStarter"]
 
 
 @engine.hookimpl
@@ -66,6 +67,11 @@ def stratagem_register_warm_starters(registry: Registry[WarmStarter]) -> None:
     registry.add(TransferWarmStarter())
     registry.add(GuidedWarmStarter())
     registry.add(KnnWarmStarter())
+
+
+PORTFOLIO_TRIALS = 3
+"""``guided``'s first trials: the zero-shot portfolio's top configurations. Chosen on the training group of
+``bench/warmstart.py`` against 1 (docs/benchmarks.md, "Warm-start choices")."""
 
 
 def _max_warm(n_trials: int) -> int:
@@ -236,41 +242,47 @@ class _TransferCallback:
 
 
 class GuidedWarmStarter(WarmStarter):
-    """The nearest tasks' bests first, ordered by the transfer ensemble; then the ensemble and the task's
-    own surrogate guide every trial, through a sampler wrapper over the study's own sampler."""
+    """The zero-shot portfolio's top configurations, then the nearest tasks' bests ordered by the transfer
+    ensemble; then the ensemble and the task's own surrogate guide every trial, through a sampler wrapper
+    over the study's own sampler."""
 
     name = "guided"
-    description = "nearest tasks' bests first, then source surrogates plus the task's own choose every trial"
+    description = (
+        "zero-shot portfolio, nearest tasks' bests, then source and task surrogates choose each trial"
+    )
 
     def start(self, context: WarmStartContext) -> WarmStart:
         ensemble = _ensemble(context, self.name, context.defaults)
         if isinstance(ensemble, WarmStartRecord):
             return WarmStart(ensemble)
         max_warm = _max_warm(context.n_trials)
-        first, _ = ranked_portfolio(ensemble, context.target.meta_features, top=1)
-        params = ensemble.candidates[first[0]].params
-        context.study.enqueue_trial(params, skip_if_exists=True)
+        first, _ = ranked_portfolio(
+            ensemble, context.target.meta_features, top=min(PORTFOLIO_TRIALS, max_warm)
+        )
+        firsts = [ensemble.candidates[i].params for i in first]
+        for params in firsts:
+            context.study.enqueue_trial(params, skip_if_exists=True)
         kind = context.target.kind
         record = WarmStartRecord(
             used=True,
             method=self.name,
             reason=(
-                f"{len(ensemble.sources)} other {kind} task(s) with history: the zero-shot portfolio's first "
-                "configuration, then the best of each nearest task, ordered by the sources' surrogates "
-                "weighted by meta-feature similarity and, once trials finish here, by how well they rank "
-                "this task's trials; then every trial chosen among the sampler's proposals and the sources' "
-                "configurations by the same weights"
+                f"{len(ensemble.sources)} other {kind} task(s) with history: the zero-shot portfolio's "
+                f"first {len(firsts)} configuration(s), then the best of each nearest task, ordered by the "
+                "sources' surrogates weighted by meta-feature similarity and, once trials finish here, by "
+                "how well they rank this task's trials; then every trial chosen among the sampler's "
+                "proposals and the sources' configurations by the same weights"
                 if context.sources
                 else "no other task's studies; enqueued the cross-task default"
             ),
             sources=ensemble.summary(ensemble.prior),
-            enqueued=1,
+            enqueued=len(firsts),
             candidates=len(ensemble.candidates),
             max_warm=max_warm,
             target_weight=0.0,
         )
         nearest = {i for _, i in ensemble.neighbour_bests(max_warm)}
-        warm = _TransferCallback(context, ensemble, record, max_warm, [params], among=nearest)
+        warm = _TransferCallback(context, ensemble, record, max_warm, firsts, among=nearest)
         return WarmStart(record, (warm,) if max_warm > 1 else (), sampler=_guide(context, ensemble, warm))
 
     def resume(self, context: WarmStartContext, record: WarmStartRecord) -> WarmStart | None:

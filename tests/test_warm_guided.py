@@ -11,14 +11,16 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from engine.results import best
 from engine.search import run
 from engine.spec import SearchSpec, TaskSpec
 from engine.testing import kit_history
-from engine.transfer import GuidedSampler, SourceEnsemble
+from engine.transfer import GuidedSampler, SourceEnsemble, ranked_portfolio
 from engine.vocabulary import WARM_START_ATTR
-from engine.warmstarter import Source, WarmStartRecord
+from engine.warmstarter import Source, WarmStartContext, WarmStartRecord
+from plugins.warm_starters import PORTFOLIO_TRIALS, GuidedWarmStarter
 
 FAST = {"strategies": ("linear",), "updaters": ("gradient_descent",)}
 
@@ -114,6 +116,39 @@ def test_the_nearest_tasks_bests_are_each_sources_best_and_pick_keeps_to_them() 
     assert ens.pick(ens.scores(ens.prior), [ens.candidates[i].params for i in among], among=among) == []
 
 
+def test_guided_starts_with_the_zero_shot_portfolios_top_configurations() -> None:
+    target, sources, defaults = kit_history()
+    study = optuna.create_study(direction="maximize")
+    context = WarmStartContext(
+        target=target,
+        study=study,
+        n_trials=10,
+        seed=0,
+        sources=sources,
+        defaults=defaults,
+        population=[s.meta_features for s in sources],
+        planned=lambda: [],
+        persist=lambda record: None,
+    )
+    warm = GuidedWarmStarter().start(context)
+
+    # before any trial has run, the portfolio's top 3 wait in order (the nearest tasks' bests come later)
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    ensemble = SourceEnsemble(
+        sources,
+        target.meta_features,
+        [s.meta_features for s in sources],
+        extra=defaults,
+        strategies=target.strategies,
+        updaters=target.updaters,
+        seed=0,
+        space=target.space,
+    )
+    top, _ = ranked_portfolio(ensemble, target.meta_features, top=PORTFOLIO_TRIALS)
+    assert PORTFOLIO_TRIALS == 3 and warm.record.enqueued == len(waiting) == 3
+    assert all(_same(w, ensemble.candidates[i].params) for w, i in zip(waiting, top, strict=True))
+
+
 def test_an_enqueued_trial_runs_what_it_was_given() -> None:
     _, sources, _ = kit_history()
     study = _guided(sources)
@@ -144,22 +179,32 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_a_search_with_guided_warm_start_records_it_and_runs_its_budget(history: str) -> None:
     task = TaskSpec("synthetic", {"n_samples": 120, "n_features": 5, "seed": 3}, name="synth")
-    spec = _spec("guided", (task,), warm_start=True, warm_start_method="guided", n_trials=6)
+    spec = _spec("guided", (task,), warm_start=True, warm_start_method="guided", n_trials=10)
     result = run(spec, storage=history)
 
     info = result.best[0].warm_start
-    assert info is not None and info.used and info.method == "guided" and info.max_warm == 3
+    assert info is not None and info.used and info.method == "guided" and info.max_warm == 5
     assert {s.task for s in info.sources} == {"iris", "wine"}
     study = optuna.load_study(study_name="guided/synth", storage=history)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-    assert len(trials) == 6
+    assert len(trials) == 10
     warm = [t.system_attrs["fixed_params"] for t in study.trials if "fixed_params" in t.system_attrs]
-    assert 2 <= len(warm) == info.enqueued <= 3  # the first, then the nearest tasks' bests; the rest sampled
+    # the portfolio's first 3 (distinct configurations of the sources), then the nearest tasks' bests
+    # (iris and wine; one already run is not run again); the rest sampled
+    assert PORTFOLIO_TRIALS <= len(warm) == info.enqueued <= 5
+    tried = [dict(t.params) for name in ("iris", "wine") for t in _trials(history, f"hist/{name}")]
+    portfolio = warm[:PORTFOLIO_TRIALS]
+    assert all(any(_same(w, c) for c in tried) for w in portfolio)
+    assert not any(_same(a, b) for i, a in enumerate(portfolio) for b in portfolio[:i])
     bests = [p for name in ("iris", "wine") for p in _best_params(history, f"hist/{name}")]
-    assert all(any(_same(w, b) for b in bests) for w in warm[1:])
+    assert all(any(_same(w, b) for b in bests) for w in warm[PORTFOLIO_TRIALS:])
     stored = WarmStartRecord.from_dict(study.user_attrs[WARM_START_ATTR])
     assert stored.target_weight is not None and 0.0 <= stored.target_weight <= 1.0
     assert next(b.warm_start for b in best(storage=history, search="guided")) == stored
+
+
+def _trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
 
 
 def _best_params(storage: str, study_name: str) -> list[dict[str, Any]]:

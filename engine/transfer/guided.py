@@ -15,8 +15,8 @@ as the target's trials accumulate its own model takes over, and once it holds ha
 trial is the wrapped sampler's (with the guided trials in its history), so the search becomes what it
 would be without the sources. Tried configurations and near duplicates of them are never picked.
 
-An enqueued trial (the ``guided`` warm starter enqueues its warm phase: the zero-shot first
-configuration, then the nearest tasks' bests) runs what it was given; the sampler chooses for the others.
+An enqueued trial (the ``guided`` warm starter enqueues its warm phase: the zero-shot portfolio's top
+configurations, then the nearest tasks' bests) runs what it was given; the sampler chooses for the others.
 
 The trial then runs the chosen configuration: :meth:`sample_independent` answers from it and falls back
 to the wrapped sampler for a parameter it lacks or that is out of the study's range.
