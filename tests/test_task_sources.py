@@ -299,6 +299,11 @@ def test_a_header_without_rows_is_refused(tmp_path: Path) -> None:
         load_csv(write_csv(tmp_path, "a,y\n"), tmp_path, target="y")
 
 
+def test_fewer_than_ten_rows_are_refused_saying_why_and_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(TaskDataError, match=r"has 6 row\(s\); a task needs at least 10 .*: add rows"):
+        load_csv(write_csv(tmp_path, "a,y\n" + rows("{i},{i}.5", 6)), tmp_path, target="y")
+
+
 def test_a_missing_target_column_is_refused_listing_the_columns(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "a,b,label\n" + rows("{i},{i},x", 12))
 

@@ -66,7 +66,10 @@ class Dataset:
             )
         n, d = X.shape
         if n < 10:
-            raise TaskDataError(f"task {self.name!r}: needs at least 10 rows to split, got {n}")
+            raise TaskDataError(
+                f"task {self.name!r}: has {n} row(s); a task needs at least 10 (its rows are split into "
+                "training, validation and test rows, and its meta-features describe them): add rows"
+            )
         if d < 1:
             raise TaskDataError(f"task {self.name!r}: has no feature columns")
         if not np.isfinite(X).all():
