@@ -19,7 +19,16 @@ from engine.plugin.hookspecs import hookimpl
 from engine.plugin.registry import Registry
 from engine.settings import VERSION as __version__
 from engine.strategy import Strategy
-from engine.task import Dataset, FeatureColumn, Option, RowEncoding, TaskInfo, TaskKind, TaskSource
+from engine.task import (
+    Dataset,
+    FeatureColumn,
+    Option,
+    RowEncoding,
+    TaskInfo,
+    TaskKind,
+    TaskSource,
+    read_number,
+)
 from engine.updater import FitResult, Report, TrainingProblem, Updater
 from engine.vocabulary import DONE_STATES
 from engine.warmstarter import (
@@ -235,6 +244,7 @@ __all__ = [
     "plot_competence",
     "pool_generator",
     "ranked_portfolio",
+    "read_number",
     "recommend",
     "run",
     "save_meta_learner",

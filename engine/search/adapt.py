@@ -30,7 +30,7 @@ from engine.results import BestMeta, meta_best
 from engine.settings import resolve_storage
 from engine.spec.checks import MAX_STEPS
 from engine.storage.locations import locate
-from engine.task import MAX_ABS_VALUE, out_of_range_cell
+from engine.task import MAX_ABS_VALUE, out_of_range_cell, read_number
 from engine.trained import open_store, resolve_artifacts
 
 __all__ = ["AdaptedTask", "adapt", "best_steps", "load_meta_search", "load_theta"]
@@ -330,11 +330,12 @@ def _mismatch(have: Sequence[str], want: Sequence[str]) -> str | None:
 
 
 def _number(value: Any) -> float:
-    """``value`` as a float; a string as the ``csv`` source reads a cell: Python's ``float`` also reads
-    '1_5' (as 15) and non-ASCII digits, which are no numbers there (``ValueError``)."""
-    if isinstance(value, str) and ("_" in value or not value.isascii()):
+    """``value`` as a float; a string as the ``csv`` source reads a cell (:func:`engine.task.read_number`;
+    ``ValueError`` if it is none)."""
+    number = read_number(value) if isinstance(value, str) else float(value)
+    if number is None:
         raise ValueError(f"not a number: {value!r}")
-    return float(value)
+    return number
 
 
 def _matrix(rows: Rows, columns: Sequence[str], what: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from engine.task.dataset import (
     magnitude_problems,
     out_of_range_cell,
 )
-from engine.task.encoding import FeatureColumn, RowEncoding
+from engine.task.encoding import FeatureColumn, RowEncoding, read_number
 from engine.task.source import Option, TaskSource
 from engine.task.split import Split, make_split
 
@@ -37,4 +37,5 @@ __all__ = [
     "magnitude_problems",
     "make_split",
     "out_of_range_cell",
+    "read_number",
 ]

@@ -137,20 +137,33 @@ class RowEncoding:
         )
 
 
+def read_number(text: str) -> float | None:
+    """A CSV cell's number, as every reader of rows here reads one, or ``None`` if it is none: Python's
+    ``float`` also reads '0_1' (as 1) and non-ASCII digits, which are text here. ``nan`` and ``inf`` are
+    numbers (callers that need finite values check for them)."""
+    if "_" in text or not text.isascii():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _number(value: Any, row: int, column: str) -> float:
     """A numeric cell's value. Refused: booleans (Python's or NumPy's), text that is no number or that
     only Python reads as one ('0_1', non-ASCII digits, as training reads them), and numbers beyond
     ``float`` (an integer of 400 digits) or not finite."""
     where = f"row {row + 1}, column {column!r}"
-    text = isinstance(value, str) and ("_" in value or not value.isascii())
-    if text or isinstance(value, bool | np.bool_):
+    if isinstance(value, bool | np.bool_):
         raise TaskDataError(f"{where}: expected a number, got {value!r}")
     try:
-        number = float(value)
+        number = read_number(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
-        raise TaskDataError(f"{where}: expected a number, got {value!r:.60}") from None
+        number = None
     except OverflowError:  # no repr: an int of over 4300 digits has none
         raise TaskDataError(f"{where}: the number is beyond the range of a float (±1.8e308)") from None
+    if number is None:
+        raise TaskDataError(f"{where}: expected a number, got {value!r:.60}")
     if not math.isfinite(number):
         raise TaskDataError(f"{where}: {value!r} is not a finite number")
     return number

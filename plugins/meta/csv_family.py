@@ -23,6 +23,7 @@ from engine import (
     check_int,
     check_pool,
     pool_generator,
+    read_number,
 )
 from plugins.tasks import MISSING_TOKENS
 
@@ -37,15 +38,10 @@ def _missing(cell: str) -> bool:
 
 
 def _number(cell: str) -> float:
-    """The cell as a number, ``nan`` when it is none, as the ``csv`` source reads numbers: Python's
-    ``float`` also reads '1_5' (as 15) and non-ASCII digits, which are not numbers here."""
-    cell = cell.strip()
-    if "_" in cell or not cell.isascii():
-        return math.nan
-    try:
-        return float(cell)
-    except ValueError:
-        return math.nan
+    """The cell as a number (:func:`engine.read_number`, as the ``csv`` source reads it), ``nan`` when it
+    is none."""
+    number = read_number(cell.strip())
+    return math.nan if number is None else number
 
 
 def _shown(cell: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import FeatureColumn, TaskDataError, TaskKind
+from engine import FeatureColumn, TaskDataError, TaskKind, read_number
 
 __all__ = [
     "MAX_AUTO_CLASSES",
@@ -127,20 +127,9 @@ def handle_missing(
     return [r for r, flags in enumerate(is_missing) if not any(flags)], summary
 
 
-def _number(cell: str) -> float | None:
-    """The cell as a number, or ``None``: Python's ``float`` also reads '0_1' (as 1) and non-ASCII
-    digits, which are text here."""
-    if "_" in cell or not cell.isascii():
-        return None
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
 def _parse_numbers(values: Sequence[str]) -> np.ndarray | None:
     """The values as ``float64``, or ``None`` if any of them is not a number."""
-    numbers = [_number(v) for v in values]
+    numbers = [read_number(v) for v in values]
     if any(x is None for x in numbers):
         return None
     return np.array(numbers, dtype=np.float64)
@@ -155,7 +144,7 @@ def _strays(values: Sequence[str]) -> list[int]:
     numbers: list[str] = []
     odd: list[int] = []
     for i, v in enumerate(values):
-        if _number(v) is not None:
+        if read_number(v) is not None:
             numbers.append(v)
         else:
             odd.append(i)
@@ -234,7 +223,7 @@ def encode_target(
         kind = _detect_kind(values)
     if kind == "regression":
         if numbers is None:
-            bad = [i for i, v in enumerate(values) if _number(v) is None]
+            bad = [i for i, v in enumerate(values) if read_number(v) is None]
             more = f" ({len(bad)} such cells: {_shown(values, bad, lines)})" if len(bad) > 1 else ""
             raise TaskDataError(
                 f"{where}: kind is 'regression' but {what} has the non-numeric value {values[bad[0]]!r} "
