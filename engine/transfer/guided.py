@@ -24,8 +24,9 @@ to the wrapped sampler for a parameter it lacks or that is out of the study's ra
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -153,15 +154,16 @@ class GuidedSampler(BaseSampler):
         out = []
         level = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.ERROR)
+        frozen: Any = _Frozen(study)
         try:
             for _ in range(self.proposals):
                 params = {
-                    name: self.base.sample_independent(study, trial, name, dists[name]) for name in self._top
+                    name: self.base.sample_independent(frozen, trial, name, dists[name]) for name in self._top
                 }
                 prefixes = (f"{params['strategy']}.", f"{params['updater']}.")
                 for name, d in dists.items():
                     if name.startswith(prefixes):
-                        params[name] = self.base.sample_independent(study, trial, name, d)
+                        params[name] = self.base.sample_independent(frozen, trial, name, d)
                 out.append(params)
         finally:
             optuna.logging.set_verbosity(level)
@@ -200,3 +202,33 @@ class GuidedSampler(BaseSampler):
             score = score + target_weight * model.predict(ens.space.encode(fresh))
         best = int(np.argmax(score)) if math.isfinite(float(np.max(score))) else 0
         return fresh[best]
+
+
+class _Frozen:
+    """The study as it stands, its trials read once: the proposals before one trial draw a hundred values
+    or so, and TPE (with its default ``constant_liar``) would read every trial from storage for each."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy, states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self._get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)

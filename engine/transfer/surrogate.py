@@ -93,6 +93,7 @@ class SourceEnsemble:
         self.target_space: dict[str, BaseDistribution] = dict(space or {})
         self.space = ConfigSpace(t.distributions for s in self.sources for t in s.trials)
         self.models: list[Any] = []
+        self._predicted: dict[str, np.ndarray] = {}
         self._known: list[dict[str, float]] = [
             {param_key(t.params): t.rank for t in src.trials if t.complete} for src in self.sources
         ]
@@ -109,14 +110,25 @@ class SourceEnsemble:
         elsewhere."""
         if not self.models or not configs:
             return np.zeros((len(self.models), len(configs)))
-        X = self.space.encode(configs)
-        out = np.array([m.predict(X) for m in self.models])
         keys = [param_key(c) for c in configs]
+        out = self._raw(configs, keys)
         for i, known in enumerate(self._known):
             for j, key in enumerate(keys):
                 if key in known:
                     out[i, j] = known[key]
         return out
+
+    def _raw(self, configs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> np.ndarray:
+        """Each source surrogate's prediction for each configuration, shape ``(sources, configs)``.
+
+        A search asks about the same configurations (its trials, the candidates) before every trial, and
+        the surrogates never change: each configuration is predicted once and remembered by its key."""
+        missing = {k: c for k, c in zip(keys, configs, strict=True) if k not in self._predicted}
+        if missing and self.models:
+            fresh = np.array([m.predict(self.space.encode(list(missing.values()))) for m in self.models])
+            for j, key in enumerate(missing):
+                self._predicted[key] = fresh[:, j]
+        return np.array([self._predicted[k] for k in keys]).T.reshape(len(self.models), len(keys))
 
     def coverage(self, tried: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Per source, the best value (as :meth:`predict` gives it) among the ``tried`` configurations."""
@@ -233,7 +245,8 @@ class SourceEnsemble:
                 np.zeros(len(pruned)),
             ]
         )
-        X = self.space.encode([t.params for t in complete + pruned])
+        configs = [t.params for t in complete + pruned]
+        X = self.space.encode(configs)
         n = len(y)
         k = n if folds is None else min(n, folds)
         fold = np.arange(n) % k
@@ -242,7 +255,7 @@ class SourceEnsemble:
             rest = fold != i
             model = fit_surrogate(X[rest], y[rest], self.seed + i, n_estimators=16)
             held_out[~rest] = model.predict(X[~rest])
-        preds = np.vstack([*(m.predict(X) for m in self.models), held_out])
+        preds = np.vstack([self._raw(configs, [param_key(c) for c in configs]), held_out])
         wins = _ranking_wins(preds, y, np.random.default_rng(self.seed + n))
         gamma = n / (n + PRIOR_STRENGTH)
         weights = (1.0 - gamma) * self.prior + gamma * wins[:-1]
