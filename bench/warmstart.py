@@ -651,7 +651,7 @@ def render(summaries: dict[str, dict[str, Any]], budget: int, meta: dict[str, An
         "Cells: mean over tasks and seeds ± standard error over tasks (of the per-task means over seeds). "
         "Zero-shot is one trial, the top configuration `recommend` gives before any trial, shown at every "
         "budget. "
-        f"`{NEW}` is the new warm starter, `transfer` the one before it. With `--samplers`, the rows "
+        f"`{NEW}` is the default warm starter, `transfer` the default before it. With `--samplers`, the rows "
         + ", ".join(f"`{v}`" for v in SAMPLER_VARIANTS)
         + " (training group only) are cold searches with those TPE settings instead of the default's "
         "(TPE with 5 startup trials, `engine/study/factories.py`).",

@@ -5,7 +5,7 @@ and hands it to the warm starter named by the spec (``search.warm_start_method``
 :class:`WarmStartContext`; the warm starter enqueues configurations into the study and returns a
 :class:`WarmStart`: the :class:`WarmStartRecord` stored on the study (and shown by ``stratagem best``)
 plus optional callbacks that go on enqueuing while the study runs, and optionally a sampler wrapper that
-guides every later trial of the run. Built-ins: ``transfer`` (the default), ``guided`` and ``knn``
+guides every later trial of the run. Built-ins: ``guided`` (the default), ``transfer`` and ``knn``
 (:mod:`plugins.warm_starters`).
 """
 

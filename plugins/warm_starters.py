@@ -1,4 +1,4 @@
-"""Built-in warm starters: ``transfer`` (the default), ``guided`` and ``knn``.
+"""Built-in warm starters: ``guided`` (the default), ``transfer`` and ``knn``.
 
 ``guided``: the first ``PORTFOLIO_TRIALS`` trials (3; fewer when the warm phase is shorter) run the
 zero-shot recommendation's first configurations, as auto-sklearn 2.0 starts a search (a portfolio
@@ -64,8 +64,8 @@ __all__ = ["PORTFOLIO_TRIALS", "GuidedWarmStarter", "KnnWarmStarter", "TransferW
 
 @engine.hookimpl
 def stratagem_register_warm_starters(registry: Registry[WarmStarter]) -> None:
-    registry.add(TransferWarmStarter())
     registry.add(GuidedWarmStarter())
+    registry.add(TransferWarmStarter())
     registry.add(KnnWarmStarter())
 
 
@@ -303,12 +303,15 @@ class _Held:
 def _guide(
     context: WarmStartContext, ensemble: SourceEnsemble, held: _Held | _TransferCallback
 ) -> Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler]:
-    """The sampler wrapper of ``guided``, keeping the record's target weight current (in ``held``, which
-    the warm phase's callback also updates)."""
+    """The sampler wrapper of ``guided``, keeping the record's weights current (in ``held``, which the warm
+    phase's callback also updates)."""
 
-    def on_choice(target_weight: float, _n: int) -> None:
-        if held.record.target_weight != round(target_weight, 4):
-            held.record = dataclasses.replace(held.record, target_weight=round(target_weight, 4))
+    def on_choice(weights: np.ndarray, target_weight: float, _n: int) -> None:
+        record = dataclasses.replace(
+            held.record, sources=ensemble.summary(weights), target_weight=round(target_weight, 4)
+        )
+        if record != held.record:
+            held.record = record
             context.persist(held.record)
 
     def wrap(base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:

@@ -21,5 +21,5 @@ class TestKnn(WarmStarterContract):
 
 def test_the_built_ins_are_registered_through_the_hook() -> None:
     host = PluginHost.load(entry_points=False)
-    assert host.warm_starters.names() == ["transfer", "guided", "knn"]
+    assert host.warm_starters.names() == ["guided", "transfer", "knn"]
     assert host.warm_starters.plugin_of("knn") == "plugins.warm_starters"

@@ -113,7 +113,7 @@ def test_warm_start_is_recorded_on_the_study_and_shown_by_best(storage: str) -> 
     on_study = study.user_attrs[WARM_START_ATTR]
     (row,) = best(storage=storage, search="new")
     assert row.warm_start == WarmStartRecord.from_dict(on_study)
-    assert on_study["used"] is True and on_study["method"] == "transfer"
+    assert on_study["used"] is True and on_study["method"] == "guided"  # the default
     assert on_study["enqueued"] == 2 == on_study["max_warm"]
     assert {s["task"] for s in on_study["sources"]} == {"iris", "wine"}
     assert math.isclose(
@@ -122,7 +122,7 @@ def test_warm_start_is_recorded_on_the_study_and_shown_by_best(storage: str) -> 
     warm = [t for t in study.trials if "fixed_params" in t.system_attrs]
     assert [t.number for t in warm] == [0, 1]
     shown = CliRunner().invoke(cli, ["best", "--search", "new", "--storage", storage])
-    assert shown.exit_code == 0 and "transfer: " in shown.output
+    assert shown.exit_code == 0 and "guided: " in shown.output
 
 
 def test_warm_start_false_and_the_cli_flag_turn_it_off(storage: str, tmp_path: Path) -> None:
@@ -355,7 +355,7 @@ def test_an_unknown_warm_starter_is_refused_before_anything_is_written(storage: 
 
     with pytest.raises(
         SpecError,
-        match=r"search.warm_start_method: unknown warm starter 'magic'; registered: transfer, guided, knn",
+        match=r"search.warm_start_method: unknown warm starter 'magic'; registered: guided, transfer, knn",
     ):
         run(spec, storage=storage)
 

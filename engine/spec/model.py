@@ -15,7 +15,7 @@ A spec file looks like this (every key but ``search.name`` and ``tasks`` is opti
     threads = 1                # torch threads per worker (0: torch's default)
     trials_per_visit = 0       # 0: each task gets all its trials in one visit
     warm_start = true          # seed new strategy (and meta) studies from other tasks' history
-    warm_start_method = "transfer"  # or "guided", "knn" (default: $STRATAGEM_WARM_START, else "transfer")
+    warm_start_method = "guided"    # or "transfer", "knn" (default: $STRATAGEM_WARM_START, else "guided")
     mode = "per_task"          # or "cross_task": one study for the best default over all tasks
     keep = "best"              # trained models kept: "best" (current best per task) or "all"
     artifacts = "models/"      # where they go, from the spec's folder (default: $STRATAGEM_ARTIFACTS, else

@@ -31,10 +31,15 @@ if TYPE_CHECKING:
 
     from engine.meta import FamilyInfo, MetaStrategy, TaskFamily
 
-__all__ = ["WARM_START_ENV", "Plan", "ResolvedTask", "resolve"]
+__all__ = ["DEFAULT_WARM_STARTER", "WARM_START_ENV", "Plan", "ResolvedTask", "resolve"]
 
 WARM_START_ENV = "STRATAGEM_WARM_START"
-"""Environment variable naming the default warm starter (default ``transfer``)."""
+"""Environment variable naming the default warm starter (else :data:`DEFAULT_WARM_STARTER`)."""
+
+DEFAULT_WARM_STARTER = "guided"
+"""The warm starter of a spec that names none. ``guided`` keeps the other tasks' history for the whole
+budget. On the training group of ``bench/warmstart.py``, paired per task in two runs, it was ahead of
+``transfer`` after the first trial and level or ahead after 5 to 20 trials (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -483,12 +488,12 @@ def _data_problems(dataset: Dataset, spec: SearchSpec) -> list[str]:
 
 
 def _warm_starter(spec: SearchSpec, host: PluginHost, p: Problems) -> WarmStarter | None:
-    """The warm starter the spec names, else ``$STRATAGEM_WARM_START``'s, else ``transfer``."""
+    """The warm starter the spec names, else ``$STRATAGEM_WARM_START``'s, else the default one."""
     if not spec.warm_start:
         return None
     name, key = spec.warm_start_method, "search.warm_start_method"
     if name is None:
-        name, key = os.environ.get(WARM_START_ENV, "").strip() or "transfer", f"${WARM_START_ENV}"
+        name, key = os.environ.get(WARM_START_ENV, "").strip() or DEFAULT_WARM_STARTER, f"${WARM_START_ENV}"
     if name not in host.warm_starters:
         known = ", ".join(host.warm_starters.names()) or "none"
         p.add(key, f"unknown warm starter {name!r}; registered: {known}")

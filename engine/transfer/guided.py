@@ -46,8 +46,9 @@ PROPOSALS = 16
 HAND_OVER = 0.5
 """Once the task's own model holds this much weight, the wrapped sampler decides every trial alone."""
 
-GuidedChoice = Callable[[float, int], None]
-"""Called after each choice with the target model's weight and the number of target trials."""
+GuidedChoice = Callable[[np.ndarray, float, int], None]
+"""Called after each choice with the source weights, the target model's weight and the number of target
+trials."""
 
 
 class GuidedSampler(BaseSampler):
@@ -60,7 +61,7 @@ class GuidedSampler(BaseSampler):
         strategies: The strategies the target may use.
         updaters: The updaters the target may use.
         proposals: Candidates drawn from ``base`` before each trial.
-        on_choice: Told the target model's weight after each choice (to keep the warm-start record).
+        on_choice: Told the weights after each choice (to keep the warm-start record).
     """
 
     def __init__(
@@ -181,7 +182,7 @@ class GuidedSampler(BaseSampler):
         ]
         weights, target_weight, model = ens.target_model(trials, maximize, folds=5)
         if self.on_choice is not None:
-            self.on_choice(target_weight, sum(t.state == TrialState.COMPLETE for t in trials))
+            self.on_choice(weights, target_weight, sum(t.state == TrialState.COMPLETE for t in trials))
         if target_weight >= HAND_OVER or (model is not None and trial.number % 2):
             return {}  # the wrapped sampler decides, as it would alone
         sources = [c for c in (conform_params(c.params, dists) for c in ens.candidates) if c is not None]
