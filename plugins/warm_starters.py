@@ -84,7 +84,10 @@ def _ensemble(
     """The ensemble over the context's history, or the record that says why there is none."""
     kind = ctx.target.kind
     if not ctx.sources and not defaults:
-        reason = f"no finished studies of other {kind} tasks in this storage"
+        reason = (
+            f"no finished studies of other {kind} tasks in this storage (a study counts once it has two "
+            "completed trials)"
+        )
         return WarmStartRecord(used=False, method=method, reason=reason)
     try:
         ensemble = SourceEnsemble(

@@ -75,6 +75,26 @@ def test_a_kind_without_history_is_reported_like_an_empty_storage(history: str) 
         recommend(diabetes, storage=history)
 
 
+def test_searches_without_two_completed_trials_are_named_not_called_no_searches(sqlite_url: str) -> None:
+    one = SearchSpec(
+        name="one",
+        tasks=(TaskSpec("sklearn", {"dataset": "wine"}),),
+        n_trials=1,
+        strategies=("linear",),
+        updaters=("gradient_descent",),
+    )
+    run(one, storage=sqlite_url)  # one completed trial: too few to learn from
+    iris = SklearnSource().load({"dataset": "iris"}, Path.cwd())
+
+    with pytest.raises(NoHistoryError) as caught:
+        recommend(iris, storage=sqlite_url)
+    message = str(caught.value)
+    assert "holds searches of classification tasks, but none of their studies has the two" in message
+    assert "stratagem best" in message and "no finished searches" not in message
+    result = CliRunner().invoke(cli, ["recommend", "--dataset", "iris", "--storage", sqlite_url])
+    assert result.exit_code == 2 and "none of their studies has the two completed trials" in result.output
+
+
 def test_recommend_returns_top_k_configs_with_evidence_from_other_tasks_only(history: str) -> None:
     iris_fp = next(t.fingerprint for t in tasks(storage=history) if t.name == "iris")
 

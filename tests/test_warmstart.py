@@ -71,7 +71,10 @@ def test_a_task_without_history_of_its_kind_starts_cold(sqlite_url: str) -> None
 
     info = result.best[0].warm_start
     assert info is not None and info.used is False
-    assert info.reason == "no finished studies of other classification tasks in this storage"
+    assert info.reason == (
+        "no finished studies of other classification tasks in this storage (a study counts once it has "
+        "two completed trials)"
+    )
 
 
 def test_a_regression_task_does_not_warm_start_from_classification_history(storage: str) -> None:

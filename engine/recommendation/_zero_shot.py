@@ -30,9 +30,17 @@ EVIDENCE_PER_CONFIG = 5
 """Neighbours listed as evidence for each recommended configuration."""
 
 
-def no_history(kind: str, excluded: bool) -> NoHistoryError:
-    """The error for a storage without usable history of ``kind``, pointing to the first search."""
+def no_history(kind: str, excluded: bool, *, searched: bool = False) -> NoHistoryError:
+    """The error for a storage without usable history of ``kind``, pointing to the first search (or, when
+    ``searched``, saying why the searches it holds do not count)."""
     own = " (the task's own history does not count)" if excluded else ""
+    if searched:
+        return NoHistoryError(
+            f"the storage holds searches of {kind} tasks{own}, but none of their studies has the two "
+            "completed trials a recommendation learns from (their trials failed, were pruned, or are "
+            "still running); `stratagem best` shows each one's trials, and a search with more trials gives "
+            "a history"
+        )
     return NoHistoryError(
         f"the storage holds no finished searches of {kind} tasks{own}; run a search first, such as: "
         "stratagem run studies/quickstart.toml"
@@ -95,7 +103,7 @@ def recommend_for_features(
     db = _open(storage, kind, exclude_fingerprint)
     history = load_history(db, kind, exclude_fingerprint=exclude_fingerprint)
     if not history.sources:
-        raise no_history(kind, exclude_fingerprint is not None)
+        raise no_history(kind, exclude_fingerprint is not None, searched=True)
     try:
         ensemble = SourceEnsemble(
             history.sources,
