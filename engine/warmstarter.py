@@ -5,7 +5,7 @@ and hands it to the warm starter named by the spec (``search.warm_start_method``
 :class:`WarmStartContext`; the warm starter enqueues configurations into the study and returns a
 :class:`WarmStart`: the :class:`WarmStartRecord` stored on the study (and shown by ``stratagem best``)
 plus optional callbacks that go on enqueuing while the study runs, and optionally a sampler wrapper that
-guides every later trial of the run. Built-ins: ``guided`` (the default), ``transfer`` and ``knn``
+guides later trials of the run. Built-ins: ``guided`` (the default), ``transfer`` and ``knn``
 (:mod:`plugins.warm_starters`).
 """
 
@@ -141,7 +141,7 @@ class WarmStartRecord:
         sources: The sources it used, most weighted first.
         enqueued: Configurations enqueued so far.
         candidates: Candidate configurations it chose from, where it counts them.
-        max_warm: Most configurations it would enqueue.
+        max_warm: Most configurations it would enqueue (``guided``: also the trials its sampler chooses).
         target_weight: Weight of the task's own trials in the last choice.
         stopped: Why it stopped enqueuing, once it has.
     """

@@ -6,11 +6,12 @@ covering the sources, ranked for the task by a model learned across them, :func:
 Then, as ``transfer`` does (below), a callback enqueues one warm trial after each finished trial, but
 only among the best configurations of the ``ceil(n_trials / 2)`` nearest sources (``knn``'s), ordered by
 the ensemble's score; enqueued trials stay out of the pruner's reference, so they are not pruned against
-each other. Every trial that is not enqueued is chosen by :class:`engine.GuidedSampler`, which wraps the
-study's sampler: among that sampler's proposals and the sources' configurations, the one that the source
-surrogates plus the task's own surrogate, weighted as ``transfer`` weights them, score highest. The
-task's own model takes over as its trials accumulate, so the past keeps guiding the search for the
-whole budget without holding it back.
+each other. In the first half of the budget, every trial that is not enqueued is chosen by
+:class:`engine.GuidedSampler`, which wraps the study's sampler: among that sampler's proposals and the
+sources' configurations, the one that the source surrogates plus the task's own surrogate, weighted as
+``transfer`` weights them, score highest. The task's own model gains weight as its trials accumulate;
+from half the budget on (or once that model holds half the weight) the study's sampler decides alone,
+with every guided trial in its history.
 
 ``knn``: auto-sklearn's meta-learning baseline. The best configuration of each of the
 ``ceil(n_trials / 2)`` nearest sources (by meta-features) is enqueued before the first trial.
@@ -286,14 +287,17 @@ class GuidedWarmStarter(WarmStarter):
         )
         nearest = {i for _, i in ensemble.neighbour_bests(max_warm)}
         warm = _TransferCallback(context, ensemble, record, max_warm, firsts, among=nearest)
-        return WarmStart(record, (warm,) if max_warm > 1 else (), sampler=_guide(context, ensemble, warm))
+        return WarmStart(
+            record, (warm,) if max_warm > 1 else (), sampler=_guide(context, ensemble, warm, max_warm)
+        )
 
     def resume(self, context: WarmStartContext, record: WarmStartRecord) -> WarmStart | None:
         """Guide this worker's trials too, from the same history (nothing is enqueued again)."""
         ensemble = _ensemble(context, self.name, context.defaults)
         if isinstance(ensemble, WarmStartRecord):
             return None
-        return WarmStart(record, sampler=_guide(context, ensemble, _Held(record)))
+        until = record.max_warm or _max_warm(context.n_trials)
+        return WarmStart(record, sampler=_guide(context, ensemble, _Held(record), until))
 
 
 @dataclasses.dataclass
@@ -304,10 +308,10 @@ class _Held:
 
 
 def _guide(
-    context: WarmStartContext, ensemble: SourceEnsemble, held: _Held | _TransferCallback
+    context: WarmStartContext, ensemble: SourceEnsemble, held: _Held | _TransferCallback, until: int
 ) -> Callable[[optuna.samplers.BaseSampler], optuna.samplers.BaseSampler]:
-    """The sampler wrapper of ``guided``, keeping the record's weights current (in ``held``, which the warm
-    phase's callback also updates)."""
+    """The sampler wrapper of ``guided``, choosing trials until ``until`` have finished and keeping the
+    record's weights current (in ``held``, which the warm phase's callback also updates)."""
 
     def on_choice(weights: np.ndarray, target_weight: float, _n: int) -> None:
         record = dataclasses.replace(
@@ -323,6 +327,7 @@ def _guide(
             ensemble,
             strategies=context.target.strategies,
             updaters=context.target.updaters,
+            until=until,
             on_choice=on_choice,
         )
 

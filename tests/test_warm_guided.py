@@ -180,9 +180,37 @@ def test_a_guided_choice_reads_the_studys_trials_once_for_all_its_proposals() ->
         return get_all_trials(*args, **kwargs)
 
     study._storage.get_all_trials = counted  # type: ignore[method-assign]
-    trial = study.ask()  # trial 6: an even number, chosen by the sources and the task's model
+    trial = study.ask()  # trial 6, chosen by the sources and the task's model
     assert trial.number in sampler._chosen
     assert len(reads) < sampler.proposals
+
+
+def test_the_sampler_chooses_every_trial_of_the_guided_phase_and_none_after_it() -> None:
+    _, sources, _ = kit_history()
+    weights: list[float] = []
+    sampler = GuidedSampler(
+        optuna.samplers.TPESampler(seed=0),
+        _ensemble(sources),
+        strategies=("linear",),
+        updaters=("gradient_descent",),
+        until=5,
+        on_choice=lambda _w, target_weight, _n: weights.append(target_weight),
+    )
+    chosen: list[bool] = []
+    before = sampler.before_trial
+
+    def noting(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        before(study, trial)
+        chosen.append(trial.number in sampler._chosen)
+
+    sampler.before_trial = noting  # type: ignore[method-assign]
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=9)
+
+    # the task's own model holds at most n / (n + 5) < 1/2 of the weight before trial 5: every trial up
+    # to there is the sampler's choice; from there on TPE decides alone, and no model is fitted for it
+    assert chosen == [True] * 5 + [False] * 4
+    assert len(weights) == 5
 
 
 def test_the_source_surrogates_predict_each_configuration_once() -> None:

@@ -10,10 +10,13 @@ surrogate (:class:`SourceEnsemble`). The weights are RGPE's (Feurer et al., 2018
 the next pick covers what earlier picks do not). Then each model's weight is its share of bootstrap
 resamples of the target's trials in which it misranks fewest pairs (the target's own surrogate judged
 out of fold), blended with the prior by ``n / (n + 5)``, and the score is the weighted mean prediction.
-From then on every other trial (odd numbers) is the wrapped sampler's alone, which keeps it exploring;
-as the target's trials accumulate its own model takes over, and once it holds half the weight every
-trial is the wrapped sampler's (with the guided trials in its history), so the search becomes what it
-would be without the sources. Tried configurations and near duplicates of them are never picked.
+As the target's trials accumulate its own model takes over. The sampler chooses every trial until
+``until`` trials have finished (the ``guided`` warm starter gives half the budget) or the target's own
+model holds half the weight; from then on every trial is the wrapped sampler's alone (with the guided
+trials in its history), so the second half of a search is what it would be without the sources. On the
+training group of ``bench/warmstart.py`` this beat letting the wrapped sampler take every other trial
+of the whole budget (docs/benchmarks.md, "Warm-start choices"). Tried configurations and near
+duplicates of them are never picked.
 
 An enqueued trial (the ``guided`` warm starter enqueues its warm phase: the zero-shot portfolio's top
 configurations, then the nearest tasks' bests) runs what it was given; the sampler chooses for the others.
@@ -47,8 +50,8 @@ HAND_OVER = 0.5
 """Once the task's own model holds this much weight, the wrapped sampler decides every trial alone."""
 
 GuidedChoice = Callable[[np.ndarray, float, int], None]
-"""Called after each choice with the source weights, the target model's weight and the number of target
-trials."""
+"""Called before each trial of the guided phase with the source weights, the target model's weight and
+the number of target trials."""
 
 
 class GuidedSampler(BaseSampler):
@@ -61,6 +64,8 @@ class GuidedSampler(BaseSampler):
         strategies: The strategies the target may use.
         updaters: The updaters the target may use.
         proposals: Candidates drawn from ``base`` before each trial.
+        until: Once this many trials (enqueued ones included) have finished, ``base`` decides every
+            trial alone; ``None``: only once the task's own model holds half the weight.
         on_choice: Told the weights after each choice (to keep the warm-start record).
     """
 
@@ -72,11 +77,13 @@ class GuidedSampler(BaseSampler):
         strategies: Sequence[str],
         updaters: Sequence[str],
         proposals: int = PROPOSALS,
+        until: int | None = None,
         on_choice: GuidedChoice | None = None,
     ) -> None:
         self.base = base
         self.ensemble = ensemble
         self.proposals = proposals
+        self.until = until
         self.on_choice = on_choice
         self._top = {
             "strategy": CategoricalDistribution(list(strategies)),
@@ -173,6 +180,8 @@ class GuidedSampler(BaseSampler):
     def _choose(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         ens = self.ensemble
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if self.until is not None and len(trials) >= self.until:
+            return {}  # the guided phase is over: the wrapped sampler decides, as it would alone
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         dists = self._dists(trials)
         tried = [
@@ -183,8 +192,8 @@ class GuidedSampler(BaseSampler):
         weights, target_weight, model = ens.target_model(trials, maximize, folds=5)
         if self.on_choice is not None:
             self.on_choice(weights, target_weight, sum(t.state == TrialState.COMPLETE for t in trials))
-        if target_weight >= HAND_OVER or (model is not None and trial.number % 2):
-            return {}  # the wrapped sampler decides, as it would alone
+        if target_weight >= HAND_OVER:
+            return {}  # the task's own evidence outweighs the sources': the wrapped sampler decides
         sources = [c for c in (conform_params(c.params, dists) for c in ens.candidates) if c is not None]
         seen: set[str] = set()
         fresh = []
