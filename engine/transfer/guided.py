@@ -66,7 +66,7 @@ class GuidedSampler(BaseSampler):
         proposals: Candidates drawn from ``base`` before each trial.
         until: Once this many trials (enqueued ones included) have finished, ``base`` decides every
             trial alone; ``None``: only once the task's own model holds half the weight.
-        on_choice: Told the weights after each choice (to keep the warm-start record).
+        on_choice: Told the weights at each choice (to keep the warm-start record).
     """
 
     def __init__(
