@@ -355,3 +355,61 @@ def test_a_full_model_store_stops_the_search_and_keeps_what_finished(
     monkeypatch.setattr(FileSystemArtifactStore, "write", write)  # space freed: the same run goes on
     engine.run(spec, storage=sqlite_url)
     assert engine.best(storage=sqlite_url, search="full")[0].n_trials == 6
+
+
+KILLED_BEFORE_ITS_ROW = textwrap.dedent(
+    """
+    import os, sys
+    from engine.cli import cli
+    from engine.trained import ModelKeeper
+
+    # the process dies once its trial is stored and its model uploaded, before the model's row is written
+    ModelKeeper.settle = lambda self, kept, sole=False: os._exit(9)
+    cli(["run", sys.argv[1], "--storage", sys.argv[2], "--no-progress"])
+    """
+)
+
+
+@pytest.mark.parametrize("keep", ["best", "all"])
+def test_a_model_whose_process_died_before_recording_it_is_kept_by_the_next_run(
+    tmp_path: Path, sqlite_url: str, keep: str
+) -> None:
+    write_table(tmp_path / "table.csv")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        textwrap.dedent(
+            f"""
+            [search]
+            name = "exp"
+            n_trials = 1
+            strategies = ["linear"]
+            updaters = ["gradient_descent"]
+            warm_start = false
+            keep = "{keep}"
+            [[tasks]]
+            source = "csv"
+            path = "table.csv"
+            target = "target"
+            drop = ["id"]
+            """
+        )
+    )
+    died = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_ITS_ROW, str(spec), sqlite_url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert died.returncode == 9, died.stderr
+    store = Path(str(tmp_path / "study.db") + ".artifacts")
+    (orphan,) = [p.name for p in store.iterdir()]
+    assert kept(sqlite_url) == []
+    with pytest.raises(ModelError, match="no trained model is kept for trial 0"):
+        engine.export(search="exp", out=tmp_path / "before", storage=sqlite_url)
+
+    again = CliRunner().invoke(cli, ["run", str(spec), "--storage", sqlite_url, "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert [(r.trial_number, r.artifact_id) for r in kept(sqlite_url)] == [(0, orphan)]
+    out = engine.export(search="exp", out=tmp_path / "model", storage=sqlite_url)
+    assert json.loads((out / "model.json").read_text())["origin"]["trial"] == 0

@@ -37,7 +37,7 @@ from engine.plugin import PluginHost
 from engine.search.driver import WORKER_DIED, Driver, Lane
 from engine.search.per_task import Visit, open_studies
 from engine.search.progress import ProgressSink
-from engine.search.recheck import Candidate, Replay, recheck_timeout, repair
+from engine.search.recheck import Candidate, Replay, recheck_timeout
 from engine.search.recorder import StrategyRecorder
 from engine.search.register import SearchTask
 from engine.search.remote import PluginNames, TrialResult, dask_client, pack, run_trial, warm_workers
@@ -135,7 +135,8 @@ def _lane(visit: Visit, storage: optuna.storages.RDBStorage, client: Any, names:
     study, spec = visit.study, visit.plan.spec
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     recorder = StrategyRecorder(visit.db, visit.task.search_task_id, maximize)
-    repair(recorder, study, spec.evaluation.recheck, spec.evaluation.folds)
+    keeper = visit.keeper()
+    visit.mend(recorder, keeper)
     mirror = optuna.create_study(
         direction=study.direction, sampler=visit.plan.sampler(_mirror_seed(spec.seed, visit.task.fingerprint))
     )
@@ -152,7 +153,7 @@ def _lane(visit: Visit, storage: optuna.storages.RDBStorage, client: Any, names:
         packed=packed,
         remote=client.scatter(packed, broadcast=True),
         recorder=recorder,
-        keeper=visit.keeper(),
+        keeper=keeper,
     )
 
 

@@ -156,11 +156,11 @@ class Visit:
         objective = self.objective()
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         recorder = StrategyRecorder(self.db, task.search_task_id, maximize)
+        keeper = self.keeper()
         observed = _ObservedObjective(
-            objective, recorder, study, lambda: self.progress.trial_finished(task.key), self.keeper()
+            objective, recorder, study, lambda: self.progress.trial_finished(task.key), keeper
         )
-        ev = spec.evaluation
-        repair(recorder, study, ev.recheck, ev.folds)  # a worker killed before the best row's update
+        self.mend(recorder, keeper)
         self.resume_warm_start(n)  # a study warm-started elsewhere: a guiding starter guides here too
         self.progress.task_started(task.key, spec.n_trials)
         for _ in range(count_done(study)):  # a resumed study's bar starts where it stands
@@ -236,6 +236,14 @@ class Visit:
                 user_attrs=attrs,
             )
         )
+
+    def mend(self, recorder: StrategyRecorder, keeper: ModelKeeper | None) -> None:
+        """What a worker killed between a trial's end and its records left undone: the best row, then
+        the kept model of the best trial (or of every trial, with ``keep = "all"``)."""
+        ev = self.plan.spec.evaluation
+        repair(recorder, self.study, ev.recheck, ev.folds)
+        if keeper is not None:
+            keeper.recover(self.study, rechecked=recorder.rechecked())
 
     def keeper(self) -> ModelKeeper | None:
         """Keeps the task's best trained model (or every one), if an artifact directory is configured."""

@@ -134,6 +134,11 @@ def drop_artifacts(
     return [(r.artifact_id, r.store) for r in rows]
 
 
+def artifact_kept(s: Session, artifact_id: str) -> bool:
+    """Whether a kept-model row records the artifact ``artifact_id``."""
+    return s.scalar(select(ArtifactRow.id).where(ArtifactRow.artifact_id == artifact_id)) is not None
+
+
 def artifacts_of(s: Session, search_task_ids: list[int]) -> list[ArtifactRow]:
     """The kept-model rows of the given search tasks."""
     if not search_task_ids:

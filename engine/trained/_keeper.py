@@ -7,6 +7,10 @@ trial is (still) the stored best, and with ``keep = "best"`` removes every other
 files included, so storage holds one model per task. With several workers each one settles against the
 stored best row, so whatever the interleaving the one kept model is the best row's.
 
+A worker killed after a trial finished but before its model was recorded leaves the file linked to the
+trial and no row: :meth:`ModelKeeper.recover`, run as each visit starts, records it then, so a finished
+trial's model is not lost with the process.
+
 Optuna has no call to unlink an artifact from a trial: a removed model's ``artifacts:<id>`` system
 attribute stays on its trial and points at nothing; ``stratagem_artifacts`` lists what is kept.
 """
@@ -20,6 +24,7 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.trial import TrialState
 
 from engine.configuration import Configuration
 from engine.errors import ModelStoreError
@@ -27,12 +32,22 @@ from engine.settings import VERSION
 from engine.storage import ArtifactRow, Database, queries
 from engine.study.trained import TrainedModel
 from engine.task import Dataset
-from engine.trained._format import WEIGHTS_FILE, MemberCard, ModelCard, write_weights
+from engine.trained._format import (
+    WEIGHTS_FILE,
+    MemberCard,
+    ModelCard,
+    ModelError,
+    weights_metadata,
+    write_weights,
+)
 from engine.trained._store import open_store, remove_artifact
 
 __all__ = ["KEEP_MODES", "KeptModel", "ModelKeeper"]
 
 KEEP_MODES = ("best", "all")
+
+ARTIFACT_PREFIX = "artifacts:"
+"""The system attribute by which Optuna links an uploaded artifact to its trial (``artifacts:<id>``)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +164,9 @@ class ModelKeeper:
         with self.db.session() as s:
             best = queries.best_row(s, self.search_task_id)
             best_number = best.trial_number if best is not None else None
-            if self.keep == "all" or kept.trial_number == best_number:
+            if (self.keep == "all" or kept.trial_number == best_number) and not queries.artifact_kept(
+                s, kept.artifact_id
+            ):  # (recover() may have recorded it: settling twice keeps one row)
                 s.add(
                     ArtifactRow(
                         search_task_id=self.search_task_id,
@@ -170,3 +187,28 @@ class ModelKeeper:
                 )
         for artifact_id, location in doomed:
             remove_artifact(location, artifact_id, self.db.url)
+
+    def recover(self, study: optuna.Study, rechecked: bool = False) -> None:
+        """Record the models that finished trials uploaded but no row records (their worker was killed
+        in between): the best trial's with ``keep = "best"`` (unless a final recheck chose the best:
+        its model is the recheck's, which the recheck keeps itself), every complete trial's with
+        ``keep = "all"``. A file that is gone or damaged is passed over."""
+        with self.db.session() as s:
+            best = queries.best_row(s, self.search_task_id)
+            recorded = {a.trial_number for a in queries.artifacts_of(s, [self.search_task_id])}
+        if self.keep == "best" and (best is None or rechecked or best.trial_number in recorded):
+            return
+        wanted = None if self.keep == "all" else best.trial_number if best is not None else None
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if trial.number in recorded or (wanted is not None and trial.number != wanted):
+                continue
+            for key in trial.system_attrs:
+                if key.startswith(ARTIFACT_PREFIX):
+                    artifact_id = key.removeprefix(ARTIFACT_PREFIX)
+                    path = Path(self.location) / artifact_id
+                    try:
+                        weights_metadata(path, "")
+                    except ModelError:
+                        continue  # gone (another store, or removed) or cut short
+                    self.settle(KeptModel(trial.number, artifact_id, path.stat().st_size))
+                    break
