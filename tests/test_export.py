@@ -9,12 +9,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 from click.testing import CliRunner
+from optuna.trial import TrialState
 from sqlalchemy import select
 
 import engine
@@ -357,6 +360,23 @@ def test_a_full_model_store_stops_the_search_and_keeps_what_finished(
     assert engine.best(storage=sqlite_url, search="full")[0].n_trials == 6
 
 
+KILLED_AFTER_UPLOAD = textwrap.dedent(
+    """
+    import os, sys
+    from engine.cli import cli
+    from engine.trained import ModelKeeper
+
+    upload = ModelKeeper.upload
+
+    def dying(self, *args, **kwargs):  # the model is stored, the trial still running: killed here
+        upload(self, *args, **kwargs)
+        os._exit(9)
+
+    ModelKeeper.upload = dying
+    cli(["run", sys.argv[1], "--storage", sys.argv[2], "--no-progress"])
+    """
+)
+
 KILLED_BEFORE_ITS_ROW = textwrap.dedent(
     """
     import os, sys
@@ -370,10 +390,7 @@ KILLED_BEFORE_ITS_ROW = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("keep", ["best", "all"])
-def test_a_model_whose_process_died_before_recording_it_is_kept_by_the_next_run(
-    tmp_path: Path, sqlite_url: str, keep: str
-) -> None:
+def _killable_spec(tmp_path: Path, keep: str) -> Path:
     write_table(tmp_path / "table.csv")
     spec = tmp_path / "spec.toml"
     spec.write_text(
@@ -394,14 +411,27 @@ def test_a_model_whose_process_died_before_recording_it_is_kept_by_the_next_run(
             """
         )
     )
+    return spec
+
+
+def _killed(script: str, spec: Path, url: str) -> None:
     died = subprocess.run(
-        [sys.executable, "-c", KILLED_BEFORE_ITS_ROW, str(spec), sqlite_url],
-        cwd=tmp_path,
+        [sys.executable, "-c", script, str(spec), url],
+        cwd=spec.parent,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "STRATAGEM_HEARTBEAT": "1"},
     )
     assert died.returncode == 9, died.stderr
+
+
+@pytest.mark.parametrize("keep", ["best", "all"])
+def test_a_model_whose_process_died_before_recording_it_is_kept_by_the_next_run(
+    tmp_path: Path, sqlite_url: str, keep: str
+) -> None:
+    spec = _killable_spec(tmp_path, keep)
+    _killed(KILLED_BEFORE_ITS_ROW, spec, sqlite_url)
     store = Path(str(tmp_path / "study.db") + ".artifacts")
     (orphan,) = [p.name for p in store.iterdir()]
     assert kept(sqlite_url) == []
@@ -413,3 +443,22 @@ def test_a_model_whose_process_died_before_recording_it_is_kept_by_the_next_run(
     assert [(r.trial_number, r.artifact_id) for r in kept(sqlite_url)] == [(0, orphan)]
     out = engine.export(search="exp", out=tmp_path / "model", storage=sqlite_url)
     assert json.loads((out / "model.json").read_text())["origin"]["trial"] == 0
+
+
+def test_the_model_file_of_a_trial_killed_before_it_was_stored_is_removed(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _killable_spec(tmp_path, "best")
+    _killed(KILLED_AFTER_UPLOAD, spec, sqlite_url)
+    store = Path(str(tmp_path / "study.db") + ".artifacts")
+    (orphan,) = [p.name for p in store.iterdir()]
+    time.sleep(3.5)  # three missed 1 s heartbeats: the killed trial is stale
+
+    monkeypatch.setenv("STRATAGEM_HEARTBEAT", "1")
+    again = CliRunner().invoke(cli, ["run", str(spec), "--storage", sqlite_url, "--no-progress"])
+    assert again.exit_code == 0, again.output
+    study = optuna.load_study(study_name="exp/table", storage=sqlite_url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    rows = kept(sqlite_url)
+    assert [r.trial_number for r in rows] == [1]
+    assert sorted(p.name for p in store.iterdir()) == [rows[0].artifact_id] != [orphan]

@@ -183,6 +183,8 @@ class Visit:
             recorder.finish(study)  # the counts on the best row, also after Ctrl-C or a visit with no work
             if run is not None and run.status == "done":  # else the bar stays where the task stands
                 self.progress.task_finished(task.key)
+        if keeper is not None:
+            keeper.sweep(study)  # a trial failed as stale in this visit may have left a model file
         if run.status == "done":
             limit = recheck_timeout(spec.trial_timeout, spec.evaluation.folds)
             self.final_choice(recorder, objective, replay_here(limit))
@@ -239,11 +241,13 @@ class Visit:
 
     def mend(self, recorder: StrategyRecorder, keeper: ModelKeeper | None) -> None:
         """What a worker killed between a trial's end and its records left undone: the best row, then
-        the kept model of the best trial (or of every trial, with ``keep = "all"``)."""
+        the kept model of the best trial (or of every trial, with ``keep = "all"``); and the model files
+        of failed trials go."""
         ev = self.plan.spec.evaluation
         repair(recorder, self.study, ev.recheck, ev.folds)
         if keeper is not None:
             keeper.recover(self.study, rechecked=recorder.rechecked())
+            keeper.sweep(self.study)
 
     def keeper(self) -> ModelKeeper | None:
         """Keeps the task's best trained model (or every one), if an artifact directory is configured."""

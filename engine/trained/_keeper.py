@@ -202,13 +202,27 @@ class ModelKeeper:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if trial.number in recorded or (wanted is not None and trial.number != wanted):
                 continue
-            for key in trial.system_attrs:
-                if key.startswith(ARTIFACT_PREFIX):
-                    artifact_id = key.removeprefix(ARTIFACT_PREFIX)
-                    path = Path(self.location) / artifact_id
-                    try:
-                        weights_metadata(path, "")
-                    except ModelError:
-                        continue  # gone (another store, or removed) or cut short
-                    self.settle(KeptModel(trial.number, artifact_id, path.stat().st_size))
-                    break
+            for artifact_id in _linked(trial):
+                path = Path(self.location) / artifact_id
+                try:
+                    weights_metadata(path, "")
+                except ModelError:
+                    continue  # gone (another store, or removed) or cut short
+                self.settle(KeptModel(trial.number, artifact_id, path.stat().st_size))
+                break
+
+    def sweep(self, study: optuna.Study) -> None:
+        """Remove the model files of failed trials (a worker killed after uploading a trial's model and
+        before the trial was stored leaves one): a failed trial's model is never kept."""
+        with self.db.session() as s:
+            recorded = {a.artifact_id for a in queries.artifacts_of(s, [self.search_task_id])}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            for artifact_id in _linked(trial):
+                if artifact_id not in recorded:
+                    remove_artifact(self.location, artifact_id, self.db.url)
+
+
+def _linked(trial: optuna.trial.FrozenTrial) -> list[str]:
+    """The artifacts uploaded for ``trial`` (Optuna links each by a system attribute)."""
+    prefix = ARTIFACT_PREFIX
+    return [key.removeprefix(prefix) for key in trial.system_attrs if key.startswith(prefix)]
