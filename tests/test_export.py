@@ -462,3 +462,24 @@ def test_the_model_file_of_a_trial_killed_before_it_was_stored_is_removed(
     rows = kept(sqlite_url)
     assert [r.trial_number for r in rows] == [1]
     assert sorted(p.name for p in store.iterdir()) == [rows[0].artifact_id] != [orphan]
+
+
+def test_a_failed_trials_model_file_that_cannot_be_removed_is_left_with_a_warning(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _killable_spec(tmp_path, "best")
+    _killed(KILLED_AFTER_UPLOAD, spec, sqlite_url)
+    store = Path(str(tmp_path / "study.db") + ".artifacts")
+    (orphan,) = [p.name for p in store.iterdir()]
+    time.sleep(3.5)
+
+    def refused(location: str, artifact_id: str, storage: str) -> bool:
+        raise PermissionError(13, "Permission denied", str(Path(location) / artifact_id))
+
+    monkeypatch.setattr("engine.trained._keeper.remove_artifact", refused)
+    monkeypatch.setenv("STRATAGEM_HEARTBEAT", "1")
+    again = CliRunner().invoke(cli, ["run", str(spec), "--storage", sqlite_url, "--no-progress"])
+    assert again.exit_code == 0, again.output  # a cleanup that fails does not stop the search
+    assert orphan in {p.name for p in store.iterdir()}
+    assert "cannot remove failed trial 0's model file" in caplog.text
+    assert [r.trial_number for r in kept(sqlite_url)] == [1]

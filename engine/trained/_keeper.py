@@ -17,6 +17,7 @@ attribute stays on its trial and points at nothing; ``stratagem_artifacts`` list
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from engine.trained._format import (
 from engine.trained._store import open_store, remove_artifact
 
 __all__ = ["KEEP_MODES", "KeptModel", "ModelKeeper"]
+
+log = logging.getLogger("stratagem")
 
 KEEP_MODES = ("best", "all")
 
@@ -213,13 +216,17 @@ class ModelKeeper:
 
     def sweep(self, study: optuna.Study) -> None:
         """Remove the model files of failed trials (a worker killed after uploading a trial's model and
-        before the trial was stored leaves one): a failed trial's model is never kept."""
+        before the trial was stored leaves one): a failed trial's model is never kept. A file that cannot
+        be removed is left, with a warning: the search goes on."""
         with self.db.session() as s:
             recorded = {a.artifact_id for a in queries.artifacts_of(s, [self.search_task_id])}
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             for artifact_id in _linked(trial):
                 if artifact_id not in recorded:
-                    remove_artifact(self.location, artifact_id, self.db.url)
+                    try:
+                        remove_artifact(self.location, artifact_id, self.db.url)
+                    except OSError as exc:
+                        log.warning("cannot remove failed trial %d's model file: %s", trial.number, exc)
 
 
 def _linked(trial: optuna.trial.FrozenTrial) -> list[str]:
