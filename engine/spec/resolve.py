@@ -37,9 +37,10 @@ WARM_START_ENV = "STRATAGEM_WARM_START"
 """Environment variable naming the default warm starter (else :data:`DEFAULT_WARM_STARTER`)."""
 
 DEFAULT_WARM_STARTER = "guided"
-"""The warm starter of a spec that names none. ``guided`` keeps the other tasks' history for the whole
-budget. On the training group of ``bench/warmstart.py``, paired per task in two runs, it was ahead of
-``transfer`` after the first trial and level or ahead after 5 to 20 trials (docs/benchmarks.md)."""
+"""The warm starter of a spec that names none. ``guided`` lets the other tasks' history choose the trials
+of the first half of the budget. On the training group of ``bench/warmstart.py``, paired per task in three
+runs, it was ahead of ``transfer`` after the first trial in two (level in the third) and level or ahead
+after 5 to 20 trials (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)

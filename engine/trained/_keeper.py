@@ -199,9 +199,11 @@ class ModelKeeper:
         with self.db.session() as s:
             best = queries.best_row(s, self.search_task_id)
             recorded = {a.trial_number for a in queries.artifacts_of(s, [self.search_task_id])}
-        if self.keep == "best" and (best is None or rechecked or best.trial_number in recorded):
-            return
-        wanted = None if self.keep == "all" else best.trial_number if best is not None else None
+        wanted = None  # keep = "all": every complete trial without a row
+        if self.keep == "best":
+            if best is None or rechecked or best.trial_number in recorded:
+                return
+            wanted = best.trial_number
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if trial.number in recorded or (wanted is not None and trial.number != wanted):
                 continue
@@ -218,15 +220,18 @@ class ModelKeeper:
         """Remove the model files of failed trials (a worker killed after uploading a trial's model and
         before the trial was stored leaves one): a failed trial's model is never kept. A file that cannot
         be removed is left, with a warning: the search goes on."""
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        linked = [(t.number, a) for t in failed for a in _linked(t)]
+        if not linked:
+            return  # the usual case: no row to read
         with self.db.session() as s:
             recorded = {a.artifact_id for a in queries.artifacts_of(s, [self.search_task_id])}
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            for artifact_id in _linked(trial):
-                if artifact_id not in recorded:
-                    try:
-                        remove_artifact(self.location, artifact_id, self.db.url)
-                    except OSError as exc:
-                        log.warning("cannot remove failed trial %d's model file: %s", trial.number, exc)
+        for number, artifact_id in linked:
+            if artifact_id not in recorded:
+                try:
+                    remove_artifact(self.location, artifact_id, self.db.url)
+                except OSError as exc:
+                    log.warning("cannot remove failed trial %d's model file: %s", number, exc)
 
 
 def _linked(trial: optuna.trial.FrozenTrial) -> list[str]:
