@@ -1,4 +1,4 @@
-"""A sampler that keeps using other tasks' history for the whole budget (the ``guided`` warm starter).
+"""A sampler that uses other tasks' history beyond the enqueued warm trials (the ``guided`` warm starter).
 
 :class:`GuidedSampler` wraps the study's own sampler (TPE by default). Before each trial that was not
 enqueued, it gathers candidates: ``proposals`` configurations drawn from the wrapped sampler (which sees
